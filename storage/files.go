@@ -1,0 +1,433 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// FileMeta describes a stored shared file.
+type FileMeta struct {
+	Key FileKey
+	// Header is the signature block exactly as the source sent it (without the empty line
+	// that ends it), so the file can be forwarded or served with its proof intact.
+	Header []byte
+	// Algorithm is the hash algorithm of the block ("sha256", ...); Hash is the hex hash of
+	// the content, computed by the relay.
+	Algorithm string
+	Hash      string
+	Size      int64
+	Expires   time.Time
+	Stored    time.Time
+	upload    uint64
+	chunks    uint32
+}
+
+// fileRecord is FileMeta's stored form (version 1).
+type fileRecord struct {
+	V         int    `json:"v"`
+	Header    []byte `json:"header"`
+	Algorithm string `json:"alg"`
+	Hash      string `json:"hash"`
+	Size      int64  `json:"size"`
+	Expires   int64  `json:"expires"`
+	Stored    int64  `json:"stored"`
+	Upload    uint64 `json:"upload"`
+	Chunks    uint32 `json:"chunks"`
+}
+
+func encodeFile(m FileMeta) ([]byte, error) {
+	return json.Marshal(fileRecord{
+		V: 1, Header: m.Header, Algorithm: m.Algorithm, Hash: m.Hash, Size: m.Size,
+		Expires: m.Expires.Unix(), Stored: m.Stored.UnixMilli(), Upload: m.upload, Chunks: m.chunks,
+	})
+}
+
+func decodeFile(k FileKey, b []byte) (FileMeta, error) {
+	var r fileRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %w", k, err)
+	}
+	if r.V != 1 {
+		return FileMeta{}, fmt.Errorf("storage: file %s: unknown record version %d", k, r.V)
+	}
+	return FileMeta{
+		Key: k, Header: r.Header, Algorithm: r.Algorithm, Hash: r.Hash, Size: r.Size,
+		Expires: time.Unix(r.Expires, 0), Stored: time.UnixMilli(r.Stored), upload: r.Upload, chunks: r.Chunks,
+	}, nil
+}
+
+// Upload receives a file's content chunk by chunk. Nothing of it is visible until it is
+// committed with CommitFile or Enqueue; an abandoned upload leaves only orphan chunks, which
+// Abort or the sweeper removes. An Upload is not safe for concurrent use.
+type Upload struct {
+	s      *Store
+	id     uint64
+	buf    []byte
+	chunks uint32
+	size   int64
+	done   bool
+}
+
+// NewUpload starts an upload of at most size bytes (-1 if unknown). It fails with
+// ErrNoSpace when the data directory cannot take size bytes.
+func (s *Store) NewUpload(size int64) (*Upload, error) {
+	if size > 0 {
+		if err := s.checkSpace(size); err != nil {
+			return nil, err
+		}
+	}
+	id, err := s.nextUploadID()
+	if err != nil {
+		return nil, err
+	}
+	s.active.Store(id, struct{}{})
+	// The marker is written before any chunk: whatever happens next, the sweeper can
+	// find and remove chunks that no record references.
+	err = s.update(func(txn *badger.Txn) error {
+		return txn.Set(orphanKey(id), nil)
+	})
+	if err != nil {
+		s.active.Delete(id)
+		return nil, fmt.Errorf("storage: start upload: %w", err)
+	}
+	return &Upload{s: s, id: id, buf: make([]byte, 0, s.opts.ChunkSize)}, nil
+}
+
+// Size returns the number of bytes written so far.
+func (u *Upload) Size() int64 { return u.size }
+
+// Write buffers p and stores every full chunk.
+func (u *Upload) Write(p []byte) (int, error) {
+	if u.done {
+		return 0, errors.New("storage: write to a finished upload")
+	}
+	written := 0
+	for len(p) > 0 {
+		n := copy(u.buf[len(u.buf):cap(u.buf)], p)
+		u.buf = u.buf[:len(u.buf)+n]
+		p = p[n:]
+		written += n
+		u.size += int64(n)
+		if len(u.buf) == cap(u.buf) {
+			if err := u.flush(); err != nil {
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+// ReadFrom copies r into the upload; it lets io.Copy fill the chunk buffer directly.
+func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
+	if u.done {
+		return 0, errors.New("storage: write to a finished upload")
+	}
+	var total int64
+	for {
+		n, err := r.Read(u.buf[len(u.buf):cap(u.buf)])
+		u.buf = u.buf[:len(u.buf)+n]
+		u.size += int64(n)
+		total += int64(n)
+		if len(u.buf) == cap(u.buf) {
+			if ferr := u.flush(); ferr != nil {
+				return total, ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// flush stores the buffered bytes as the next chunk.
+func (u *Upload) flush() error {
+	if len(u.buf) == 0 {
+		return nil
+	}
+	key := chunkKey(u.id, u.chunks)
+	err := u.s.update(func(txn *badger.Txn) error { return txn.Set(key, u.buf) })
+	if err != nil {
+		return fmt.Errorf("storage: write chunk %d of upload %d: %w", u.chunks, u.id, err)
+	}
+	// Badger has copied the value once the commit returns, so the buffer can be reused.
+	u.chunks++
+	u.buf = u.buf[:0]
+	return nil
+}
+
+// finish flushes the last chunk and makes every chunk durable before the record that will
+// reference them is written.
+func (u *Upload) finish() error {
+	if u.done {
+		return errors.New("storage: upload already finished")
+	}
+	if err := u.flush(); err != nil {
+		return err
+	}
+	return u.s.syncIfDurable()
+}
+
+// Abort abandons the upload and deletes its chunks.
+func (u *Upload) Abort() {
+	if u.done {
+		return
+	}
+	u.done = true
+	u.buf = nil
+	u.s.active.Delete(u.id)
+	if err := u.s.deleteChunks(u.id); err != nil {
+		u.s.log.Warn("abandoned upload left for the sweeper", "upload", u.id, "err", err)
+	}
+}
+
+// release marks the upload finished after its record was committed.
+func (u *Upload) release() {
+	u.done = true
+	u.buf = nil
+	u.s.active.Delete(u.id)
+}
+
+// CommitFile makes the upload visible as the file meta.Key, replacing any previous version,
+// and indexes it for expiry. When it returns nil the file is durable (with SyncWrites).
+// meta.Size is set from the upload.
+func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
+	if err := u.finish(); err != nil {
+		u.Abort()
+		return err
+	}
+	meta.upload, meta.chunks, meta.Size = u.id, u.chunks, u.size
+	val, err := encodeFile(meta)
+	if err != nil {
+		u.Abort()
+		return fmt.Errorf("storage: encode file %s: %w", meta.Key, err)
+	}
+	replaced := false
+	err = s.update(func(txn *badger.Txn) error {
+		replaced = false
+		fk := fileKey(meta.Key)
+		item, err := txn.Get(fk)
+		switch {
+		case err == nil:
+			b, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			old, err := decodeFile(meta.Key, b)
+			if err != nil {
+				return err
+			}
+			if err := txn.Delete(ttlKey(old.Expires.Unix(), meta.Key)); err != nil {
+				return err
+			}
+			if err := txn.Set(orphanKey(old.upload), nil); err != nil {
+				return err
+			}
+			replaced = true
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if err := txn.Set(fk, val); err != nil {
+			return err
+		}
+		if err := txn.Set(ttlKey(meta.Expires.Unix(), meta.Key), nil); err != nil {
+			return err
+		}
+		return txn.Delete(orphanKey(u.id))
+	})
+	if err != nil {
+		u.Abort()
+		return fmt.Errorf("storage: commit file %s: %w", meta.Key, err)
+	}
+	u.release()
+	if !replaced {
+		s.files.Add(1)
+	}
+	return s.syncIfDurable()
+}
+
+// StatFile returns the metadata of a stored file, or ErrNotFound.
+func (s *Store) StatFile(k FileKey) (FileMeta, error) {
+	var meta FileMeta
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		meta, err = getFile(txn, k)
+		return err
+	})
+	return meta, err
+}
+
+func getFile(txn *badger.Txn, k FileKey) (FileMeta, error) {
+	item, err := txn.Get(fileKey(k))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return FileMeta{}, fmt.Errorf("storage: file %s: %w", k, ErrNotFound)
+	}
+	if err != nil {
+		return FileMeta{}, fmt.Errorf("storage: file %s: %w", k, err)
+	}
+	var meta FileMeta
+	err = item.Value(func(b []byte) error {
+		meta, err = decodeFile(k, b)
+		return err
+	})
+	return meta, err
+}
+
+// OpenFile returns a stored file's metadata and a reader of its content, both from one
+// consistent snapshot: a file replaced or deleted meanwhile still reads whole. The reader
+// must be closed.
+func (s *Store) OpenFile(k FileKey) (FileMeta, io.ReadCloser, error) {
+	txn := s.db.NewTransaction(false)
+	meta, err := getFile(txn, k)
+	if err != nil {
+		txn.Discard()
+		return FileMeta{}, nil, err
+	}
+	return meta, newChunkReader(txn, meta.upload, meta.chunks, meta.Size), nil
+}
+
+// DeleteFile removes a stored file; its chunks are left to the sweeper.
+func (s *Store) DeleteFile(k FileKey) error {
+	deleted := false
+	err := s.update(func(txn *badger.Txn) error {
+		deleted = false
+		meta, err := getFile(txn, k)
+		if err != nil {
+			return err
+		}
+		deleted = true
+		return dropFile(txn, meta)
+	})
+	if err != nil {
+		return err
+	}
+	if deleted {
+		s.files.Add(-1)
+	}
+	return nil
+}
+
+func dropFile(txn *badger.Txn, meta FileMeta) error {
+	if err := txn.Delete(fileKey(meta.Key)); err != nil {
+		return err
+	}
+	if err := txn.Delete(ttlKey(meta.Expires.Unix(), meta.Key)); err != nil {
+		return err
+	}
+	return txn.Set(orphanKey(meta.upload), nil)
+}
+
+// FileCount returns the number of stored files.
+func (s *Store) FileCount() int64 { return s.files.Load() }
+
+// ExpireFiles deletes every file that expired at or before now, at most limit of them
+// (limit ≤ 0: no limit), and returns how many it deleted. Their chunks are left to
+// SweepOrphans.
+func (s *Store) ExpireFiles(now time.Time, limit int) (int, error) {
+	const batch = 256
+	deleted := 0
+	for limit <= 0 || deleted < limit {
+		n := batch
+		if limit > 0 && limit-deleted < n {
+			n = limit - deleted
+		}
+		consumed, files, err := s.expireBatch(now.Unix(), n)
+		deleted += files
+		if err != nil {
+			return deleted, err
+		}
+		if consumed < n {
+			return deleted, nil
+		}
+	}
+	return deleted, nil
+}
+
+// expireBatch deletes up to n expired files in one transaction; it returns how many index
+// entries it consumed (stale ones included: a short count means the index is drained) and
+// how many files it deleted.
+func (s *Store) expireBatch(now int64, n int) (consumed, files int, err error) {
+	err = s.update(func(txn *badger.Txn) error {
+		consumed, files = 0, 0
+		var keys [][]byte
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTTL)})
+		for it.Rewind(); it.Valid() && len(keys) < n; it.Next() {
+			exp, _, ok := parseTTLKey(it.Item().Key())
+			if ok && exp > now {
+				break
+			}
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, key := range keys {
+			consumed++
+			exp, fk, ok := parseTTLKey(key)
+			if !ok {
+				if err := txn.Delete(key); err != nil {
+					return err
+				}
+				continue
+			}
+			meta, err := getFile(txn, fk)
+			if err != nil || meta.Expires.Unix() != exp {
+				// A stale index entry (the file was replaced or is gone).
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				if err := txn.Delete(key); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := dropFile(txn, meta); err != nil {
+				return err
+			}
+			files++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("storage: expire files: %w", err)
+	}
+	s.files.Add(int64(-files))
+	return consumed, files, nil
+}
+
+// ListFiles calls fn for each stored file whose target is target ("" = all), in key order,
+// until fn returns false.
+func (s *Store) ListFiles(target string, fn func(FileMeta) bool) error {
+	prefix := prefixFile
+	if target != "" {
+		prefix += target + "/"
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k, ok := parseFileKey(string(it.Item().Key()[len(prefixFile):]))
+			if !ok {
+				continue
+			}
+			var meta FileMeta
+			err := it.Item().Value(func(b []byte) error {
+				var err error
+				meta, err = decodeFile(k, b)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !fn(meta) {
+				return nil
+			}
+		}
+		return nil
+	})
+}

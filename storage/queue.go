@@ -1,0 +1,328 @@
+package storage
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Job is a queued forward of a shared file to the next hop.
+type Job struct {
+	// File names the shared file; Header is its signature block as received.
+	File   FileKey
+	Header []byte
+	// NextHop is the node id of the sub-relay to deliver to, or "" for the upstream.
+	NextHop string
+	Size    int64
+	Expires time.Time
+	// Due is when the next attempt may start; Attempts counts the attempts made so far;
+	// LastError is why the last one failed.
+	Due       time.Time
+	Attempts  int
+	LastError string
+	Queued    time.Time
+
+	key    []byte
+	upload uint64
+	chunks uint32
+}
+
+// ID returns a stable identifier of the job in the queue, for logs.
+func (j Job) ID() string {
+	if len(j.key) != len(prefixJob)+16 {
+		return "?"
+	}
+	return fmt.Sprintf("%d", binary.BigEndian.Uint64(j.key[len(prefixJob)+8:]))
+}
+
+type jobRecord struct {
+	V         int    `json:"v"`
+	File      string `json:"file"`
+	Header    []byte `json:"header"`
+	NextHop   string `json:"next_hop,omitempty"`
+	Size      int64  `json:"size"`
+	Expires   int64  `json:"expires"`
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+	Queued    int64  `json:"queued"`
+	Upload    uint64 `json:"upload"`
+	Chunks    uint32 `json:"chunks"`
+}
+
+func encodeJob(j Job) ([]byte, error) {
+	return json.Marshal(jobRecord{
+		V: 1, File: j.File.String(), Header: j.Header, NextHop: j.NextHop, Size: j.Size,
+		Expires: j.Expires.Unix(), Attempts: j.Attempts, LastError: j.LastError,
+		Queued: j.Queued.UnixMilli(), Upload: j.upload, Chunks: j.chunks,
+	})
+}
+
+func decodeJob(key, b []byte) (Job, error) {
+	var r jobRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+	}
+	if r.V != 1 {
+		return Job{}, fmt.Errorf("storage: job %x: unknown record version %d", key, r.V)
+	}
+	fk, ok := parseFileKey(r.File)
+	if !ok {
+		return Job{}, fmt.Errorf("storage: job %x: bad file key %q", key, r.File)
+	}
+	due := int64(binary.BigEndian.Uint64(key[len(prefixJob):]))
+	return Job{
+		File: fk, Header: r.Header, NextHop: r.NextHop, Size: r.Size, Expires: time.Unix(r.Expires, 0),
+		Due: time.Unix(0, due), Attempts: r.Attempts, LastError: r.LastError, Queued: time.UnixMilli(r.Queued),
+		key: append([]byte(nil), key...), upload: r.Upload, chunks: r.Chunks,
+	}, nil
+}
+
+// Enqueue makes the upload a forward job, durable when it returns nil (with SyncWrites).
+// A job already queued for the same file is superseded: only the newest content is
+// delivered. It fails with ErrQueueFull when the queue is at its bound.
+func (s *Store) Enqueue(u *Upload, job Job) error {
+	if err := u.finish(); err != nil {
+		u.Abort()
+		return err
+	}
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	if s.opts.MaxJobs > 0 && s.jobs.Load() >= int64(s.opts.MaxJobs) {
+		u.Abort()
+		return fmt.Errorf("storage: queue %s: %d jobs queued: %w", job.File, s.jobs.Load(), ErrQueueFull)
+	}
+	seq, err := s.nextUploadID()
+	if err != nil {
+		u.Abort()
+		return err
+	}
+	if job.Due.IsZero() {
+		job.Due = time.Now()
+	}
+	if job.Queued.IsZero() {
+		job.Queued = time.Now()
+	}
+	job.upload, job.chunks, job.Size = u.id, u.chunks, u.size
+	job.key = jobKey(job.Due.UnixNano(), seq)
+	val, err := encodeJob(job)
+	if err != nil {
+		u.Abort()
+		return fmt.Errorf("storage: encode job for %s: %w", job.File, err)
+	}
+	superseded := false
+	err = s.update(func(txn *badger.Txn) error {
+		superseded = false
+		idx := jobFileKey(job.File)
+		item, err := txn.Get(idx)
+		switch {
+		case err == nil:
+			oldKey, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			old, err := getJob(txn, oldKey)
+			if err == nil {
+				if err := dropJob(txn, old); err != nil {
+					return err
+				}
+				superseded = true
+			} else if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if err := txn.Set(job.key, val); err != nil {
+			return err
+		}
+		if err := txn.Set(idx, job.key); err != nil {
+			return err
+		}
+		return txn.Delete(orphanKey(u.id))
+	})
+	if err != nil {
+		u.Abort()
+		return fmt.Errorf("storage: queue %s: %w", job.File, err)
+	}
+	u.release()
+	if !superseded {
+		s.jobs.Add(1)
+	}
+	return s.syncIfDurable()
+}
+
+func getJob(txn *badger.Txn, key []byte) (Job, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Job{}, fmt.Errorf("storage: job %x: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return Job{}, err
+	}
+	var job Job
+	err = item.Value(func(b []byte) error {
+		job, err = decodeJob(key, b)
+		return err
+	})
+	return job, err
+}
+
+// dropJob deletes a job and hands its chunks to the sweeper.
+func dropJob(txn *badger.Txn, job Job) error {
+	if err := txn.Delete(job.key); err != nil {
+		return err
+	}
+	if err := txn.Set(orphanKey(job.upload), nil); err != nil {
+		return err
+	}
+	idx := jobFileKey(job.File)
+	item, err := txn.Get(idx)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(cur []byte) error {
+		if string(cur) == string(job.key) {
+			return txn.Delete(idx)
+		}
+		return nil
+	})
+}
+
+// DueJobs returns up to limit jobs due at or before now, oldest first, skipping those for
+// which skip returns true (jobs already being delivered).
+func (s *Store) DueJobs(now time.Time, limit int, skip func(Job) bool) ([]Job, error) {
+	var jobs []Job
+	end := jobKey(now.UnixNano(), ^uint64(0))
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixJob)})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(jobs) < limit; it.Next() {
+			key := it.Item().Key()
+			if string(key) > string(end) {
+				break
+			}
+			var job Job
+			err := it.Item().Value(func(b []byte) error {
+				var err error
+				job, err = decodeJob(key, b)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if skip != nil && skip(job) {
+				continue
+			}
+			jobs = append(jobs, job)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: due jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// NextDue returns when the earliest queued job is due, or false when the queue is empty.
+func (s *Store) NextDue() (time.Time, bool, error) {
+	var due time.Time
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixJob), PrefetchValues: false})
+		defer it.Close()
+		it.Rewind()
+		if it.Valid() {
+			key := it.Item().Key()
+			due = time.Unix(0, int64(binary.BigEndian.Uint64(key[len(prefixJob):])))
+			found = true
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("storage: next due job: %w", err)
+	}
+	return due, found, nil
+}
+
+// OpenJob returns a reader of a job's content. The reader must be closed. It fails with
+// ErrNotFound when the job was completed or superseded meanwhile.
+func (s *Store) OpenJob(job Job) (io.ReadCloser, error) {
+	txn := s.db.NewTransaction(false)
+	if _, err := getJob(txn, job.key); err != nil {
+		txn.Discard()
+		return nil, err
+	}
+	return newChunkReader(txn, job.upload, job.chunks, job.Size), nil
+}
+
+// CompleteJob removes a delivered (or definitively refused, or expired) job. A job that is
+// already gone is not an error.
+func (s *Store) CompleteJob(job Job) error {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	removed := false
+	err := s.update(func(txn *badger.Txn) error {
+		removed = false
+		cur, err := getJob(txn, job.key)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		removed = true
+		return dropJob(txn, cur)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: complete job %s for %s: %w", job.ID(), job.File, err)
+	}
+	if removed {
+		s.jobs.Add(-1)
+	}
+	return s.syncIfDurable()
+}
+
+// RescheduleJob records a failed attempt and moves the job to due. It returns the updated
+// job; a job superseded or completed meanwhile yields ErrNotFound.
+func (s *Store) RescheduleJob(job Job, due time.Time, lastErr string) (Job, error) {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	var next Job
+	err := s.update(func(txn *badger.Txn) error {
+		cur, err := getJob(txn, job.key)
+		if err != nil {
+			return err
+		}
+		next = cur
+		next.Attempts++
+		next.LastError = lastErr
+		next.Due = due
+		next.key = jobKey(due.UnixNano(), binary.BigEndian.Uint64(cur.key[len(prefixJob)+8:]))
+		val, err := encodeJob(next)
+		if err != nil {
+			return err
+		}
+		if err := txn.Delete(cur.key); err != nil {
+			return err
+		}
+		if err := txn.Set(next.key, val); err != nil {
+			return err
+		}
+		return txn.Set(jobFileKey(next.File), next.key)
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("storage: reschedule job %s for %s: %w", job.ID(), job.File, err)
+	}
+	return next, nil
+}
+
+// JobCount returns the number of queued jobs.
+func (s *Store) JobCount() int64 { return s.jobs.Load() }
