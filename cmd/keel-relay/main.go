@@ -1,0 +1,318 @@
+// Command keel-relay is the Keel relay daemon: it serves the Rudder-compatible relay API
+// for the nodes below it and forwards what is not theirs to the next hop.
+//
+// Usage:
+//
+//	keel-relay run [--config FILE]            serve in the foreground
+//	keel-relay check-config [--config FILE]   validate and print the effective config
+//	keel-relay backup [--config FILE] FILE     write a backup of the store
+//	keel-relay restore [--config FILE] [--force] FILE   load a backup into the store
+//	keel-relay version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/storage"
+)
+
+// Set at link time: -X main.version=... -X main.commit=... -X main.date=...
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `keel-relay — the Keel relay daemon
+
+Usage:
+  keel-relay run [--config FILE]                      serve in the foreground
+  keel-relay check-config [--config FILE]             validate and print the effective config
+  keel-relay backup [--config FILE] FILE              write a backup of the whole store to FILE
+  keel-relay restore [--config FILE] [--force] FILE   load a backup (relay stopped; --force replaces existing data)
+  keel-relay version                                  print version information
+
+Without --config, %s is used if it exists, else the embedded default
+(loopback listeners, data in ./keel-data). Environment variables KEEL_<SECTION>_<KEY>
+override the file (e.g. KEEL_HTTP_LISTEN=0.0.0.0:3030).
+`
+
+// run executes one command and returns the process exit code: 0 success, 1 failure,
+// 2 usage error.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, usage, config.DefaultPath())
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(args, stderr)
+	case "check-config":
+		return cmdCheckConfig(args, stdout, stderr)
+	case "backup":
+		return cmdBackup(args, stdout, stderr)
+	case "restore":
+		return cmdRestore(args, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprintf(stdout, usage, config.DefaultPath())
+		return 0
+	default:
+		fmt.Fprintf(stderr, "keel-relay: unknown command %q\n\n", cmd)
+		fmt.Fprintf(stderr, usage, config.DefaultPath())
+		return 2
+	}
+}
+
+// configFlags registers --config on fs and returns a loader for it.
+func configFlags(fs *flag.FlagSet) func() (*config.Config, string, bool, error) {
+	path := fs.String("config", "", "config file (default "+config.DefaultPath()+" if it exists)")
+	return func() (*config.Config, string, bool, error) {
+		p, explicit := *path, *path != ""
+		if !explicit {
+			p = config.DefaultPath()
+			if _, err := os.Stat(p); err != nil {
+				p = ""
+			}
+		}
+		var cfg *config.Config
+		var err error
+		if p == "" {
+			cfg, err = config.Load("", false)
+		} else {
+			cfg, err = config.Load(p, explicit)
+		}
+		return cfg, p, explicit, err
+	}
+}
+
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
+	fs.SetOutput(stderr)
+	return fs.Parse(args) == nil
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	load := configFlags(fs)
+	if !parse(fs, args, stderr) {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "keel-relay run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, path, explicit, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	log, level := relay.NewLogger(cfg.Log, stderr)
+	if path == "" {
+		log.Info("no config file; using the embedded default", "looked_for", config.DefaultPath())
+	} else {
+		log.Info("config loaded", "file", path)
+	}
+	srv, err := relay.New(cfg, relay.Options{
+		ConfigPath: path, ConfigExplicit: explicit, Logger: log, LogLevel: level,
+		Build: relay.Build{Version: version, Commit: commit, Date: date},
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		stopping := false
+		for sig := range sigs {
+			switch {
+			case sig == syscall.SIGHUP:
+				log.Info("SIGHUP: reloading")
+				_ = srv.Reload()
+			case stopping:
+				log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
+				os.Exit(1)
+			default:
+				log.Info("stop signal: draining", "signal", sig.String())
+				stopping = true
+				stop()
+			}
+		}
+	}()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	load := configFlags(fs)
+	if !parse(fs, args, stderr) {
+		return 2
+	}
+	cfg, path, _, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: config is not valid:\n%v\n", err)
+		return 1
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	source := "embedded default"
+	if path != "" {
+		source = path
+	}
+	fmt.Fprintf(stdout, "# config OK (%s, with KEEL_* environment overrides)\n%s", source, out)
+	return 0
+}
+
+// cmdBackup writes a backup of the store. When the relay is running (the store is locked),
+// the backup is taken online through the admin listener.
+func cmdBackup(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	load := configFlags(fs)
+	if !parse(fs, args, stderr) {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: keel-relay backup [--config FILE] FILE")
+		return 2
+	}
+	dest := fs.Arg(0)
+	cfg, _, _, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	write := func(w io.Writer) error {
+		store, err := openStore(cfg)
+		if err == nil {
+			defer store.Close()
+			return store.Backup(w)
+		}
+		if cfg.Admin.Listen == "" {
+			return fmt.Errorf("%w (and admin.listen is disabled, so no online backup)", err)
+		}
+		fmt.Fprintf(stderr, "store in use (%v); taking an online backup through %s\n", err, cfg.Admin.Listen)
+		return onlineBackup(cfg.Admin.Listen, w)
+	}
+	if err := writeAtomic(dest, write); err != nil {
+		fmt.Fprintf(stderr, "keel-relay: backup: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "backup written to %s\n", dest)
+	return 0
+}
+
+func onlineBackup(admin string, w io.Writer) error {
+	client := &http.Client{Timeout: time.Hour}
+	resp, err := client.Get("http://" + admin + "/backup")
+	if err != nil {
+		return fmt.Errorf("online backup: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("online backup: admin listener answered %s", resp.Status)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("online backup: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic writes a file through a temporary file, synced and renamed into place, so a
+// failed backup never leaves a truncated file under the final name.
+func writeAtomic(dest string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dest)
+}
+
+func cmdRestore(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	load := configFlags(fs)
+	force := fs.Bool("force", false, "replace the data already in the store")
+	if !parse(fs, args, stderr) {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: keel-relay restore [--config FILE] [--force] FILE")
+		return 2
+	}
+	cfg, _, _, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: restore: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	store, err := openStore(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: restore: %v (stop the relay first)\n", err)
+		return 1
+	}
+	err = store.Restore(f, *force)
+	files, jobs := store.FileCount(), store.JobCount()
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "restored %s into %s: %d files, %d queued forwards\n", fs.Arg(0), cfg.DataDir, files, jobs)
+	return 0
+}
+
+func openStore(cfg *config.Config) (*storage.Store, error) {
+	log, _ := relay.NewLogger(config.LogConfig{Level: "warn", Format: cfg.Log.Format}, os.Stderr)
+	return storage.Open(relay.StorageOptions(cfg), log)
+}

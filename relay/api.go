@@ -1,0 +1,270 @@
+package relay
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/keel-relay/keel/relay/access"
+	"github.com/keel-relay/keel/relay/metrics"
+)
+
+// apiPrefixes are the prefixes the relay API is served under: bare (as old agents call
+// shared files), the historical /rudder/relay-api, and the versioned /rudder/relay-api/1.
+var apiPrefixes = [...]string{"", "/rudder/relay-api", "/rudder/relay-api/1"}
+
+// serverMetrics are the daemon-level metrics.
+type serverMetrics struct {
+	requests  *metrics.CounterVec
+	bytesIn   *metrics.CounterVec
+	bytesOut  *metrics.CounterVec
+	duration  *metrics.HistogramVec
+	refused   *metrics.CounterVec
+	nodeLoads *metrics.CounterVec
+}
+
+func newServerMetrics(reg *metrics.Registry, s *Server) *serverMetrics {
+	m := &serverMetrics{
+		requests:  reg.Counter("keel_http_requests_total", "Relay API requests by route, method and status code.", "route", "method", "code"),
+		bytesIn:   reg.Counter("keel_http_request_bytes_total", "Request body bytes received by route.", "route"),
+		bytesOut:  reg.Counter("keel_http_response_bytes_total", "Response body bytes sent by route.", "route"),
+		duration:  reg.Histogram("keel_http_request_duration_seconds", "Relay API request durations by route.", []float64{.005, .025, .1, .5, 2.5, 10, 60}, "route"),
+		refused:   reg.Counter("keel_http_access_refused_total", "Requests refused by network access control, by route.", "route"),
+		nodeLoads: reg.Counter("keel_node_map_loads_total", "Node map loads by result.", "result"),
+	}
+	reg.GaugeFunc("keel_shared_files_stored", "Shared files stored for nodes of this relay.", func() float64 { return float64(s.store.FileCount()) })
+	reg.GaugeFunc("keel_forward_queue_depth", "Shared files queued for a next hop.", func() float64 { return float64(s.store.JobCount()) })
+	reg.GaugeFunc("keel_store_disk_bytes", "Disk space used by the store.", func() float64 { return float64(s.diskUsage.Load()) })
+	reg.GaugeFunc("keel_node_map_nodes", "Nodes in the node map in force.", func() float64 { return float64(s.nodes.Current().Len()) })
+	reg.GaugeFunc("keel_draining", "1 while the relay drains before stopping.", func() float64 {
+		if s.draining.Load() {
+			return 1
+		}
+		return 0
+	})
+	reg.Gauge("keel_build_info", "Build of the running keel-relay.", "version", "commit", "goversion").
+		With(s.opts.Build.Version, s.opts.Build.Commit, runtime.Version()).Set(1)
+	return m
+}
+
+// apiHandler builds the relay API router.
+func (s *Server) apiHandler() http.Handler {
+	r := httprouter.New()
+	// Never rewrite paths: "/shared-files/t/s/.." must reach the id check and be refused,
+	// not be cleaned into another route.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	shared := func(l *accessLists) *access.List { return l.shared }
+	policy := func(l *accessLists) *access.List { return l.policyServer }
+	for _, p := range apiPrefixes {
+		files := p + "/shared-files/:target/:source/:file"
+		r.PUT(files, s.wrap("shared-files", shared, s.files.Put))
+		r.HEAD(files, s.wrap("shared-files", shared, s.files.Head))
+		r.GET(files, s.wrap("shared-files", shared, s.files.Get))
+		if p == "" {
+			continue
+		}
+		r.GET(p+"/system/status", s.wrap("system/status", shared, s.status))
+		r.GET(p+"/system/info", s.wrap("system/info", shared, s.info))
+		r.POST(p+"/system/reload", s.wrap("system/reload", policy, s.reload))
+	}
+	notFound := s.wrap("other", shared, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		http.Error(w, "no such route", http.StatusNotFound)
+	})
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { notFound(w, r, nil) })
+	return r
+}
+
+// adminHandler builds the admin listener's router: metrics and local status/reload.
+func (s *Server) adminHandler() http.Handler {
+	r := httprouter.New()
+	loopback := func(*accessLists) *access.List { return nil }
+	r.Handler(http.MethodGet, "/metrics", s.reg.Handler())
+	r.GET("/status", s.wrap("admin/status", loopback, s.status))
+	r.POST("/reload", s.wrap("admin/reload", loopback, s.reload))
+	r.GET("/backup", s.wrap("admin/backup", loopback, s.backup))
+	return r
+}
+
+// wrap adds access control (list == nil means loopback only), request logging and metrics.
+func (s *Server) wrap(route string, list func(*accessLists) *access.List, h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+		body := &countingBody{ReadCloser: r.Body}
+		r.Body = body
+		defer func() {
+			code := strconv.Itoa(rec.code)
+			s.m.requests.With(route, r.Method, code).Inc()
+			s.m.bytesIn.With(route).Add(float64(body.n))
+			s.m.bytesOut.With(route).Add(float64(rec.n))
+			s.m.duration.With(route).Observe(time.Since(start).Seconds())
+			level := slog.LevelInfo
+			if r.Method == http.MethodHead || (r.Method == http.MethodGet && rec.code < 400) {
+				level = slog.LevelDebug // agents poll; keep the log for what changes things
+			}
+			s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "peer", r.RemoteAddr,
+				"status", rec.code, "bytes_in", body.n, "bytes_out", rec.n, "took", time.Since(start).Round(time.Microsecond))
+		}()
+		peer, err := access.PeerAddr(r.RemoteAddr)
+		allowed := err == nil && peer.Unmap().IsLoopback()
+		if l := list(s.lists.Load()); l != nil && err == nil {
+			allowed = l.Allows(peer)
+		}
+		if !allowed {
+			s.m.refused.With(route).Inc()
+			s.log.Warn("request refused by network access control", "route", route, "peer", r.RemoteAddr)
+			rec.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if r.Method == http.MethodHead {
+				rec.Header().Set("Content-Length", "0")
+				rec.WriteHeader(http.StatusForbidden)
+				return
+			}
+			rec.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(rec, "forbidden: "+r.RemoteAddr+" is not in the networks allowed for "+route+"\n")
+			return
+		}
+		h(rec, r, ps)
+	}
+}
+
+// recorder captures the status code and body size of a response.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	n     int64
+	wrote bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.code, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	n, err := r.ResponseWriter.Write(p)
+	r.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (read deadlines, flushes).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Status is the JSON answer of /system/status.
+type Status struct {
+	Status       string        `json:"status"` // ok | draining
+	Version      string        `json:"version"`
+	NodeID       string        `json:"node_id"`
+	Role         string        `json:"role"`
+	UptimeSec    int64         `json:"uptime_seconds"`
+	NodeMap      NodeMapStatus `json:"node_map"`
+	Files        int64         `json:"files_stored"`
+	QueueDepth   int64         `json:"queue_depth"`
+	StoreBytes   int64         `json:"store_bytes"`
+	EdgeDaemons  int           `json:"edge_daemons_connected"`
+	NodesFile    string        `json:"nodes_file,omitempty"`
+	StatusReason string        `json:"reason,omitempty"`
+}
+
+// NodeMapStatus describes the node map in force.
+type NodeMapStatus struct {
+	Nodes     int       `json:"nodes"`
+	LoadedAt  time.Time `json:"loaded_at"`
+	Digest    string    `json:"digest,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+func (s *Server) currentStatus() (Status, int) {
+	cfg := s.cfg.Load()
+	m := s.nodes.Current()
+	st := Status{
+		Status: "ok", Version: s.opts.Build.Version, NodeID: cfg.NodeID, Role: cfg.Role,
+		UptimeSec: int64(time.Since(s.started).Seconds()),
+		NodeMap:   NodeMapStatus{Nodes: m.Len(), Digest: m.Digest()},
+		Files:     s.store.FileCount(), QueueDepth: s.store.JobCount(), StoreBytes: s.diskUsage.Load(),
+		NodesFile: cfg.NodesFile,
+	}
+	if t := s.nodeLoaded.Load(); t != nil {
+		st.NodeMap.LoadedAt = t.UTC()
+	}
+	if e := s.nodeLoadErr.Load(); e != nil {
+		st.NodeMap.LastError = *e
+	}
+	if s.draining.Load() {
+		st.Status, st.StatusReason = "draining", "the relay is stopping"
+		return st, http.StatusServiceUnavailable
+	}
+	return st, http.StatusOK
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	st, code := s.currentStatus()
+	writeJSON(w, code, st)
+}
+
+func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	cfg := s.cfg.Load()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": "keel-relay", "version": s.opts.Build.Version, "commit": s.opts.Build.Commit,
+		"build_date": s.opts.Build.Date, "go_version": runtime.Version(),
+		"os": runtime.GOOS, "arch": runtime.GOARCH,
+		"node_id": cfg.NodeID, "role": cfg.Role, "upstream": cfg.Upstream,
+		"api_versions": []int{1}, "features": []string{"shared-files", "system"},
+		"started": s.started.UTC(),
+	})
+}
+
+func (s *Server) reload(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	if err := s.Reload(); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error(), "nodes": s.nodes.Current().Len()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "nodes": s.nodes.Current().Len()})
+}
+
+// backup streams an online backup of the whole store (used by `keel-relay backup` while the
+// daemon holds the store).
+func (s *Server) backup(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := s.store.Backup(w); err != nil {
+		s.log.Error("online backup failed", "err", err)
+		// The status is already sent; abort the stream so the client sees a broken body.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,292 @@
+package forward
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/relay/wire/ttl"
+	"github.com/keel-relay/keel/storage"
+)
+
+// WorkerOptions tunes delivery.
+type WorkerOptions struct {
+	MinBackoff     time.Duration
+	MaxBackoff     time.Duration
+	Concurrency    int
+	AttemptTimeout time.Duration
+}
+
+// Metrics are the worker's counters.
+type Metrics struct {
+	Attempts  *metrics.CounterVec // by hop, result (delivered|retry|dropped|expired)
+	BytesSent *metrics.CounterVec // by hop
+}
+
+// NewMetrics registers the worker's metrics in reg.
+func NewMetrics(reg *metrics.Registry) *Metrics {
+	return &Metrics{
+		Attempts:  reg.Counter("keel_forward_attempts_total", "Forward delivery attempts by next hop and result.", "hop", "result"),
+		BytesSent: reg.Counter("keel_forward_bytes_total", "Bytes of shared files delivered to next hops.", "hop"),
+	}
+}
+
+// Worker delivers queued forward jobs with bounded concurrency, retrying failed deliveries
+// with capped exponential backoff and jitter for as long as the file's TTL lasts.
+type Worker struct {
+	store   *storage.Store
+	hops    *Hops
+	opts    WorkerOptions
+	log     *slog.Logger
+	metrics *Metrics
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	inflight map[storage.FileKey]bool
+}
+
+// NewWorker returns a worker; start it with Run.
+func NewWorker(store *storage.Store, hops *Hops, opts WorkerOptions, m *Metrics, log *slog.Logger) *Worker {
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	return &Worker{
+		store: store, hops: hops, opts: opts, log: log, metrics: m,
+		wake: make(chan struct{}, 1), inflight: map[storage.FileKey]bool{},
+	}
+}
+
+// Wake tells the worker a job was queued; it never blocks.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers jobs until ctx is done, then waits for the deliveries in flight to end
+// (their contexts are cancelled: an interrupted delivery stays queued).
+func (w *Worker) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, w.opts.Concurrency)
+	defer wg.Wait()
+	for {
+		free := w.opts.Concurrency - len(slots)
+		var jobs []storage.Job
+		if free > 0 {
+			var err error
+			jobs, err = w.store.DueJobs(time.Now(), free, w.isInflight)
+			if err != nil {
+				w.log.Error("read forward queue", "err", err)
+			}
+		}
+		for _, job := range jobs {
+			w.setInflight(job.File, true)
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.deliver(ctx, job)
+				w.setInflight(job.File, false)
+				<-slots
+				w.Wake()
+			}()
+		}
+		// Sleep until the next job is due. When every slot is busy, or the due jobs were
+		// all skipped because a delivery of the same file is in flight, a finishing
+		// delivery wakes us instead.
+		wait := time.Minute
+		if due, ok, err := w.store.NextDue(); err == nil && ok {
+			wait = max(time.Until(due), 10*time.Millisecond)
+			if len(slots) == w.opts.Concurrency || (len(jobs) == 0 && !due.After(time.Now())) {
+				wait = time.Minute
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-w.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func (w *Worker) isInflight(job storage.Job) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inflight[job.File]
+}
+
+func (w *Worker) setInflight(k storage.FileKey, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on {
+		w.inflight[k] = true
+	} else {
+		delete(w.inflight, k)
+	}
+}
+
+// Outcome classifies the answer of a next hop.
+type Outcome int
+
+// The outcomes of a delivery attempt.
+const (
+	Delivered Outcome = iota // 2xx: the next hop has it
+	Retry                    // 5xx, 408, 429, network error: try again later
+	Refused                  // any other 4xx (and 3xx): the next hop will never take it
+)
+
+// Classify maps an HTTP status to an Outcome.
+func Classify(status int) Outcome {
+	switch {
+	case status >= 200 && status < 300:
+		return Delivered
+	case status >= 500, status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
+		status == http.StatusTooEarly:
+		return Retry
+	default:
+		return Refused
+	}
+}
+
+func (w *Worker) deliver(ctx context.Context, job storage.Job) {
+	log := w.log.With("file", job.File.String(), "job", job.ID(), "attempt", job.Attempts+1)
+	remaining := time.Until(job.Expires)
+	if remaining <= 0 {
+		log.Warn("forward dropped: the file expired before it could be delivered", "last_error", job.LastError)
+		w.count(job.NextHop, "expired")
+		w.complete(job, log)
+		return
+	}
+	hop, err := w.hops.Resolve(job.NextHop)
+	if err != nil {
+		w.retry(job, err.Error(), log, hopName(job.NextHop))
+		return
+	}
+	log = log.With("hop", hop.Name())
+	actx, cancel := context.WithTimeout(ctx, w.opts.AttemptTimeout)
+	defer cancel()
+	status, sent, err := w.put(actx, hop, job, remaining)
+	switch {
+	case err != nil:
+		if errors.Is(err, storage.ErrNotFound) {
+			return // superseded or completed meanwhile
+		}
+		if ctx.Err() != nil {
+			log.Info("forward interrupted by shutdown; it stays queued")
+			return
+		}
+		w.retry(job, err.Error(), log, hop.Name())
+	case Classify(status) == Delivered:
+		log.Info("forward delivered", "status", status, "bytes", sent)
+		w.metrics.BytesSent.With(hop.Name()).Add(float64(sent))
+		w.count(job.NextHop, "delivered")
+		w.complete(job, log)
+	case Classify(status) == Retry:
+		w.retry(job, fmt.Sprintf("next hop answered %d", status), log, hop.Name())
+	default:
+		log.Warn("forward dropped: the next hop refused the file for good", "status", status)
+		w.count(job.NextHop, "dropped")
+		w.complete(job, log)
+	}
+}
+
+func hopName(nextHop string) string {
+	if nextHop == "" {
+		return "upstream"
+	}
+	return nextHop
+}
+
+func (w *Worker) count(nextHop, result string) {
+	w.metrics.Attempts.With(hopName(nextHop), result).Inc()
+}
+
+func (w *Worker) complete(job storage.Job, log *slog.Logger) {
+	if err := w.store.CompleteJob(job); err != nil {
+		log.Error("remove forward job", "err", err)
+	}
+}
+
+func (w *Worker) retry(job storage.Job, reason string, log *slog.Logger, hop string) {
+	w.metrics.Attempts.With(hop, "retry").Inc()
+	delay := Backoff(job.Attempts, w.opts.MinBackoff, w.opts.MaxBackoff)
+	if _, err := w.store.RescheduleJob(job, time.Now().Add(delay), reason); err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			log.Error("reschedule forward job", "err", err)
+		}
+		return
+	}
+	log.Warn("forward failed; will retry", "err", reason, "retry_in", delay.Round(time.Millisecond))
+}
+
+// Backoff returns the delay before attempt number attempts+1: min·2^attempts capped at max,
+// with "equal jitter" (a random point in the upper half) so that many relays retrying the
+// same upstream spread out.
+func Backoff(attempts int, minDelay, maxDelay time.Duration) time.Duration {
+	d := minDelay
+	for i := 0; i < attempts && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// put sends one delivery attempt and returns the next hop's status.
+func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining time.Duration) (int, int64, error) {
+	content, err := w.store.OpenJob(job)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer content.Close()
+	body := io.MultiReader(bytes.NewReader(job.Header), strings.NewReader("\n"), content)
+	size := int64(len(job.Header)) + 1 + job.Size
+	target := hop.BaseURL + "/rudder/relay-api/1/shared-files/" + url.PathEscape(job.File.Target) + "/" +
+		url.PathEscape(job.File.Source) + "/" + url.PathEscape(job.File.ID) + "?ttl=" + ttl.Seconds(remaining)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, body)
+	if err != nil {
+		return 0, 0, fmt.Errorf("build request: %w", err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("User-Agent", "keel-relay forward")
+	resp, err := hop.Client.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("PUT %s: %w", hop.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, size, nil
+}
+
+// Head asks hop whether it holds the file with the given hash and returns its status code.
+func Head(ctx context.Context, hop Hop, k storage.FileKey, hash string) (int, http.Header, error) {
+	target := hop.BaseURL + "/rudder/relay-api/1/shared-files/" + url.PathEscape(k.Target) + "/" +
+		url.PathEscape(k.Source) + "/" + url.PathEscape(k.ID) + "?hash=" + url.QueryEscape(hash)
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, target, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("User-Agent", "keel-relay forward")
+	resp, err := hop.Client.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("HEAD %s: %w", hop.BaseURL, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header, nil
+}

@@ -1,0 +1,478 @@
+// Package relay assembles the keel-relay daemon: the relay HTTP API (shared files, system
+// endpoints), the admin listener (/metrics), the node map and its reloads, the forward queue
+// worker and the TTL cleaner, over one storage.Store. Server.Run serves until its context
+// ends, then drains.
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keel-relay/keel/relay/access"
+	"github.com/keel-relay/keel/relay/cleaner"
+	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/forward"
+	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/relay/nodemap"
+	"github.com/keel-relay/keel/relay/sharedfiles"
+	"github.com/keel-relay/keel/storage"
+)
+
+// Build identifies the running binary.
+type Build struct {
+	Version string
+	Commit  string
+	Date    string
+}
+
+// Options are what the daemon needs besides its config.
+type Options struct {
+	// ConfigPath and ConfigExplicit say where Reload re-reads the config from
+	// (ConfigPath "" = embedded default only).
+	ConfigPath     string
+	ConfigExplicit bool
+	Build          Build
+	Logger         *slog.Logger
+	// LogLevel, when set, is adjusted on reload to follow log.level.
+	LogLevel *slog.LevelVar
+}
+
+// Server is a running keel-relay.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	cfg     atomic.Pointer[config.Config]
+	lists   atomic.Pointer[accessLists]
+	store   *storage.Store
+	nodes   *nodemap.Holder
+	reg     *metrics.Registry
+	m       *serverMetrics
+	hops    *forward.Hops
+	worker  *forward.Worker
+	cleaner *cleaner.Cleaner
+	files   *sharedfiles.Handler
+
+	apiLn, adminLn net.Listener
+	api, admin     *http.Server
+
+	started   time.Time
+	draining  atomic.Bool
+	diskUsage atomic.Int64
+	inflight  sync.WaitGroup
+
+	reloadMu    sync.Mutex
+	nodeLoadErr atomic.Pointer[string]
+	nodeLoaded  atomic.Pointer[time.Time]
+}
+
+// accessLists are the reloadable access-control lists.
+type accessLists struct {
+	shared       *access.List // shared files, status, info
+	policyServer *access.List // remote run, reload (plus loopback)
+}
+
+func buildLists(cfg *config.Config) (*accessLists, error) {
+	shared, err := access.Parse(cfg.HTTP.AllowedNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("http.allowed_networks: %w", err)
+	}
+	ps, err := access.Parse(append([]string{"127.0.0.0/8", "::1/128"}, cfg.HTTP.PolicyServerNetworks...))
+	if err != nil {
+		return nil, fmt.Errorf("http.policy_server_networks: %w", err)
+	}
+	return &accessLists{shared: shared, policyServer: ps}, nil
+}
+
+// New opens the store, loads the node map and binds the listeners; Run serves.
+func New(cfg *config.Config, opts Options) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := opts.Logger
+	s = &Server{opts: opts, log: log, reg: metrics.NewRegistry(), started: time.Now()}
+	s.cfg.Store(cfg)
+	lists, err := buildLists(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.lists.Store(lists)
+
+	so := StorageOptions(cfg)
+	if !so.SyncWrites {
+		log.Warn("storage.sync_writes is off: an acknowledged file can be lost in a power failure")
+	}
+	s.store, err = storage.Open(so, log.With("component", "storage"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = s.closeListeners()
+			_ = s.store.Close()
+		}
+	}()
+
+	s.nodes = nodemap.NewHolder(cfg.NodeID, log.With("component", "nodemap"))
+	s.m = newServerMetrics(s.reg, s)
+	if err := s.loadNodeMap(); err != nil {
+		log.Error("node map not loaded", "err", err)
+	}
+
+	s.hops, err = forward.NewHops(forward.HopOptions{
+		Upstream: cfg.Upstream, SubRelayURL: cfg.Forward.SubRelayURL, AllowHTTP: cfg.Forward.AllowHTTP,
+		CAFile: cfg.Forward.TLS.CAFile, UpstreamKeyHash: cfg.Forward.TLS.KeyHash,
+		InsecureSkipVerify: cfg.Forward.TLS.InsecureSkipVerify,
+	}, s.nodes.Current, log.With("component", "forward"))
+	if err != nil {
+		return nil, err
+	}
+	s.worker = forward.NewWorker(s.store, s.hops, forward.WorkerOptions{
+		MinBackoff: cfg.Forward.MinBackoff, MaxBackoff: cfg.Forward.MaxBackoff,
+		Concurrency: cfg.Forward.Concurrency, AttemptTimeout: cfg.Forward.AttemptTimeout,
+	}, forward.NewMetrics(s.reg), log.With("component", "forward"))
+	s.cleaner = cleaner.New(s.store, cfg.SharedFiles.CleanupInterval, cleaner.NewMetrics(s.reg), log.With("component", "cleaner"))
+	s.files = sharedfiles.New(sharedfiles.Options{
+		Root:                 cfg.Role == config.RoleRoot,
+		MaxBody:              func() int64 { return int64(s.cfg.Load().HTTP.MaxBody) },
+		BodyIdleTimeout:      cfg.HTTP.BodyIdleTimeout,
+		MaxConcurrentUploads: cfg.HTTP.MaxConcurrentUploads,
+	}, s.store, s.nodes.Current, s.hops, s.worker.Wake, log.With("component", "shared-files"))
+
+	if err := s.listen(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// StorageOptions maps the storage section (and the queue bound) to store options.
+func StorageOptions(cfg *config.Config) storage.Options {
+	so := storage.DefaultOptions(cfg.DataDir)
+	so.MemTableSize = int64(cfg.Storage.MemTableSize)
+	so.NumMemtables = cfg.Storage.NumMemtables
+	so.BlockCacheSize = int64(cfg.Storage.BlockCacheSize)
+	so.IndexCacheSize = int64(cfg.Storage.IndexCacheSize)
+	so.ValueLogFileSize = int64(cfg.Storage.ValueLogFileSize)
+	so.ValueThreshold = int64(cfg.Storage.ValueThreshold)
+	so.NumCompactors = cfg.Storage.NumCompactors
+	so.ChunkSize = int(cfg.Storage.ChunkSize)
+	so.SyncWrites = cfg.Storage.SyncWrites
+	so.MaxJobs = cfg.Forward.MaxJobs
+	return so
+}
+
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	s.apiLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	if cfg.HTTP.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+		if err != nil {
+			return fmt.Errorf("http.tls_cert/tls_key: %w", err)
+		}
+		s.apiLn = tls.NewListener(s.apiLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	s.api = &http.Server{
+		Handler:           s.apiHandler(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	if cfg.Admin.Listen != "" {
+		s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		s.admin = &http.Server{
+			Handler:           s.adminHandler(),
+			ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+			IdleTimeout:       cfg.HTTP.IdleTimeout,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.With("component", "admin").Handler(), slog.LevelWarn),
+		}
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() error {
+	var errs []error
+	for _, ln := range []net.Listener{s.apiLn, s.adminLn} {
+		if ln != nil {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// APIAddr returns the address the relay API listens on.
+func (s *Server) APIAddr() net.Addr { return s.apiLn.Addr() }
+
+// AdminAddr returns the admin listener's address, or nil when it is disabled.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Run serves until ctx is done, then drains: new connections are refused, requests in flight
+// get shutdown_grace to finish, the workers stop, and the store is closed. It returns nil after
+// a clean drain.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.cfg.Load()
+	workCtx, stopWork := context.WithCancel(context.Background())
+	var workers sync.WaitGroup
+	workers.Go(func() { s.worker.Run(workCtx) })
+	workers.Go(func() { s.cleaner.Run(workCtx) })
+	workers.Go(func() { s.watchDisk(workCtx) })
+	if cfg.NodesFile != "" && cfg.NodesPollInterval > 0 {
+		workers.Go(func() { s.nodes.Watch(workCtx, cfg.NodesFile, cfg.NodesPollInterval, s.nodeMapLoaded) })
+	}
+
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- serve(s.api, s.apiLn) }()
+	if s.admin != nil {
+		go func() { serveErr <- serve(s.admin, s.adminLn) }()
+	}
+	s.log.Info("keel-relay started", "version", s.opts.Build.Version, "node_id", cfg.NodeID, "role", cfg.Role,
+		"api", s.apiLn.Addr().String(), "admin", addrString(s.adminLn), "data_dir", cfg.DataDir,
+		"nodes", s.nodes.Current().Len(), "files", s.store.FileCount(), "queued", s.store.JobCount())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+		s.log.Error("listener failed; shutting down", "err", runErr)
+	}
+	s.drain(cfg.ShutdownGrace)
+	stopWork()
+	workers.Wait()
+	if err := s.store.Close(); err != nil {
+		s.log.Error("close store", "err", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	s.log.Info("keel-relay stopped")
+	return runErr
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func addrString(ln net.Listener) string {
+	if ln == nil {
+		return "disabled"
+	}
+	return ln.Addr().String()
+}
+
+// drain stops accepting, lets requests in flight finish within grace, then cuts the rest and
+// waits for their handlers to return (so nothing writes to the store after it closes).
+func (s *Server) drain(grace time.Duration) {
+	s.draining.Store(true)
+	s.log.Info("draining", "grace", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.api.Shutdown(ctx); err != nil {
+		s.log.Warn("grace period over; cutting the requests still running", "err", err)
+		_ = s.api.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.log.Error("handlers still running 10s after the connections were cut")
+	}
+	if s.admin != nil {
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		defer acancel()
+		if err := s.admin.Shutdown(actx); err != nil {
+			_ = s.admin.Close()
+		}
+	}
+}
+
+// watchDisk refreshes the store's disk usage for metrics and status (walking the data
+// directory on every scrape would be wasteful).
+func (s *Server) watchDisk(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := s.store.DiskUsage(); err == nil {
+			s.diskUsage.Store(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Reload re-reads the config file and the node map. Settings that can change live (log
+// level, access lists, body limit) are applied; a changed setting that needs a restart is
+// reported. A bad config or node map leaves the running ones in place.
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	var errs []error
+	old := s.cfg.Load()
+	next := old
+	if s.opts.ConfigPath != "" {
+		cfg, err := config.Load(s.opts.ConfigPath, s.opts.ConfigExplicit)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config not reloaded: %w", err))
+		} else if lists, err := buildLists(cfg); err != nil {
+			errs = append(errs, fmt.Errorf("config not reloaded: %w", err))
+		} else {
+			next = s.applyConfig(old, cfg, lists)
+		}
+	}
+	if err := s.loadNodeMapFrom(next); err != nil {
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		s.log.Error("reload incomplete", "err", err)
+	} else {
+		s.log.Info("reloaded", "nodes", s.nodes.Current().Len())
+	}
+	return err
+}
+
+// applyConfig installs the live-reloadable part of cfg and returns the config now in force.
+func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *config.Config {
+	live := *old
+	live.Log = cfg.Log
+	live.HTTP.AllowedNetworks = cfg.HTTP.AllowedNetworks
+	live.HTTP.PolicyServerNetworks = cfg.HTTP.PolicyServerNetworks
+	live.HTTP.MaxBody = cfg.HTTP.MaxBody
+	live.NodesFile = cfg.NodesFile
+	if !reflect.DeepEqual(live, *cfg) {
+		for _, key := range changedKeys(live, *cfg) {
+			s.log.Warn("config change needs a restart to take effect", "key", key)
+		}
+	}
+	if s.opts.LogLevel != nil {
+		s.opts.LogLevel.Set(ParseLevel(cfg.Log.Level))
+	}
+	s.lists.Store(lists)
+	s.cfg.Store(&live)
+	return &live
+}
+
+// changedKeys lists the top-level sections (or keys) that differ between a and b.
+func changedKeys(a, b config.Config) []string {
+	var keys []string
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	t := va.Type()
+	for i := range t.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			name := t.Field(i).Tag.Get("mapstructure")
+			if name == "" {
+				name = t.Field(i).Name
+			}
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
+// loadNodeMap loads the node map at start; when the file is missing or broken, the last good
+// map kept in the store is used.
+func (s *Server) loadNodeMap() error {
+	cfg := s.cfg.Load()
+	err := s.loadNodeMapFrom(cfg)
+	if err == nil || cfg.NodesFile == "" {
+		return err
+	}
+	rec, rerr := s.store.LoadNodeMap()
+	if rerr != nil {
+		return err
+	}
+	m, perr := nodemap.Parse(rec.Raw, cfg.NodeID)
+	if perr != nil {
+		return errors.Join(err, fmt.Errorf("stored node map unusable: %w", perr))
+	}
+	s.nodes.Set(m)
+	loaded := rec.LoadedAt
+	s.nodeLoaded.Store(&loaded)
+	s.log.Warn("using the last good node map kept in the store", "nodes", m.Len(), "loaded_at", rec.LoadedAt, "source", rec.Source)
+	return err
+}
+
+func (s *Server) loadNodeMapFrom(cfg *config.Config) error {
+	if cfg.NodesFile == "" {
+		if s.nodeLoaded.Load() == nil {
+			now := time.Now()
+			s.nodeLoaded.Store(&now)
+		}
+		return nil
+	}
+	m, err := s.nodes.LoadFile(cfg.NodesFile)
+	s.nodeMapLoaded(m, err)
+	if err != nil {
+		return fmt.Errorf("node map %s not loaded (the previous map stays): %w", cfg.NodesFile, err)
+	}
+	return nil
+}
+
+// nodeMapLoaded records the outcome of a node map load (from start, reload or the watcher).
+func (s *Server) nodeMapLoaded(m *nodemap.Map, err error) {
+	if err != nil {
+		msg := err.Error()
+		s.nodeLoadErr.Store(&msg)
+		s.m.nodeLoads.With("error").Inc()
+		s.log.Error("node map refused; the previous map stays", "err", err)
+		return
+	}
+	s.nodeLoadErr.Store(nil)
+	now := time.Now()
+	s.nodeLoaded.Store(&now)
+	s.m.nodeLoads.With("ok").Inc()
+	s.log.Info("node map loaded", "nodes", m.Len(), "digest", m.Digest())
+	s.keepNodeMap(m, now)
+}
+
+// keepNodeMap saves the loaded map's file in the store, so a restart with a broken or missing
+// file still routes. The file is read again rather than kept in memory; if it changed since
+// it was parsed, the watcher will load (and keep) the newer one.
+func (s *Server) keepNodeMap(m *nodemap.Map, loadedAt time.Time) {
+	path := s.cfg.Load().NodesFile
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != m.Digest() {
+		return
+	}
+	if rec, err := s.store.LoadNodeMap(); err == nil && bytes.Equal(rec.Raw, raw) {
+		return
+	}
+	if err := s.store.SaveNodeMap(storage.NodeMapRecord{Raw: raw, Source: path, LoadedAt: loadedAt}); err != nil {
+		s.log.Error("keep node map in the store", "err", err)
+	}
+}

@@ -1,0 +1,457 @@
+// Package sharedfiles serves the shared-files part of the relay API: PUT (signed upload,
+// stored for a node of this relay or queued for the next hop), HEAD (hash compare, asked of the
+// next hop when the target is not here) and GET (download by the target node).
+package sharedfiles
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/keel-relay/keel/relay/forward"
+	"github.com/keel-relay/keel/relay/nodemap"
+	"github.com/keel-relay/keel/relay/wire/ids"
+	"github.com/keel-relay/keel/relay/wire/keyhash"
+	"github.com/keel-relay/keel/relay/wire/reqauth"
+	"github.com/keel-relay/keel/relay/wire/sigblock"
+	"github.com/keel-relay/keel/relay/wire/ttl"
+	"github.com/keel-relay/keel/storage"
+)
+
+// Options are the handler's settings.
+type Options struct {
+	// Root is true on the root server: a target not below it is refused with 404.
+	Root bool
+	// MaxBody bounds a PUT body (signature block included).
+	MaxBody func() int64
+	// BodyIdleTimeout cuts an upload that sends nothing for this long.
+	BodyIdleTimeout time.Duration
+	// MaxConcurrentUploads bounds uploads in progress; more wait for a slot.
+	MaxConcurrentUploads int
+	// HeadTimeout bounds a HEAD asked of the next hop.
+	HeadTimeout time.Duration
+}
+
+// Handler serves the shared-files routes.
+type Handler struct {
+	opts    Options
+	store   *storage.Store
+	nodes   func() *nodemap.Map
+	hops    *forward.Hops
+	queued  func() // wakes the forward worker
+	log     *slog.Logger
+	uploads chan struct{}
+	now     func() time.Time
+}
+
+// New returns a handler. queued is called after a forward job is committed.
+func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *forward.Hops, queued func(), log *slog.Logger) *Handler {
+	if opts.MaxConcurrentUploads < 1 {
+		opts.MaxConcurrentUploads = 1
+	}
+	if opts.HeadTimeout <= 0 {
+		opts.HeadTimeout = 5 * time.Second
+	}
+	return &Handler{
+		opts: opts, store: store, nodes: nodes, hops: hops, queued: queued, log: log,
+		uploads: make(chan struct{}, opts.MaxConcurrentUploads), now: time.Now,
+	}
+}
+
+// reply writes a one-line plain-text answer; every answer, HEAD included, has a length.
+func reply(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	body := msg + "\n"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(code)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}
+
+// fileKey validates the route parameters.
+func fileKey(ps httprouter.Params) (storage.FileKey, error) {
+	k := storage.FileKey{Target: ps.ByName("target"), Source: ps.ByName("source"), ID: ps.ByName("file")}
+	if err := ids.ValidNodeID(k.Target); err != nil {
+		return k, fmt.Errorf("target: %w", err)
+	}
+	if err := ids.ValidNodeID(k.Source); err != nil {
+		return k, fmt.Errorf("source: %w", err)
+	}
+	if err := ids.ValidFileID(k.ID); err != nil {
+		return k, fmt.Errorf("file id: %w", err)
+	}
+	return k, nil
+}
+
+// destination is where a file for target goes from here.
+type destination struct {
+	local   bool
+	nextHop string // sub-relay id, or "" for upstream (when !local)
+}
+
+// route decides where a file for target goes, or returns false when it goes nowhere (root and
+// target unknown).
+func (h *Handler) route(m *nodemap.Map, target string) (destination, bool) {
+	r := m.Route(target)
+	switch r.Kind {
+	case nodemap.Mine:
+		return destination{local: true}, true
+	case nodemap.BelowSubRelay:
+		return destination{nextHop: r.Via}, true
+	default:
+		if h.opts.Root {
+			return destination{}, false
+		}
+		return destination{}, true
+	}
+}
+
+// Put handles PUT /shared-files/:target/:source/:file.
+func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	k, err := fileKey(ps)
+	if err != nil {
+		reply(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	log := h.log.With("file", k.String(), "peer", r.RemoteAddr)
+	maxBody := h.opts.MaxBody()
+	if r.ContentLength > maxBody {
+		reply(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, maxBody))
+		return
+	}
+	var lifetime time.Duration
+	if q := r.URL.Query().Get("ttl"); q != "" {
+		if lifetime, err = ttl.Parse(q); err != nil {
+			reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
+			return
+		}
+	}
+	m := h.nodes()
+	dest, ok := h.route(m, k.Target)
+	if !ok {
+		reply(w, r, http.StatusNotFound, fmt.Sprintf("target %s is not below this relay", k.Target))
+		return
+	}
+	pin, err := sourcePin(m, k.Source)
+	if err != nil {
+		log.Warn("shared file refused", "reason", err)
+		reply(w, r, http.StatusForbidden, err.Error())
+		return
+	}
+
+	select {
+	case h.uploads <- struct{}{}:
+		defer func() { <-h.uploads }()
+	case <-r.Context().Done():
+		return
+	}
+
+	body := &idleReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w), idle: h.opts.BodyIdleTimeout}
+	br := bufio.NewReaderSize(body, 32<<10)
+	block, err := sigblock.Read(br)
+	if err != nil {
+		code, msg := bodyError(err, maxBody)
+		if code == http.StatusBadRequest {
+			msg = "signature block: " + err.Error()
+		}
+		reply(w, r, code, msg)
+		return
+	}
+	if !pin.MatchRSA(block.PublicKey) {
+		err := fmt.Errorf("the key in the signature block is not the key of source node %s", k.Source)
+		log.Warn("shared file refused", "reason", err)
+		reply(w, r, http.StatusForbidden, err.Error())
+		return
+	}
+	if lifetime == 0 {
+		if block.TTL == "" {
+			reply(w, r, http.StatusBadRequest, "ttl: missing (give ?ttl= or a ttl line in the signature block)")
+			return
+		}
+		if lifetime, err = ttl.Parse(block.TTL); err != nil {
+			reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
+			return
+		}
+	}
+
+	size := int64(-1)
+	if r.ContentLength > 0 {
+		size = r.ContentLength - int64(len(block.Raw))
+	}
+	up, err := h.store.NewUpload(size)
+	if err != nil {
+		h.storeFailed(w, r, log, err)
+		return
+	}
+	hasher := block.NewHash()
+	if _, err := io.Copy(io.MultiWriter(hasher, storeWriter{up}), br); err != nil {
+		up.Abort()
+		if errors.Is(err, errStore) {
+			h.storeFailed(w, r, log, err)
+			return
+		}
+		code, msg := bodyError(err, maxBody)
+		log.Warn("upload cut", "err", err, "received", up.Size())
+		reply(w, r, code, msg)
+		return
+	}
+	sum := hasher.Sum(nil)
+	if err := block.Verify(sum); err != nil {
+		up.Abort()
+		log.Warn("shared file refused: bad signature", "reason", err)
+		reply(w, r, http.StatusForbidden, "signature does not verify over the file with the source's key")
+		return
+	}
+	hash := hex.EncodeToString(sum)
+	if block.HashValue != "" && !strings.EqualFold(block.HashValue, hash) {
+		log.Warn("the client's hash_value differs from the content's hash; storing the computed one", "client", block.HashValue, "computed", hash)
+	}
+	now := h.now()
+	expires := now.Add(lifetime)
+	if dest.local {
+		meta := storage.FileMeta{Key: k, Header: block.Raw, Algorithm: block.Algorithm, Hash: hash, Expires: expires, Stored: now}
+		if err := h.store.CommitFile(up, meta); err != nil {
+			h.storeFailed(w, r, log, err)
+			return
+		}
+		log.Info("shared file stored", "bytes", up.Size(), "expires", expires.UTC().Format(time.RFC3339))
+		reply(w, r, http.StatusOK, "stored")
+		return
+	}
+	job := storage.Job{File: k, Header: block.Raw, NextHop: dest.nextHop, Expires: expires}
+	if err := h.store.Enqueue(up, job); err != nil {
+		h.storeFailed(w, r, log, err)
+		return
+	}
+	h.queued()
+	log.Info("shared file queued for forwarding", "bytes", up.Size(), "hop", hopName(dest.nextHop))
+	reply(w, r, http.StatusOK, "queued for "+hopName(dest.nextHop))
+}
+
+func hopName(nextHop string) string {
+	if nextHop == "" {
+		return "upstream"
+	}
+	return "sub-relay " + nextHop
+}
+
+// sourcePin returns the key pin of the source node, refusing unknown or keyless sources.
+func sourcePin(m *nodemap.Map, source string) (keyhash.Pin, error) {
+	node, ok := m.Node(source)
+	if !ok {
+		return keyhash.Pin{}, fmt.Errorf("source node %s is unknown to this relay", source)
+	}
+	pin, err := keyhash.Parse(node.KeyHash)
+	if err != nil {
+		return keyhash.Pin{}, fmt.Errorf("source node %s has no usable key-hash in the node map", source)
+	}
+	return pin, nil
+}
+
+// errStore marks errors from the store (as opposed to reading the body) during a copy.
+var errStore = errors.New("store")
+
+// storeWriter tags the upload's write errors with errStore.
+type storeWriter struct{ up *storage.Upload }
+
+func (sw storeWriter) Write(p []byte) (int, error) {
+	n, err := sw.up.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errStore, err)
+	}
+	return n, err
+}
+
+func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	switch {
+	case errors.Is(err, storage.ErrNoSpace), errors.Is(err, storage.ErrQueueFull), isNoSpace(err):
+		log.Error("shared file refused: no room", "err", err)
+		reply(w, r, http.StatusInsufficientStorage, "insufficient storage: "+err.Error())
+	default:
+		log.Error("shared file not stored", "err", err)
+		reply(w, r, http.StatusInternalServerError, "storage failure; nothing was stored")
+	}
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
+}
+
+// bodyError maps an error reading the request body to a status and message.
+func bodyError(err error, maxBody int64) (int, string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", maxBody)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, "upload stalled: no data received in time"
+	case errors.Is(err, sigblock.ErrMalformed):
+		return http.StatusBadRequest, err.Error()
+	default:
+		return http.StatusBadRequest, "reading the body failed: " + err.Error()
+	}
+}
+
+// idleReader extends the connection's read deadline before every read, so a client that
+// stops sending is cut after the idle timeout while a slow but steady one is not.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	if ir.idle > 0 {
+		_ = ir.rc.SetReadDeadline(time.Now().Add(ir.idle))
+	}
+	return ir.r.Read(p)
+}
+
+// Head handles HEAD /shared-files/:target/:source/:file?hash=<hex>.
+func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	k, err := fileKey(ps)
+	if err != nil {
+		reply(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	hash := r.URL.Query().Get("hash")
+	if hash == "" {
+		reply(w, r, http.StatusBadRequest, "hash: missing")
+		return
+	}
+	if _, err := hex.DecodeString(hash); err != nil || len(hash) > 256 {
+		reply(w, r, http.StatusBadRequest, fmt.Sprintf("hash: %q is not a hex digest", hash))
+		return
+	}
+	dest, ok := h.route(h.nodes(), k.Target)
+	if !ok {
+		reply(w, r, http.StatusNotFound, "")
+		return
+	}
+	if dest.local {
+		meta, err := h.store.StatFile(k)
+		if err != nil || !meta.Expires.After(h.now()) || !strings.EqualFold(meta.Hash, hash) {
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				h.log.Error("HEAD: read metadata", "file", k.String(), "err", err)
+				reply(w, r, http.StatusInternalServerError, "")
+				return
+			}
+			reply(w, r, http.StatusNotFound, "")
+			return
+		}
+		fileHeaders(w, meta)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	hop, err := h.hops.Resolve(dest.nextHop)
+	if err != nil {
+		h.log.Warn("HEAD: next hop unusable", "file", k.String(), "err", err)
+		reply(w, r, http.StatusBadGateway, "")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.HeadTimeout)
+	defer cancel()
+	status, hdr, err := forward.Head(ctx, hop, k, hash)
+	if err != nil {
+		code := http.StatusBadGateway
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = http.StatusGatewayTimeout
+		}
+		h.log.Warn("HEAD: next hop unreachable", "file", k.String(), "hop", hop.Name(), "err", err)
+		reply(w, r, code, "")
+		return
+	}
+	switch status {
+	case http.StatusOK:
+		for _, name := range []string{"Content-Length", "ETag", "Last-Modified", "Expires"} {
+			if v := hdr.Get(name); v != "" {
+				w.Header().Set(name, v)
+			}
+		}
+		if w.Header().Get("Content-Length") == "" {
+			w.Header().Set("Content-Length", "0")
+		}
+		w.WriteHeader(http.StatusOK)
+	case http.StatusNotFound:
+		reply(w, r, http.StatusNotFound, "")
+	default:
+		// Anything else from the next hop is its trouble, not an answer about the file.
+		h.log.Warn("HEAD: next hop answered", "file", k.String(), "hop", hop.Name(), "status", status)
+		reply(w, r, http.StatusBadGateway, "")
+	}
+}
+
+func fileHeaders(w http.ResponseWriter, meta storage.FileMeta) {
+	w.Header().Set("Content-Length", strconv.FormatInt(meta.Size, 10))
+	w.Header().Set("ETag", `"`+meta.Hash+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Last-Modified", meta.Stored.UTC().Format(http.TimeFormat))
+	w.Header().Set("Expires", meta.Expires.UTC().Format(http.TimeFormat))
+	w.Header().Set("Keel-Hash-Algorithm", meta.Algorithm)
+}
+
+// Get handles GET /shared-files/:target/:source/:file: only the target node, proving its
+// identity with a request signed by its key (package reqauth), may download.
+func (h *Handler) Get(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	k, err := fileKey(ps)
+	if err != nil {
+		reply(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	m := h.nodes()
+	caller, err := reqauth.Verify(r, func(id string) (keyhash.Pin, bool) {
+		node, ok := m.Node(id)
+		if !ok {
+			return keyhash.Pin{}, false
+		}
+		pin, err := keyhash.Parse(node.KeyHash)
+		return pin, err == nil
+	}, h.now(), reqauth.DefaultWindow)
+	if err != nil {
+		h.log.Warn("GET refused", "file", k.String(), "peer", r.RemoteAddr, "reason", err)
+		reply(w, r, http.StatusForbidden, err.Error())
+		return
+	}
+	if caller != k.Target {
+		h.log.Warn("GET refused: caller is not the target", "file", k.String(), "caller", caller)
+		reply(w, r, http.StatusForbidden, fmt.Sprintf("node %s is not the target of this file", caller))
+		return
+	}
+	meta, content, err := h.store.OpenFile(k)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			reply(w, r, http.StatusNotFound, "no such file")
+			return
+		}
+		h.log.Error("GET: open file", "file", k.String(), "err", err)
+		reply(w, r, http.StatusInternalServerError, "storage failure")
+		return
+	}
+	defer content.Close()
+	if !meta.Expires.After(h.now()) {
+		reply(w, r, http.StatusNotFound, "no such file")
+		return
+	}
+	fileHeaders(w, meta)
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, content); err != nil {
+		h.log.Warn("GET: transfer cut", "file", k.String(), "err", err)
+	}
+}
