@@ -371,10 +371,18 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 // badgerLogger routes Badger's log lines into slog; Badger's info chatter goes to debug.
 type badgerLogger struct{ log *slog.Logger }
 
-func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error(trim(fmt.Sprintf(f, a...)), "component", "badger") }
-func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn(trim(fmt.Sprintf(f, a...)), "component", "badger") }
-func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug(trim(fmt.Sprintf(f, a...)), "component", "badger") }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Debug(trim(fmt.Sprintf(f, a...)), "component", "badger") }
+func (l badgerLogger) Errorf(f string, a ...any) {
+	l.log.Error(trim(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (l badgerLogger) Warningf(f string, a ...any) {
+	l.log.Warn(trim(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (l badgerLogger) Infof(f string, a ...any) {
+	l.log.Debug(trim(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (l badgerLogger) Debugf(f string, a ...any) {
+	l.log.Debug(trim(fmt.Sprintf(f, a...)), "component", "badger")
+}
 
 func trim(s string) string {
 	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {

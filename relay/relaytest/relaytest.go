@@ -1,0 +1,215 @@
+// Package relaytest builds what tests of the relay need: nodes with real RSA keys, node maps
+// pinning those keys, signed shared-file bodies, and a running relay on loopback. It is
+// imported only by tests.
+package relaytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/wire/sigblock"
+)
+
+// Node is a test node with its own RSA key.
+type Node struct {
+	ID           string
+	Hostname     string
+	PolicyServer string
+	Key          *rsa.PrivateKey
+}
+
+var (
+	keyMu   sync.Mutex
+	keyPool []*rsa.PrivateKey
+)
+
+// key returns a 2048-bit RSA key; keys are generated once per test binary and reused by
+// index, since generation is slow.
+func key(i int) *rsa.PrivateKey {
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	for len(keyPool) <= i {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		keyPool = append(keyPool, k)
+	}
+	return keyPool[i]
+}
+
+// NewNode returns a node hanging under policyServer; keyIndex picks its key (nodes with the
+// same index share a key).
+func NewNode(id, policyServer string, keyIndex int) *Node {
+	return &Node{ID: id, Hostname: id + ".example.test", PolicyServer: policyServer, Key: key(keyIndex)}
+}
+
+// Pin returns the node's key-hash as Rudder 7 writes it (sha256//base64 of the SPKI DER).
+func (n *Node) Pin() string {
+	der, err := x509.MarshalPKIXPublicKey(&n.Key.PublicKey)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(der)
+	return "sha256//" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// NodeMap returns a node map JSON (the bare-object shape) listing nodes.
+func NodeMap(nodes ...*Node) []byte {
+	m := map[string]map[string]string{}
+	for _, n := range nodes {
+		m[n.ID] = map[string]string{"hostname": n.Hostname, "policy-server": n.PolicyServer, "key-hash": n.Pin()}
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// SignedBody returns a PUT body: the source's signature block (sha256), an empty line, content.
+func SignedBody(t testing.TB, source *Node, content []byte, ttl string) []byte {
+	t.Helper()
+	block, err := sigblock.Sign(source.Key, "sha256", bytes.NewReader(content), source.Hostname, "2026-01-01", "TEST", ttl)
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	var buf bytes.Buffer
+	if _, err := block.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	buf.Write(content)
+	return buf.Bytes()
+}
+
+// Relay is a relay.Server running on loopback for a test.
+type Relay struct {
+	*relay.Server
+	Config *config.Config
+	URL    string // API base URL
+	Admin  string // admin base URL
+	logs   *lockedWriter
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Config returns a config for a test relay: ephemeral loopback ports, data in dir, fast
+// backoff, the node map in dir/nodes.json when nodes is non-nil.
+func Config(t testing.TB, dir string, nodeID string, nodes []byte) *config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.NodeID = nodeID
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.ShutdownGrace = 5 * time.Second
+	cfg.Forward.MinBackoff = 50 * time.Millisecond
+	cfg.Forward.MaxBackoff = 500 * time.Millisecond
+	cfg.Forward.AllowHTTP = true
+	cfg.Forward.SubRelayURL = "http://{hostname}"
+	cfg.NodesPollInterval = 100 * time.Millisecond
+	if nodes != nil {
+		cfg.NodesFile = filepath.Join(dir, "nodes.json")
+		if err := os.WriteFile(cfg.NodesFile, nodes, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg
+}
+
+// Start runs a relay with cfg until the test ends (or Stop).
+func Start(t testing.TB, cfg *config.Config) *Relay {
+	t.Helper()
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := relay.New(cfg, relay.Options{Logger: log, Build: relay.Build{Version: "test"}})
+	if err != nil {
+		t.Fatalf("relay.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Relay{Server: srv, Config: cfg, URL: "http://" + srv.APIAddr().String(), logs: logs, cancel: cancel, done: make(chan error, 1)}
+	if a := srv.AdminAddr(); a != nil {
+		r.Admin = "http://" + a.String()
+	}
+	go func() { r.done <- srv.Run(ctx) }()
+	t.Cleanup(func() { _ = r.Stop() })
+	return r
+}
+
+// Stop drains the relay and returns Run's result; calling it again returns nil.
+func (r *Relay) Stop() error {
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("relay did not stop within 30s")
+	}
+}
+
+// Put sends a PUT of body to path (relative to the API base URL) and returns the status and
+// the answer's body.
+func (r *Relay) Put(t testing.TB, path string, body []byte) (int, string) {
+	t.Helper()
+	return Do(t, http.MethodPut, r.URL+path, body)
+}
+
+// Do sends one request and returns the status code and body.
+func Do(t testing.TB, method, url string, body []byte) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// LogText returns what the relay logged so far (debug level and up).
+func (r *Relay) LogText() string {
+	r.logs.mu.Lock()
+	defer r.logs.mu.Unlock()
+	return r.logs.w.String()
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
