@@ -12,12 +12,12 @@ import (
 	"time"
 )
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func openTest(t *testing.T, dir string, mutate ...func(*Options)) *Store {
+func openTest(t testing.TB, dir string, mutate ...func(*Options)) *Store {
 	t.Helper()
 	opts := DefaultOptions(dir)
 	opts.ChunkSize = 4 << 10

@@ -61,7 +61,6 @@ type Hops struct {
 	opts     HopOptions
 	nodes    func() *nodemap.Map
 	upstream *http.Client
-	upErr    error
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by sub-relay key pin

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// FuzzLoadBytes feeds arbitrary YAML and environment to LoadBytes: it must never
+// panic, and whatever it accepts must validate and survive a YAML() round trip.
+func FuzzLoadBytes(f *testing.F) {
+	f.Add([]byte(defaultYAML), "")
+	f.Add([]byte(""), "KEEL_HTTP_ALLOWED_NETWORKS=10.0.0.0/8,::1\nKEEL_STORAGE_CHUNK_SIZE=1MiB")
+	f.Add([]byte("role: relay\nupstream: https://s.example\nhttp: {listen: '[::1]:0'}"), "KEEL_FORWARD_TLS_CA_FILE=/ca.pem")
+	f.Add([]byte("http: {listen: [1,2]}"), "")
+	f.Add([]byte("shutdown_grace: soon\nhttp: 5"), "KEEL_FORWARD_CONCURRENCY=abc")
+	f.Add([]byte("a: &a [*a, *a]\nb: *a"), "")
+	f.Add([]byte("forward:\n  tls:\n    key_hash: 'sha256//kGGR7iJmbBYCqkM5EAC8TuCpR3X2jE+9wbKHz1Kxh1w='"), "")
+	f.Add([]byte("data_dir: \"\\x00\\u00e9\"\nnodes_file: 'a: b # c'"), "KEEL_NODES_FILE=\t")
+	f.Add([]byte("{? [a] : b}"), "")
+	f.Add([]byte("---\n---\n"), "")
+	f.Fuzz(func(t *testing.T, yamlText []byte, envText string) {
+		env := map[string]string{}
+		for line := range strings.SplitSeq(envText, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				env[k] = v
+			}
+		}
+		c, err := LoadBytes(yamlText, envFrom(env))
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("LoadBytes accepted an invalid config: %v", err)
+		}
+		out, err := c.YAML()
+		if err != nil {
+			t.Fatalf("YAML(): %v", err)
+		}
+		back, err := LoadBytes(out, nil)
+		if err != nil {
+			t.Fatalf("YAML() output does not load: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(back, c) {
+			t.Fatalf("round trip changed the config:\n%s", out)
+		}
+	})
+}
+
+// FuzzParseByteSize checks ParseByteSize never panics, never returns a negative
+// size, and that String() of what it parses reads back the same.
+func FuzzParseByteSize(f *testing.F) {
+	for _, s := range []string{"0", "256MiB", "64 MiB", "1GiB", "512KiB", "1048576", "10MB",
+		"-1", "1.5GiB", "", "MiB", "9223372036854775807", "8388608TiB", "1\u212aiB", " 7 tb "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseByteSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseByteSize(%q) = %d", s, n)
+		}
+		back, err := ParseByteSize(n.String())
+		if err != nil || back != n {
+			t.Fatalf("ParseByteSize(%q) = %d; String %q reads back %d, %v", s, n, n.String(), back, err)
+		}
+	})
+}

@@ -1,0 +1,328 @@
+package config
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits enforced by Validate.
+const (
+	MaxBodyLimit        = 64 * GiB
+	MinValueLogFileSize = 1 * MiB
+	MaxValueLogFileSize = 1*GiB - 1
+	MinChunkSize        = 4 * KiB
+	MaxChunkSize        = 4 * MiB
+	MaxForwardWorkers   = 256
+	// MaxValueThreshold is the storage engine's own cap on value_threshold.
+	MaxValueThreshold = 1 * MiB
+)
+
+// Validate checks every key and returns one error per bad key (joined with
+// errors.Join), each message starting with the dotted key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, keyErr(key, format, args...))
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			add(key, "must be > 0, got %s", formatDuration(d))
+		}
+	}
+
+	if err := checkNodeID(c.NodeID); err != nil {
+		add("node_id", "%v", err)
+	}
+	switch c.Role {
+	case RoleRoot:
+		if c.Upstream != "" {
+			if err := checkBaseURL(c.Upstream, c.Forward.AllowHTTP); err != nil {
+				add("upstream", "%v", err)
+			}
+		}
+	case RoleRelay:
+		if c.Upstream == "" {
+			add("upstream", "required when role is relay")
+		} else if err := checkBaseURL(c.Upstream, c.Forward.AllowHTTP); err != nil {
+			add("upstream", "%v", err)
+		}
+	default:
+		add("role", "%q is not root or relay", c.Role)
+	}
+	if c.DataDir == "" {
+		add("data_dir", "must not be empty")
+	}
+	if c.NodesPollInterval < 0 {
+		add("nodes_poll_interval", "must be >= 0, got %s", formatDuration(c.NodesPollInterval))
+	}
+	positive("shutdown_grace", c.ShutdownGrace)
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "%q is not text or json", c.Log.Format)
+	}
+
+	h := &c.HTTP
+	if err := checkListen(h.Listen); err != nil {
+		add("http.listen", "%v", err)
+	}
+	for _, nets := range []struct {
+		key  string
+		list []string
+	}{
+		{"http.allowed_networks", h.AllowedNetworks},
+		{"http.policy_server_networks", h.PolicyServerNetworks},
+	} {
+		for i, s := range nets.list {
+			if _, err := parseNetwork(s); err != nil {
+				add(fmt.Sprintf("%s[%d]", nets.key, i), "%v", err)
+			}
+		}
+	}
+	if h.MaxBody <= 0 || h.MaxBody > MaxBodyLimit {
+		add("http.max_body", "must be > 0 and <= %s, got %s", MaxBodyLimit, h.MaxBody)
+	}
+	switch {
+	case h.TLSCert != "" && h.TLSKey == "":
+		add("http.tls_key", "required when http.tls_cert is set")
+	case h.TLSCert == "" && h.TLSKey != "":
+		add("http.tls_cert", "required when http.tls_key is set")
+	}
+	positive("http.read_header_timeout", h.ReadHeaderTimeout)
+	positive("http.idle_timeout", h.IdleTimeout)
+	positive("http.body_idle_timeout", h.BodyIdleTimeout)
+	if h.MaxConcurrentUploads < 1 {
+		add("http.max_concurrent_uploads", "must be >= 1, got %d", h.MaxConcurrentUploads)
+	}
+
+	if c.Admin.Listen != "" {
+		if err := checkListen(c.Admin.Listen); err != nil {
+			add("admin.listen", "%v", err)
+		} else if c.Admin.Listen == h.Listen && !strings.HasSuffix(h.Listen, ":0") {
+			add("admin.listen", "%q is also http.listen (use another port, or empty to disable)", c.Admin.Listen)
+		}
+	}
+
+	if c.SharedFiles.CleanupInterval < time.Second {
+		add("shared_files.cleanup_interval", "must be >= 1s, got %s", formatDuration(c.SharedFiles.CleanupInterval))
+	}
+
+	f := &c.Forward
+	positive("forward.min_backoff", f.MinBackoff)
+	if f.MaxBackoff < f.MinBackoff {
+		add("forward.max_backoff", "%s is less than forward.min_backoff (%s)", formatDuration(f.MaxBackoff), formatDuration(f.MinBackoff))
+	}
+	if f.Concurrency < 1 || f.Concurrency > MaxForwardWorkers {
+		add("forward.concurrency", "must be between 1 and %d, got %d", MaxForwardWorkers, f.Concurrency)
+	}
+	positive("forward.attempt_timeout", f.AttemptTimeout)
+	if f.MaxJobs < 1 {
+		add("forward.max_jobs", "must be >= 1, got %d", f.MaxJobs)
+	}
+	if err := checkSubRelayURL(f.SubRelayURL, f.AllowHTTP); err != nil {
+		add("forward.sub_relay_url", "%v", err)
+	}
+	if f.TLS.KeyHash != "" {
+		if err := checkKeyHash(f.TLS.KeyHash); err != nil {
+			add("forward.tls.key_hash", "%v", err)
+		}
+	}
+
+	s := &c.Storage
+	for _, sz := range []struct {
+		key string
+		v   ByteSize
+	}{
+		{"storage.mem_table_size", s.MemTableSize},
+		{"storage.block_cache_size", s.BlockCacheSize},
+		{"storage.index_cache_size", s.IndexCacheSize},
+	} {
+		if sz.v <= 0 {
+			add(sz.key, "must be > 0, got %s", sz.v)
+		}
+	}
+	if s.NumMemtables < 1 {
+		add("storage.num_memtables", "must be >= 1, got %d", s.NumMemtables)
+	}
+	if s.ValueLogFileSize < MinValueLogFileSize || s.ValueLogFileSize > MaxValueLogFileSize {
+		add("storage.value_log_file_size", "must be at least 1MiB and below 1GiB (value-log files are mmapped, which 32-bit ARM cannot do for larger files), got %s", s.ValueLogFileSize)
+	}
+	chunkOK := s.ChunkSize >= MinChunkSize && s.ChunkSize <= MaxChunkSize
+	if !chunkOK {
+		add("storage.chunk_size", "must be between %s and %s, got %s", MinChunkSize, MaxChunkSize, s.ChunkSize)
+	}
+	switch {
+	case s.ValueThreshold <= 0:
+		add("storage.value_threshold", "must be > 0, got %s", s.ValueThreshold)
+	case chunkOK && s.ValueThreshold >= s.ChunkSize:
+		add("storage.value_threshold", "%s must be less than storage.chunk_size (%s)", s.ValueThreshold, s.ChunkSize)
+	case s.ValueThreshold > MaxValueThreshold:
+		add("storage.value_threshold", "must be <= %s, got %s", MaxValueThreshold, s.ValueThreshold)
+	case s.MemTableSize > 0 && int64(s.ValueThreshold) > int64(s.MemTableSize)*15/100:
+		add("storage.value_threshold", "%s is more than 15%% of storage.mem_table_size (%s), which the storage engine refuses", s.ValueThreshold, s.MemTableSize)
+	}
+	if s.NumCompactors < 2 {
+		add("storage.num_compactors", "must be >= 2, got %d", s.NumCompactors)
+	}
+	return errors.Join(errs...)
+}
+
+func checkNodeID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("must not be empty")
+	case len(id) > 255:
+		return fmt.Errorf("is %d characters long, more than 255", len(id))
+	case id == "." || id == ".." || strings.ContainsFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-')
+	}):
+		return fmt.Errorf("%q is not a valid node id (letters, digits, '_', '.', '-'; not \".\" or \"..\")", id)
+	}
+	return nil
+}
+
+// checkListen checks a listen address: host:port with a numeric port; the host
+// may be empty (all interfaces), an IP or a host name.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil || strings.HasPrefix(port, "+") {
+		return fmt.Errorf("%q: port %q is not a number between 0 and 65535", s, port)
+	}
+	if host != "" && !isHostName(host) {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: %q is not an IP address or host name", s, host)
+		}
+	}
+	return nil
+}
+
+// isHostName reports whether s is a plausible DNS host name.
+func isHostName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parseNetwork parses a CIDR ("10.0.0.0/8") or a single IP (as a /32 or /128).
+func parseNetwork(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP", s)
+}
+
+// Networks parses a list of CIDRs or IPs, as in http.allowed_networks; a single
+// IP becomes a /32 or /128 prefix.
+func Networks(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		p, err := parseNetwork(s)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// checkBaseURL checks an upstream base URL: absolute http(s), a host, no query or
+// fragment; http only when allowHTTP.
+func checkBaseURL(s string, allowHTTP bool) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if err := checkScheme(s, u, allowHTTP); err != nil {
+		return err
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
+		return fmt.Errorf("%q must not have a query or fragment", s)
+	}
+	return nil
+}
+
+func checkScheme(s string, u *url.URL, allowHTTP bool) error {
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q is not an absolute http:// or https:// URL", s)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.Scheme == "http" && !allowHTTP:
+		return fmt.Errorf("%q is plain http (set forward.allow_http to allow it)", s)
+	}
+	return nil
+}
+
+// checkSubRelayURL checks the sub-relay URL template.
+func checkSubRelayURL(s string, allowHTTP bool) error {
+	if !strings.Contains(s, "{hostname}") && !strings.Contains(s, "{node_id}") {
+		return fmt.Errorf("%q contains neither {hostname} nor {node_id}", s)
+	}
+	sample := strings.NewReplacer("{hostname}", "relay.example", "{node_id}", "node").Replace(s)
+	if strings.ContainsAny(sample, "{}") {
+		return fmt.Errorf("%q has a placeholder other than {hostname} and {node_id}", s)
+	}
+	u, err := url.Parse(sample)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	return checkScheme(s, u, allowHTTP)
+}
+
+// checkKeyHash checks the shape of a pinned key hash: sha256//<base64>,
+// sha512//<base64>, sha256:<hex> or sha512:<hex>, of the right length.
+func checkKeyHash(s string) error {
+	var algo, digest string
+	var sum []byte
+	var err error
+	if a, d, ok := strings.Cut(s, "//"); ok {
+		algo, digest = a, d
+		sum, err = base64.StdEncoding.Strict().DecodeString(digest)
+	} else if a, d, ok := strings.Cut(s, ":"); ok {
+		algo, digest = a, d
+		sum, err = hex.DecodeString(digest)
+	} else {
+		return fmt.Errorf("%q is not sha256//<base64>, sha512//<base64>, sha256:<hex> or sha512:<hex>", s)
+	}
+	want := map[string]int{"sha256": 32, "sha512": 64}[algo]
+	switch {
+	case want == 0:
+		return fmt.Errorf("%q: unknown hash %q (want sha256 or sha512)", s, algo)
+	case err != nil || digest == "":
+		return fmt.Errorf("%q: the digest is not valid base64 (after //) or hex (after :)", s)
+	case len(sum) != want:
+		return fmt.Errorf("%q: a %s digest is %d bytes, got %d", s, algo, want, len(sum))
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestValidateRefuses(t *testing.T) {
+	long := strings.Repeat("a", 256)
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"empty node_id", `node_id: ""`, `node_id: must not be empty`},
+		{"node_id charset", `node_id: "a/b"`, `node_id: "a/b" is not a valid node id (letters, digits, '_', '.', '-'; not "." or "..")`},
+		{"node_id dot", `node_id: "."`, `node_id: "." is not a valid node id (letters, digits, '_', '.', '-'; not "." or "..")`},
+		{"node_id dotdot", `node_id: ".."`, `node_id: ".." is not a valid node id (letters, digits, '_', '.', '-'; not "." or "..")`},
+		{"node_id too long", "node_id: " + long, `node_id: is 256 characters long, more than 255`},
+		{"role", "role: leaf", `role: "leaf" is not root or relay`},
+		{"role case", "role: Root", `role: "Root" is not root or relay`},
+		{"relay without upstream", "role: relay", `upstream: required when role is relay`},
+		{"upstream relative", "role: relay\nupstream: server.example", `upstream: "server.example" is not an absolute http:// or https:// URL`},
+		{"upstream scheme", "role: relay\nupstream: ftp://server.example", `upstream: "ftp://server.example" is not an absolute http:// or https:// URL`},
+		{"upstream no host", "role: relay\nupstream: https:///x", `upstream: "https:///x" has no host`},
+		{"upstream query", "role: relay\nupstream: https://s.example/?a=1", `upstream: "https://s.example/?a=1" must not have a query or fragment`},
+		{"upstream empty query", "role: relay\nupstream: https://s.example/?", `upstream: "https://s.example/?" must not have a query or fragment`},
+		{"upstream fragment", "role: relay\nupstream: https://s.example/#x", `upstream: "https://s.example/#x" must not have a query or fragment`},
+		{"upstream empty fragment", "role: relay\nupstream: https://s.example/#", `upstream: "https://s.example/#" must not have a query or fragment`},
+		{"upstream plain http", "role: relay\nupstream: http://s.example", `upstream: "http://s.example" is plain http (set forward.allow_http to allow it)`},
+		{"upstream unparsable", "role: relay\nupstream: \"https://s.example:port\"", `upstream: "https://s.example:port" is not a URL`},
+		{"root upstream checked too", "upstream: http://s.example", `upstream: "http://s.example" is plain http (set forward.allow_http to allow it)`},
+		{"data_dir", `data_dir: ""`, `data_dir: must not be empty`},
+		{"nodes_poll_interval", "nodes_poll_interval: -1s", `nodes_poll_interval: must be >= 0, got -1s`},
+		{"shutdown_grace zero", "shutdown_grace: 0s", `shutdown_grace: must be > 0, got 0s`},
+		{"shutdown_grace negative", "shutdown_grace: -2m", `shutdown_grace: must be > 0, got -2m`},
+		{"log.level", "log: {level: trace}", `log.level: "trace" is not debug, info, warn or error`},
+		{"log.format", "log: {format: xml}", `log.format: "xml" is not text or json`},
+		{"http.listen no port", "http: {listen: abc}", `http.listen: "abc" is not host:port`},
+		{"http.listen empty", `http: {listen: ""}`, `http.listen: "" is not host:port`},
+		{"http.listen port name", "http: {listen: 'localhost:http'}", `http.listen: "localhost:http": port "http" is not a number between 0 and 65535`},
+		{"http.listen port range", "http: {listen: '127.0.0.1:65536'}", `http.listen: "127.0.0.1:65536": port "65536" is not a number between 0 and 65535`},
+		{"http.listen port empty", "http: {listen: '127.0.0.1:'}", `http.listen: "127.0.0.1:": port "" is not a number between 0 and 65535`},
+		{"http.listen port sign", "http: {listen: '127.0.0.1:+80'}", `http.listen: "127.0.0.1:+80": port "+80" is not a number between 0 and 65535`},
+		{"http.listen host", "http: {listen: 'bad host:80'}", `http.listen: "bad host:80": "bad host" is not an IP address or host name`},
+		{"allowed_networks", "http: {allowed_networks: [10.0.0.0/8, 10.0.0.0/33]}", `http.allowed_networks[1]: "10.0.0.0/33" is not a CIDR or IP`},
+		{"allowed_networks empty item", `http: {allowed_networks: [""]}`, `http.allowed_networks[0]: "" is not a CIDR or IP`},
+		{"allowed_networks hostname", "http: {allowed_networks: [localhost]}", `http.allowed_networks[0]: "localhost" is not a CIDR or IP`},
+		{"policy_server_networks", "http: {policy_server_networks: [192.0.2.300]}", `http.policy_server_networks[0]: "192.0.2.300" is not a CIDR or IP`},
+		{"max_body zero", "http: {max_body: 0}", `http.max_body: must be > 0 and <= 64GiB, got 0B`},
+		{"max_body too big", "http: {max_body: 65GiB}", `http.max_body: must be > 0 and <= 64GiB, got 65GiB`},
+		{"tls_key missing", "http: {tls_cert: /c.pem}", `http.tls_key: required when http.tls_cert is set`},
+		{"tls_cert missing", "http: {tls_key: /k.pem}", `http.tls_cert: required when http.tls_key is set`},
+		{"read_header_timeout", "http: {read_header_timeout: 0s}", `http.read_header_timeout: must be > 0, got 0s`},
+		{"idle_timeout", "http: {idle_timeout: -1s}", `http.idle_timeout: must be > 0, got -1s`},
+		{"body_idle_timeout", "http: {body_idle_timeout: 0s}", `http.body_idle_timeout: must be > 0, got 0s`},
+		{"max_concurrent_uploads", "http: {max_concurrent_uploads: 0}", `http.max_concurrent_uploads: must be >= 1, got 0`},
+		{"admin.listen", "admin: {listen: '3031'}", `admin.listen: "3031" is not host:port`},
+		{"admin.listen same as http", "admin: {listen: '127.0.0.1:3030'}", `admin.listen: "127.0.0.1:3030" is also http.listen (use another port, or empty to disable)`},
+		{"cleanup_interval", "shared_files: {cleanup_interval: 999ms}", `shared_files.cleanup_interval: must be >= 1s, got 999ms`},
+		{"min_backoff", "forward: {min_backoff: 0s}", `forward.min_backoff: must be > 0, got 0s`},
+		{"max_backoff", "forward: {min_backoff: 10s, max_backoff: 5s}", `forward.max_backoff: 5s is less than forward.min_backoff (10s)`},
+		{"concurrency zero", "forward: {concurrency: 0}", `forward.concurrency: must be between 1 and 256, got 0`},
+		{"concurrency big", "forward: {concurrency: 257}", `forward.concurrency: must be between 1 and 256, got 257`},
+		{"attempt_timeout", "forward: {attempt_timeout: 0s}", `forward.attempt_timeout: must be > 0, got 0s`},
+		{"max_jobs", "forward: {max_jobs: 0}", `forward.max_jobs: must be >= 1, got 0`},
+		{"sub_relay_url no placeholder", "forward: {sub_relay_url: 'https://relay'}", `forward.sub_relay_url: "https://relay" contains neither {hostname} nor {node_id}`},
+		{"sub_relay_url other placeholder", "forward: {sub_relay_url: 'https://{hostname}/{port}'}", `forward.sub_relay_url: "https://{hostname}/{port}" has a placeholder other than {hostname} and {node_id}`},
+		{"sub_relay_url scheme", "forward: {sub_relay_url: 'ftp://{hostname}'}", `forward.sub_relay_url: "ftp://{hostname}" is not an absolute http:// or https:// URL`},
+		{"sub_relay_url no host", "forward: {sub_relay_url: 'https:///{node_id}'}", `forward.sub_relay_url: "https:///{node_id}" has no host`},
+		{"sub_relay_url http", "forward: {sub_relay_url: 'http://{hostname}:3030'}", `forward.sub_relay_url: "http://{hostname}:3030" is plain http (set forward.allow_http to allow it)`},
+		{"sub_relay_url unparsable", "forward: {sub_relay_url: 'https://{hostname}:port'}", `forward.sub_relay_url: "https://{hostname}:port" is not a URL`},
+		{"key_hash shape", "forward: {tls: {key_hash: abc}}", `forward.tls.key_hash: "abc" is not sha256//<base64>, sha512//<base64>, sha256:<hex> or sha512:<hex>`},
+		{"key_hash algo", "forward: {tls: {key_hash: 'md5:00'}}", `forward.tls.key_hash: "md5:00": unknown hash "md5" (want sha256 or sha512)`},
+		{"key_hash hex", "forward: {tls: {key_hash: 'sha256:zz'}}", `forward.tls.key_hash: "sha256:zz": the digest is not valid base64 (after //) or hex (after :)`},
+		{"key_hash empty digest", "forward: {tls: {key_hash: 'sha256:'}}", `forward.tls.key_hash: "sha256:": the digest is not valid base64 (after //) or hex (after :)`},
+		{"key_hash base64", "forward: {tls: {key_hash: 'sha256//***'}}", `forward.tls.key_hash: "sha256//***": the digest is not valid base64 (after //) or hex (after :)`},
+		{"key_hash length", "forward: {tls: {key_hash: 'sha512:906191ee22666c1602aa43391000bc4ee0a94775f68f4c19edc83bfb1b28755c'}}", `forward.tls.key_hash: "sha512:906191ee22666c1602aa43391000bc4ee0a94775f68f4c19edc83bfb1b28755c": a sha512 digest is 64 bytes, got 32`},
+		{"mem_table_size", "storage: {mem_table_size: 0}", `storage.mem_table_size: must be > 0, got 0B`},
+		{"block_cache_size", "storage: {block_cache_size: 0}", `storage.block_cache_size: must be > 0, got 0B`},
+		{"index_cache_size", "storage: {index_cache_size: 0}", `storage.index_cache_size: must be > 0, got 0B`},
+		{"num_memtables", "storage: {num_memtables: 0}", `storage.num_memtables: must be >= 1, got 0`},
+		{"value_log_file_size small", "storage: {value_log_file_size: 1023KiB}", `storage.value_log_file_size: must be at least 1MiB and below 1GiB (value-log files are mmapped, which 32-bit ARM cannot do for larger files), got 1023KiB`},
+		{"value_log_file_size big", "storage: {value_log_file_size: 1GiB}", `storage.value_log_file_size: must be at least 1MiB and below 1GiB (value-log files are mmapped, which 32-bit ARM cannot do for larger files), got 1GiB`},
+		{"chunk_size small", "storage: {chunk_size: 4095}", `storage.chunk_size: must be between 4KiB and 4MiB, got 4095B`},
+		{"chunk_size big", "storage: {chunk_size: 5MiB}", `storage.chunk_size: must be between 4KiB and 4MiB, got 5MiB`},
+		{"value_threshold zero", "storage: {value_threshold: 0}", `storage.value_threshold: must be > 0, got 0B`},
+		{"value_threshold vs chunk", "storage: {value_threshold: 256KiB}", `storage.value_threshold: 256KiB must be less than storage.chunk_size (256KiB)`},
+		{"value_threshold cap", "storage: {value_threshold: 2MiB, chunk_size: 4MiB, mem_table_size: 64MiB}", `storage.value_threshold: must be <= 1MiB, got 2MiB`},
+		{"value_threshold vs memtable", "storage: {value_threshold: 200KiB, mem_table_size: 1MiB}", `storage.value_threshold: 200KiB is more than 15% of storage.mem_table_size (1MiB), which the storage engine refuses`},
+		{"num_compactors", "storage: {num_compactors: 1}", `storage.num_compactors: must be >= 2, got 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadBytes([]byte(tc.yaml), nil)
+			if err == nil {
+				t.Fatalf("accepted: %+v", c)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryKey(t *testing.T) {
+	c := Default()
+	c.Role = "x"
+	c.HTTP.Listen = "x"
+	c.Storage.NumCompactors = 0
+	err := c.Validate()
+	want := []string{
+		`role: "x" is not root or relay`,
+		`http.listen: "x" is not host:port`,
+		`storage.num_compactors: must be >= 2, got 0`,
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		t.Fatalf("error %v is not joined", err)
+	}
+	var got []string
+	for _, e := range joined.Unwrap() {
+		got = append(got, e.Error())
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("errors %q, want %q", got, want)
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
+		{"relay https", "role: relay\nupstream: https://server.example"},
+		{"relay https port path", "role: relay\nupstream: https://192.0.2.1:8443/rudder/relay-api/"},
+		{"relay http allowed", "role: relay\nupstream: http://127.0.0.1:3030\nforward: {allow_http: true}"},
+		{"root with upstream", "upstream: https://server.example"},
+		{"admin disabled", `admin: {listen: ""}`},
+		{"listen any", "http: {listen: ':3030'}\nadmin: {listen: ':3031'}"},
+		{"listen ipv6", "http: {listen: '[::1]:3030'}"},
+		{"listen ipv6 zone", "http: {listen: '[fe80::1%eth0]:3030'}"},
+		{"listen hostname", "http: {listen: 'relay.example.com:443'}"},
+		{"listen port 0 twice", "http: {listen: '127.0.0.1:0'}\nadmin: {listen: '127.0.0.1:0'}"},
+		{"single ips", "http: {allowed_networks: [192.0.2.1, '::1'], policy_server_networks: [10.1.2.3/32]}"},
+		{"no networks", "http: {allowed_networks: []}"},
+		{"node id chars", "node_id: e745a140-40bc-4b86-b6dc-084488fc906b"},
+		{"node id 255", "node_id: " + strings.Repeat("n", 255)},
+		{"poll never", "nodes_poll_interval: 0"},
+		{"sub relay node_id", "forward: {sub_relay_url: 'https://{node_id}.relays.example:8443/api'}"},
+		{"sub relay http allowed", "forward: {sub_relay_url: 'http://{hostname}:3030', allow_http: true}"},
+		{"key hash sha256 b64", "forward: {tls: {key_hash: 'sha256//kGGR7iJmbBYCqkM5EAC8TuCpR3X2jE+9wbKHz1Kxh1w='}}"},
+		{"key hash sha512 hex", "forward: {tls: {key_hash: 'sha512:" + strings.Repeat("aB", 64) + "'}}"},
+		{"key hash sha512 b64", "forward: {tls: {key_hash: 'sha512//" + strings.Repeat("A", 86) + "=='}}"},
+		{"max body limit", "http: {max_body: 64GiB}"},
+		{"value log bounds", "storage: {value_log_file_size: 1MiB}"},
+		{"value log top", "storage: {value_log_file_size: 1073741823}"},
+		{"chunk bounds", "storage: {chunk_size: 4MiB, value_threshold: 1MiB, mem_table_size: 8MiB}"},
+		{"tls both", "http: {tls_cert: /c.pem, tls_key: /k.pem}"},
+		{"case-insensitive keys", "HTTP: {Listen: '127.0.0.1:80'}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := LoadBytes([]byte(tc.yaml), nil); err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+}
+
+func TestNetworks(t *testing.T) {
+	got, err := Networks([]string{"10.1.2.3/8", "192.0.2.1", "::1", "fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.0.2.1/32"),
+		netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("fd00::/8"),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Networks = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "10.0.0.0/33", "fe80::1%eth0", "host", "1.2.3"} {
+		if _, err := Networks([]string{"10.0.0.0/8", bad}); err == nil || !strings.HasPrefix(err.Error(), "item 1: ") {
+			t.Errorf("Networks(%q): error %v, want item 1: ...", bad, err)
+		}
+	}
+}

@@ -1,0 +1,38 @@
+// Package ids checks the node ids and file ids that appear in relay URLs
+// (".../shared-files/<target>/<source>/<file-id>"). Both must match
+// ^[A-Za-z0-9_.-]+$, be at most MaxLen bytes long, and not be "." or "..",
+// so they are safe as path elements and storage keys.
+package ids
+
+import "fmt"
+
+// MaxLen is the longest id accepted, in bytes.
+const MaxLen = 255
+
+// allowed describes the accepted ids, for error messages.
+const allowed = "1 to 255 characters among A-Z a-z 0-9 _ . - and not \".\" or \"..\""
+
+// ValidNodeID reports whether s is an acceptable node id (Rudder node ids
+// are UUIDs or "root"), and if not, why.
+func ValidNodeID(s string) error { return valid("node id", s) }
+
+// ValidFileID reports whether s is an acceptable shared-file id, and if not,
+// why.
+func ValidFileID(s string) error { return valid("file id", s) }
+
+func valid(what, s string) error {
+	switch {
+	case len(s) > MaxLen:
+		// Do not echo an arbitrarily long value back.
+		return fmt.Errorf("invalid %s %q... (%d bytes): must be %s", what, s[:32], len(s), allowed)
+	case s == "" || s == "." || s == "..":
+		return fmt.Errorf("invalid %s %q: must be %s", what, s, allowed)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("invalid %s %q: must be %s", what, s, allowed)
+		}
+	}
+	return nil
+}
