@@ -92,10 +92,6 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 	}
 	s.jobMu.Lock()
 	defer s.jobMu.Unlock()
-	if s.opts.MaxJobs > 0 && s.jobs.Load() >= int64(s.opts.MaxJobs) {
-		u.Abort()
-		return fmt.Errorf("storage: queue %s: %d jobs queued: %w", job.File, s.jobs.Load(), ErrQueueFull)
-	}
 	seq, err := s.nextUploadID()
 	if err != nil {
 		u.Abort()
@@ -136,6 +132,10 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 			}
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return err
+		}
+		// The bound counts files: a new version of a queued file takes no new place.
+		if !superseded && s.opts.MaxJobs > 0 && s.jobs.Load() >= int64(s.opts.MaxJobs) {
+			return fmt.Errorf("%d jobs queued: %w", s.jobs.Load(), ErrQueueFull)
 		}
 		if err := txn.Set(job.key, val); err != nil {
 			return err

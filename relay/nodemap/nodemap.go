@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -124,7 +125,8 @@ type entry struct {
 }
 
 // Parse parses a node map file for the relay whose node id is self. It accepts a bare object of
-// entries or the same object wrapped as {"data": {...}}; an empty file or {} is an empty map.
+// entries or the same object wrapped as {"data": {...}}; {} is a map with no nodes, an
+// empty file is an error (a file caught mid-write must not wipe the map in force).
 // Every problem found (bad entries or ids, missing fields, dangling parents, cycles) is reported
 // in one error naming all the node ids involved.
 func Parse(data []byte, self string) (*Map, error) {
@@ -176,7 +178,8 @@ func Parse(data []byte, self string) (*Map, error) {
 // decodeTop decodes the top-level object, unwrapping {"data": {...}}.
 func decodeTop(data []byte) (map[string]json.RawMessage, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return map[string]json.RawMessage{}, nil
+		// Most likely a file caught while being rewritten, or truncated by a full disk.
+		return nil, errors.New("node map: the file is empty (a map with no nodes is {})")
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {

@@ -78,8 +78,6 @@ func TestParseGood(t *testing.T) {
 			keys:      map[string]string{"node-b": "", "node-c": "", "node-e": "sha256:"}},
 		{name: "empty object", file: "empty.json", self: "root", len: 0,
 			routes: map[string]Route{"root": unknown}},
-		{name: "empty file", data: "", self: "root", len: 0},
-		{name: "blank file", data: " \n\t", self: "root", len: 0},
 		{name: "empty data wrapper", data: `{"data": {}}`, self: "root", len: 0},
 		{name: "root alone", data: `{"root": {"hostname": "r", "policy-server": "root"}}`, self: "root", len: 1,
 			routes: map[string]Route{"root": mine}, below: []string{"root"}},
@@ -174,6 +172,9 @@ func TestParseBad(t *testing.T) {
 		{"array", "root", `[]`,
 			"node map: invalid JSON: json: cannot unmarshal array into Go value of type map[string]json.RawMessage"},
 		{"null", "root", `null`, "node map: top level is null, want an object"},
+		// A truncated file must not wipe the map in force; "no nodes" is written as {}.
+		{"empty file", "root", ``, "node map: the file is empty (a map with no nodes is {})"},
+		{"blank file", "root", " \n\t", "node map: the file is empty (a map with no nodes is {})"},
 		{"bad self", "a/b", `{}`, `node map: invalid self node id "a/b"`},
 		{"entries not objects", "root",
 			`{"b": "x", "a": [1], "c": null, "d": {"hostname": 5, "policy-server": "root"}, "ok": {"hostname": "h", "policy-server": "root"}}`,

@@ -324,6 +324,20 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 	return ir.r.Read(p)
 }
 
+// idleWriter extends the connection's write deadline before every write.
+type idleWriter struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (iw *idleWriter) Write(p []byte) (int, error) {
+	if iw.idle > 0 {
+		_ = iw.rc.SetWriteDeadline(time.Now().Add(iw.idle))
+	}
+	return iw.w.Write(p)
+}
+
 // Head handles HEAD /shared-files/:target/:source/:file?hash=<hex>.
 func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	k, err := fileKey(ps)
@@ -451,7 +465,10 @@ func (h *Handler) Get(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	}
 	fileHeaders(w, meta)
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, content); err != nil {
+	// A reader that stops reading is cut after the idle timeout: it would otherwise pin a
+	// store snapshot and a connection forever.
+	out := &idleWriter{w: w, rc: http.NewResponseController(w), idle: h.opts.BodyIdleTimeout}
+	if _, err := io.Copy(out, content); err != nil {
 		h.log.Warn("GET: transfer cut", "file", k.String(), "err", err)
 	}
 }
