@@ -86,15 +86,6 @@ func (s *Store) NewUpload(size int64) (*Upload, error) {
 		return nil, err
 	}
 	s.active.Store(id, struct{}{})
-	// The marker is written before any chunk: whatever happens next, the sweeper can
-	// find and remove chunks that no record references.
-	err = s.update(func(txn *badger.Txn) error {
-		return txn.Set(orphanKey(id), nil)
-	})
-	if err != nil {
-		s.active.Delete(id)
-		return nil, fmt.Errorf("storage: start upload: %w", err)
-	}
 	return &Upload{s: s, id: id, buf: make([]byte, 0, s.opts.ChunkSize)}, nil
 }
 
@@ -147,13 +138,22 @@ func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// flush stores the buffered bytes as the next chunk.
+// flush stores the buffered bytes as the next chunk. The first flush also writes the upload's
+// orphan marker, in the same transaction: whatever happens next, the sweeper can find and
+// remove chunks that no record references.
 func (u *Upload) flush() error {
 	if len(u.buf) == 0 {
 		return nil
 	}
-	key := chunkKey(u.id, u.chunks)
-	err := u.s.update(func(txn *badger.Txn) error { return txn.Set(key, u.buf) })
+	key, first := chunkKey(u.id, u.chunks), u.chunks == 0
+	err := u.s.update(func(txn *badger.Txn) error {
+		if first {
+			if err := txn.Set(orphanKey(u.id), nil); err != nil {
+				return err
+			}
+		}
+		return txn.Set(key, u.buf)
+	})
 	if err != nil {
 		return fmt.Errorf("storage: write chunk %d of upload %d: %w", u.chunks, u.id, err)
 	}
@@ -163,16 +163,35 @@ func (u *Upload) flush() error {
 	return nil
 }
 
-// finish flushes the last chunk and makes every chunk durable before the record that will
-// reference them is written.
+// finish prepares the commit of the record that will reference the chunks. A file that fits
+// in one chunk has written nothing yet: its content is written by the commit's own
+// transaction (stage), atomically with the record and with one sync. A larger file's last
+// chunk is flushed and every chunk made durable first, so the record never reaches the disk
+// before its content.
 func (u *Upload) finish() error {
 	if u.done {
 		return errors.New("storage: upload already finished")
+	}
+	if u.chunks == 0 {
+		return nil
 	}
 	if err := u.flush(); err != nil {
 		return err
 	}
 	return u.s.syncIfDurable()
+}
+
+// stage writes, inside the commit transaction, what finish left for it: the content of a
+// single-chunk file, or the removal of a multi-chunk upload's orphan marker. It returns the
+// number of chunks the record references.
+func (u *Upload) stage(txn *badger.Txn) (uint32, error) {
+	if u.chunks > 0 {
+		return u.chunks, txn.Delete(orphanKey(u.id))
+	}
+	if len(u.buf) == 0 {
+		return 0, nil
+	}
+	return 1, txn.Set(chunkKey(u.id, 0), u.buf)
 }
 
 // Abort abandons the upload and deletes its chunks.
@@ -183,6 +202,9 @@ func (u *Upload) Abort() {
 	u.done = true
 	u.buf = nil
 	u.s.active.Delete(u.id)
+	if u.chunks == 0 {
+		return // nothing was written
+	}
 	if err := u.s.deleteChunks(u.id); err != nil {
 		u.s.log.Warn("abandoned upload left for the sweeper", "upload", u.id, "err", err)
 	}
@@ -203,15 +225,18 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		u.Abort()
 		return err
 	}
-	meta.upload, meta.chunks, meta.Size = u.id, u.chunks, u.size
-	val, err := encodeFile(meta)
-	if err != nil {
-		u.Abort()
-		return fmt.Errorf("storage: encode file %s: %w", meta.Key, err)
-	}
 	replaced := false
-	err = s.update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		replaced = false
+		chunks, err := u.stage(txn)
+		if err != nil {
+			return err
+		}
+		meta.upload, meta.chunks, meta.Size = u.id, chunks, u.size
+		val, err := encodeFile(meta)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
 		fk := fileKey(meta.Key)
 		item, err := txn.Get(fk)
 		switch {
@@ -237,10 +262,7 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		if err := txn.Set(fk, val); err != nil {
 			return err
 		}
-		if err := txn.Set(ttlKey(meta.Expires.Unix(), meta.Key), nil); err != nil {
-			return err
-		}
-		return txn.Delete(orphanKey(u.id))
+		return txn.Set(ttlKey(meta.Expires.Unix(), meta.Key), nil)
 	})
 	if err != nil {
 		u.Abort()

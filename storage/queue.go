@@ -103,16 +103,19 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 	if job.Queued.IsZero() {
 		job.Queued = time.Now()
 	}
-	job.upload, job.chunks, job.Size = u.id, u.chunks, u.size
 	job.key = jobKey(job.Due.UnixNano(), seq)
-	val, err := encodeJob(job)
-	if err != nil {
-		u.Abort()
-		return fmt.Errorf("storage: encode job for %s: %w", job.File, err)
-	}
 	superseded := false
 	err = s.update(func(txn *badger.Txn) error {
 		superseded = false
+		chunks, err := u.stage(txn)
+		if err != nil {
+			return err
+		}
+		job.upload, job.chunks, job.Size = u.id, chunks, u.size
+		val, err := encodeJob(job)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
 		idx := jobFileKey(job.File)
 		item, err := txn.Get(idx)
 		switch {
@@ -140,10 +143,7 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		if err := txn.Set(job.key, val); err != nil {
 			return err
 		}
-		if err := txn.Set(idx, job.key); err != nil {
-			return err
-		}
-		return txn.Delete(orphanKey(u.id))
+		return txn.Set(idx, job.key)
 	})
 	if err != nil {
 		u.Abort()

@@ -274,8 +274,17 @@ func (s *Store) Empty() (bool, error) {
 }
 
 // Restore loads a backup written by Backup. With replace, everything in the store is dropped
-// first; without it the store must be empty.
+// first; without it the store must be empty. Input that does not start like a backup is
+// refused before anything is dropped.
 func (s *Store) Restore(r io.Reader, replace bool) error {
+	backup := &frameChecker{r: r}
+	if err := backup.next(); err != nil {
+		if errors.Is(err, io.EOF) {
+			// A store always holds its upload sequence, so no backup is empty.
+			err = errors.New("the backup is empty")
+		}
+		return fmt.Errorf("storage: restore: %w", err)
+	}
 	if replace {
 		if err := s.seq.Release(); err != nil {
 			return fmt.Errorf("storage: restore: release sequence: %w", err)
@@ -295,7 +304,7 @@ func (s *Store) Restore(r io.Reader, replace bool) error {
 			return fmt.Errorf("storage: restore: release sequence: %w", err)
 		}
 	}
-	if err := s.db.Load(r, 16); err != nil {
+	if err := s.db.Load(backup, 16); err != nil {
 		return fmt.Errorf("storage: restore: %w", err)
 	}
 	// The backup carries the sequence lease of the store it came from; continuing from it

@@ -356,6 +356,18 @@ func TestQueueBound(t *testing.T) {
 	if got := countChunks(t, s); got != 2 {
 		t.Errorf("chunks = %d, want 2 (the refused job's chunks are gone)", got)
 	}
+	// A new version of a queued file supersedes it even when the queue is full.
+	u, err := s.NewUpload(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = u.Write([]byte("y"))
+	if err := s.Enqueue(u, Job{File: FileKey{"t", "s", "a"}, Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Errorf("enqueue a new version of a queued file, queue full: %v", err)
+	}
+	if got := s.JobCount(); got != 2 {
+		t.Errorf("jobs = %d, want 2", got)
+	}
 }
 
 func TestNoSpace(t *testing.T) {
@@ -432,5 +444,31 @@ func TestOpenLockedDir(t *testing.T) {
 	defer s.Close()
 	if _, err := Open(DefaultOptions(dir), testLogger(t)); err == nil {
 		t.Error("second Open of the same directory succeeded")
+	}
+}
+
+// A file that fits in one chunk is written by its commit transaction alone: an upload of it
+// interrupted before the commit leaves nothing behind at all.
+func TestSmallUploadWritesNothingBeforeCommit(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	u, err := s.NewUpload(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Write(randomBytes(t, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	chunks, markers := countChunks(t, s), 0
+	if n, err := s.countPrefix([]byte(prefixOrphan)); err == nil {
+		markers = int(n)
+	}
+	if chunks != 0 || markers != 0 {
+		t.Errorf("after an interrupted small upload: %d chunks, %d orphan markers; want none", chunks, markers)
 	}
 }
