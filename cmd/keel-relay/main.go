@@ -211,6 +211,12 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
 		return 1
 	}
+	// Opening the store would create an empty one: a wrong data_dir must not yield a
+	// "successful" empty backup.
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		fmt.Fprintf(stderr, "keel-relay: backup: nothing to back up: %v\n", err)
+		return 1
+	}
 	write := func(w io.Writer) error {
 		store, err := openStore(cfg)
 		if err == nil {

@@ -253,13 +253,30 @@ func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining ti
 	if err != nil {
 		return 0, 0, err
 	}
-	defer content.Close()
-	body := io.MultiReader(bytes.NewReader(job.Header), strings.NewReader("\n"), content)
+	body := &jobBody{
+		r:    io.MultiReader(bytes.NewReader(job.Header), strings.NewReader("\n"), content),
+		c:    content,
+		done: make(chan struct{}),
+	}
 	size := int64(len(job.Header)) + 1 + job.Size
 	target := hop.BaseURL + "/rudder/relay-api/1/shared-files/" + url.PathEscape(job.File.Target) + "/" +
 		url.PathEscape(job.File.Source) + "/" + url.PathEscape(job.File.ID) + "?ttl=" + ttl.Seconds(remaining)
+	// The transport owns the body once Do is called and may still read it after Do returns
+	// (a next hop can answer before reading it all). Cancelling the request stops that, and
+	// waiting for the transport's Close guarantees the store is not read after put returns
+	// (the store may be closed next).
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		select {
+		case <-body.done:
+		case <-time.After(10 * time.Second):
+			w.log.Error("forward: the HTTP transport did not release the request body")
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, body)
 	if err != nil {
+		body.Close()
 		return 0, 0, fmt.Errorf("build request: %w", err)
 	}
 	req.ContentLength = size
@@ -272,6 +289,38 @@ func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining ti
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, size, nil
+}
+
+// jobBody is the request body of a delivery. The transport reads it and closes it, possibly
+// from another goroutine than the one reading: Read and Close are serialised, a Read after
+// Close fails, and done is closed once the content is released.
+type jobBody struct {
+	mu     sync.Mutex
+	r      io.Reader
+	c      io.Closer
+	closed bool
+	done   chan struct{}
+}
+
+func (b *jobBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errors.New("forward: request body read after close")
+	}
+	return b.r.Read(p)
+}
+
+// Close releases the content; it may be called more than once.
+func (b *jobBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	defer close(b.done)
+	return b.c.Close()
 }
 
 // Head asks hop whether it holds the file with the given hash and returns its status code.
