@@ -25,9 +25,9 @@ run: build ## build and run the relay on the embedded default config (loopback, 
 
 test: test-unit fuzz ## every test, then each fuzz target briefly (FUZZTIME=10s)
 
-test-unit: ## unit, integration and end-to-end tests (real Badger, real servers, real processes)
+test-unit: ## unit, integration and end-to-end tests under the race detector (real Badger, real servers, real processes)
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Each fuzz target runs alone for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz: ## run every Go fuzz target for FUZZTIME
