@@ -277,6 +277,15 @@ func (s *Store) Empty() (bool, error) {
 // first; without it the store must be empty. Input that does not start like a backup is
 // refused before anything is dropped.
 func (s *Store) Restore(r io.Reader, replace bool) error {
+	// When the backup can be read twice, it is verified whole before anything is dropped.
+	if rs, ok := r.(io.ReadSeeker); ok && replace {
+		if err := VerifyBackup(rs); err != nil {
+			return fmt.Errorf("storage: restore: %w (nothing was changed)", err)
+		}
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("storage: restore: rewind backup: %w", err)
+		}
+	}
 	backup := &frameChecker{r: r}
 	if err := backup.next(); err != nil {
 		if errors.Is(err, io.EOF) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -470,5 +471,26 @@ func TestSmallUploadWritesNothingBeforeCommit(t *testing.T) {
 	}
 	if chunks != 0 || markers != 0 {
 		t.Errorf("after an interrupted small upload: %d chunks, %d orphan markers; want none", chunks, markers)
+	}
+}
+
+// A backup cut short is refused before the store's data is dropped, even with replace.
+func TestRestoreReplaceRefusesTruncatedBackup(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	k := FileKey{"t", "s", "keep"}
+	content := randomBytes(t, 20_000)
+	putFile(t, s, k, content, time.Now().Add(time.Hour))
+	var backup bytes.Buffer
+	if err := s.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	cut := backup.Bytes()[:backup.Len()/2]
+	err := s.Restore(bytes.NewReader(cut), true)
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("Restore(truncated, replace) = %v, want a refusal that changed nothing", err)
+	}
+	if !bytes.Equal(readFile(t, s, k), content) || s.FileCount() != 1 {
+		t.Error("the store lost its data to a refused restore")
 	}
 }
