@@ -108,12 +108,9 @@ func (s *Server) wrap(route string, list func(*accessLists) *access.List, h http
 			s.m.bytesIn.With(route).Add(float64(body.n))
 			s.m.bytesOut.With(route).Add(float64(rec.n))
 			s.m.duration.With(route).Observe(time.Since(start).Seconds())
-			level := slog.LevelInfo
-			if r.Method == http.MethodHead || (r.Method == http.MethodGet && rec.code < 400) {
-				level = slog.LevelDebug // agents poll; keep the log for what changes things
-			}
-			s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "peer", r.RemoteAddr,
-				"status", rec.code, "bytes_in", body.n, "bytes_out", rec.n, "took", time.Since(start).Round(time.Microsecond))
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("peer", r.RemoteAddr), slog.Int("status", rec.code), slog.Int64("bytes_in", body.n),
+				slog.Int64("bytes_out", rec.n), slog.Duration("took", time.Since(start).Round(time.Microsecond)))
 		}()
 		peer, err := access.PeerAddr(r.RemoteAddr)
 		allowed := err == nil && peer.Unmap().IsLoopback()
