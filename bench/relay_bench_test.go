@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,16 +48,6 @@ type relayProc struct {
 	url string
 }
 
-func freePort(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // benchDir returns a directory for the relay's data: under $KEEL_BENCH_DIR when set (e.g.
 // /dev/shm to take the disk out of the figures), else the test's temp dir.
 func benchDir(tb testing.TB) string {
@@ -83,7 +72,7 @@ func startRelay(tb testing.TB, nodes []byte, maxUploads int) *relayProc {
 	if err := os.WriteFile(filepath.Join(dir, "nodes.json"), nodes, 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	api, admin := freePort(tb), freePort(tb)
+	api, admin := relaytest.FreeAddr(tb), relaytest.FreeAddr(tb)
 	cfg := fmt.Sprintf("data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n  max_concurrent_uploads: %d\nadmin:\n  listen: %s\n",
 		filepath.Join(dir, "data"), filepath.Join(dir, "nodes.json"), api, maxUploads, admin)
 	cfgPath := filepath.Join(dir, "relay.yaml")

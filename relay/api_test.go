@@ -193,20 +193,6 @@ func nodesJSON(t testing.TB, nodes []*relaytest.Node, extra map[string]map[strin
 	return b
 }
 
-// closedAddr returns a loopback address where nothing listens any more.
-func closedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // brokenListener returns the address of a real listener that accepts connections and then
 // either closes them at once (hang false) or keeps them open without ever answering.
 func brokenListener(t testing.TB, hang bool) string {
@@ -571,7 +557,7 @@ func TestSharedFilesForward(t *testing.T) {
 
 	s := startRelay(t, "sub", relaytest.NodeMap(sub, n3, n4), func(c *config.Config) {
 		c.Role = config.RoleRelay
-		c.Upstream = "http://" + closedAddr(t)
+		c.Upstream = "http://" + relaytest.FreeAddr(t)
 	})
 	sub.Hostname = s.APIAddr().String() // forward.sub_relay_url is http://{hostname}
 	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n1, n3, n4), nil)
@@ -645,7 +631,7 @@ func TestForwardQueue(t *testing.T) {
 	src := relaytest.NewNode("src", "relay1", 3)
 	r := startRelay(t, "relay1", relaytest.NodeMap(n1, src), func(c *config.Config) {
 		c.Role = config.RoleRelay
-		c.Upstream = "http://" + closedAddr(t)
+		c.Upstream = "http://" + relaytest.FreeAddr(t)
 		c.Forward.MaxJobs = 1
 	})
 	file := content(5000, 4)
@@ -684,7 +670,7 @@ func TestHeadNextHopFailures(t *testing.T) {
 	t.Parallel()
 	root := relaytest.NewNode("root", "root", 0)
 	down := relaytest.NewNode("down", "root", 0)
-	down.Hostname = closedAddr(t)
+	down.Hostname = relaytest.FreeAddr(t)
 	closer := relaytest.NewNode("closer", "root", 0)
 	closer.Hostname = brokenListener(t, false)
 	hang := relaytest.NewNode("hang", "root", 0)
@@ -692,7 +678,7 @@ func TestHeadNextHopFailures(t *testing.T) {
 	// A real relay that refuses the root's address answers 403: that is not an answer about the file.
 	refuser := relaytest.NewNode("refuser", "root", 0)
 	refuser.Hostname = startRelay(t, "refuser", nil, func(c *config.Config) {
-		c.Role, c.Upstream = config.RoleRelay, "http://"+closedAddr(t)
+		c.Role, c.Upstream = config.RoleRelay, "http://"+relaytest.FreeAddr(t)
 		c.HTTP.AllowedNetworks = []string{"10.0.0.0/8"}
 	}).APIAddr().String()
 	below := []*relaytest.Node{
@@ -1289,7 +1275,7 @@ func TestConcurrentPuts(t *testing.T) {
 	src := relaytest.NewNode("src", "relay1", 3)
 	r := startRelay(t, "relay1", relaytest.NodeMap(n1, src), func(c *config.Config) {
 		c.Role = config.RoleRelay
-		c.Upstream = "http://" + closedAddr(t)
+		c.Upstream = "http://" + relaytest.FreeAddr(t)
 		c.Forward.MinBackoff = time.Minute // keep the queued jobs still
 		c.Forward.MaxBackoff = time.Minute
 	})

@@ -19,7 +19,7 @@ func TestBackupRestore(t *testing.T) {
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	// A sub-relay nobody answers for: a file for the node below it stays queued.
 	sub := relaytest.NewNode("sub", "root", 3)
-	sub.Hostname = freeAddr(t)
+	sub.Hostname = relaytest.FreeAddr(t)
 	below := relaytest.NewNode("below", "sub", 4)
 	nodes := filepath.Join(dir, "nodes.json")
 	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt, sub, below))
@@ -28,7 +28,7 @@ func TestBackupRestore(t *testing.T) {
 		cfg, api, admin string
 	}
 	newInstance := func(name string) instance {
-		api, admin := freeAddr(t), freeAddr(t)
+		api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 		return instance{
 			cfg: writeConfig(t, dir, name+".yaml", relayConf{
 				NodeID: "root", DataDir: filepath.Join(dir, name+"-data"), Nodes: nodes, Listen: api, Admin: admin,

@@ -70,7 +70,7 @@ func TestCrashDuringUploads(t *testing.T) {
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
 	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
-	api, admin := freeAddr(t), freeAddr(t)
+	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	cfg := writeConfig(t, dir, "relay.yaml", relayConf{
 		NodeID: "root", DataDir: filepath.Join(dir, "data"), Nodes: nodes, Listen: api, Admin: admin,
 	})
@@ -171,7 +171,7 @@ func TestCrashDuringUploads(t *testing.T) {
 			if u.present {
 				want = http.StatusOK
 			}
-			if code, _ := do(t, http.MethodHead, filesURL(p.api, tgt.ID, src.ID, u.id)+"?hash="+u.hash, nil); code != want {
+			if code, _ := relaytest.Do(t, http.MethodHead, filesURL(p.api, tgt.ID, src.ID, u.id)+"?hash="+u.hash, nil); code != want {
 				t.Fatalf("after round %d: %s: HEAD %d, want %d", round, u.id, code, want)
 			}
 		}

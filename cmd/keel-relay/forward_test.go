@@ -101,7 +101,7 @@ func TestForwardUpstream(t *testing.T) {
 	relayNodes := filepath.Join(dir, "relay1-nodes.json")
 	writeFileAtomic(t, relayNodes, relaytest.NodeMap(relay1, a))
 
-	rootAPI, rootAdmin := freeAddr(t), freeAddr(t)
+	rootAPI, rootAdmin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	rootCfg := writeConfig(t, dir, "root.yaml", relayConf{
 		NodeID: "root", DataDir: filepath.Join(dir, "root-data"), Nodes: rootNodes,
 		Listen: rootAPI, Admin: rootAdmin,
@@ -110,7 +110,7 @@ func TestForwardUpstream(t *testing.T) {
 
 	// relay1 reaches the root through a proxy that counts deliveries.
 	proxy := newCountingProxy(t, "http://"+rootAPI)
-	relayAPI, relayAdmin := freeAddr(t), freeAddr(t)
+	relayAPI, relayAdmin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	relayCfg := writeConfig(t, dir, "relay1.yaml", relayConf{
 		NodeID: "relay1", Role: "relay", Upstream: proxy.URL, DataDir: filepath.Join(dir, "relay1-data"),
 		Nodes: relayNodes, Listen: relayAPI, Admin: relayAdmin,
@@ -207,7 +207,7 @@ func TestForwardEarlyAnswer(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 
-	api, admin := freeAddr(t), freeAddr(t)
+	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	cfg := writeConfig(t, dir, "relay1.yaml", relayConf{
 		NodeID: "relay1", Role: "relay", Upstream: upstream.URL, DataDir: filepath.Join(dir, "data"),
 		Nodes: nodes, Listen: api, Admin: admin,

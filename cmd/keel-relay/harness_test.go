@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,20 +59,6 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // relayConf is what a test relay's config file says.
@@ -328,30 +313,6 @@ func newClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 }
 
-// do sends one request (bounded in time) and returns the status code and body.
-func do(t testing.TB, method, url string, body []byte) (int, string) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := newClient(30 * time.Second).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read the answer: %v", method, url, err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // filesURL is the URL of a shared file on the relay at base.
 func filesURL(base, target, source, id string) string {
 	return base + "/rudder/relay-api/1/shared-files/" + target + "/" + source + "/" + id
@@ -366,13 +327,13 @@ func sha256Hex(b []byte) string {
 // putFile uploads content signed by source for target, with a TTL of one day.
 func putFile(t testing.TB, base string, source *relaytest.Node, target, id string, content []byte) (int, string) {
 	t.Helper()
-	return do(t, http.MethodPut, filesURL(base, target, source.ID, id), relaytest.SignedBody(t, source, content, "1d"))
+	return relaytest.Do(t, http.MethodPut, filesURL(base, target, source.ID, id), relaytest.SignedBody(t, source, content, "1d"))
 }
 
 // headFile asks whether the relay holds the file with content's hash.
 func headFile(t testing.TB, base, target, source, id string, content []byte) int {
 	t.Helper()
-	code, _ := do(t, http.MethodHead, filesURL(base, target, source, id)+"?hash="+sha256Hex(content), nil)
+	code, _ := relaytest.Do(t, http.MethodHead, filesURL(base, target, source, id)+"?hash="+sha256Hex(content), nil)
 	return code
 }
 
@@ -427,7 +388,7 @@ func requireFile(t testing.TB, base string, target *relaytest.Node, source, id s
 // status returns the relay's /system/status.
 func status(t testing.TB, base string) relay.Status {
 	t.Helper()
-	code, body := do(t, http.MethodGet, base+"/rudder/relay-api/1/system/status", nil)
+	code, body := relaytest.Do(t, http.MethodGet, base+"/rudder/relay-api/1/system/status", nil)
 	if code != http.StatusOK {
 		t.Fatalf("status: %d %s", code, body)
 	}
@@ -454,7 +415,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // the sample is absent). labels must list every label of the sample.
 func metricValue(t testing.TB, admin, name string, labels map[string]string) float64 {
 	t.Helper()
-	code, body := do(t, http.MethodGet, admin+"/metrics", nil)
+	code, body := relaytest.Do(t, http.MethodGet, admin+"/metrics", nil)
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -175,6 +176,26 @@ func (r *Relay) Put(t testing.TB, path string, body []byte) (int, string) {
 	return Do(t, http.MethodPut, r.URL+path, body)
 }
 
+// FreeAddr returns a loopback address whose port was free a moment ago (nothing listens there
+// once it returns: also a next hop that is down).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// client sends test requests, bounded in time. Keep-alive connections are avoided on
+// purpose: a transport may dial a spare one that never carries a request, and net/http's
+// Shutdown waits up to 5s for such a connection, which would slow every stop.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+
 // Do sends one request and returns the status code and body.
 func Do(t testing.TB, method, url string, body []byte) (int, string) {
 	t.Helper()
@@ -187,7 +208,7 @@ func Do(t testing.TB, method, url string, body []byte) (int, string) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
