@@ -71,6 +71,9 @@ func (s *Server) apiHandler() http.Handler {
 		if p == "" {
 			continue
 		}
+		r.POST(p+"/remote-run/all", s.wrap("remote-run", policy, s.remote.All))
+		r.POST(p+"/remote-run/nodes", s.wrap("remote-run", policy, s.remote.Nodes))
+		r.POST(p+"/remote-run/nodes/:node", s.wrap("remote-run", policy, s.remote.Node))
 		r.GET(p+"/system/status", s.wrap("system/status", shared, s.status))
 		r.GET(p+"/system/info", s.wrap("system/info", shared, s.info))
 		r.POST(p+"/system/reload", s.wrap("system/reload", policy, s.reload))
@@ -229,7 +232,7 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ httprouter.Param
 		"build_date": s.opts.Build.Date, "go_version": runtime.Version(),
 		"os": runtime.GOOS, "arch": runtime.GOARCH,
 		"node_id": cfg.NodeID, "role": cfg.Role, "upstream": cfg.Upstream,
-		"api_versions": []int{1}, "features": []string{"shared-files", "system"},
+		"api_versions": []int{1}, "features": []string{"shared-files", "remote-run", "system"},
 		"started": s.started.UTC(),
 	})
 }

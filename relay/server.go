@@ -27,6 +27,7 @@ import (
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/relay/nodemap"
+	"github.com/keel-relay/keel/relay/remoterun"
 	"github.com/keel-relay/keel/relay/sharedfiles"
 	"github.com/keel-relay/keel/storage"
 )
@@ -48,6 +49,8 @@ type Options struct {
 	Logger         *slog.Logger
 	// LogLevel, when set, is adjusted on reload to follow log.level.
 	LogLevel *slog.LevelVar
+	// Edge runs remote runs over live edge streams; nil until the edge API is wired in.
+	Edge remoterun.EdgeRunner
 }
 
 // Server is a running keel-relay.
@@ -64,6 +67,7 @@ type Server struct {
 	worker  *forward.Worker
 	cleaner *cleaner.Cleaner
 	files   *sharedfiles.Handler
+	remote  *remoterun.Handler
 
 	apiLn, adminLn net.Listener
 	api, admin     *http.Server
@@ -150,6 +154,20 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		BodyIdleTimeout:      cfg.HTTP.BodyIdleTimeout,
 		MaxConcurrentUploads: cfg.HTTP.MaxConcurrentUploads,
 	}, s.store, s.nodes.Current, s.hops, s.worker.Wake, log.With("component", "shared-files"))
+
+	// Remote runs go down only: sub-relays are reached with remote_run.sub_relay_url and
+	// verified like forwards (their key pin from the node map).
+	runHops, err := forward.NewHops(forward.HopOptions{
+		SubRelayURL: cfg.RemoteRun.SubRelayURL, AllowHTTP: cfg.Forward.AllowHTTP,
+		InsecureSkipVerify: cfg.Forward.TLS.InsecureSkipVerify,
+	}, s.nodes.Current, log.With("component", "remote-run"))
+	if err != nil {
+		return nil, err
+	}
+	s.remote = remoterun.New(remoterun.Options{
+		Command: cfg.RemoteRun.Command, Concurrency: cfg.RemoteRun.Concurrency,
+		Timeout: cfg.RemoteRun.Timeout, MaxCalls: cfg.RemoteRun.MaxCalls,
+	}, s.nodes.Current, runHops, opts.Edge, remoterun.NewMetrics(s.reg), log.With("component", "remote-run"))
 
 	if err := s.listen(cfg); err != nil {
 		return nil, err
@@ -262,6 +280,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("listener failed; shutting down", "err", runErr)
 	}
 	s.drain(cfg.ShutdownGrace)
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s.remote.Shutdown(rctx) // asynchronous remote runs: their processes are killed
+	rcancel()
 	stopWork()
 	workers.Wait()
 	if err := s.store.Close(); err != nil {

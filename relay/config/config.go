@@ -46,6 +46,7 @@ type Config struct {
 	Admin             AdminConfig       `mapstructure:"admin"`
 	SharedFiles       SharedFilesConfig `mapstructure:"shared_files"`
 	Forward           ForwardConfig     `mapstructure:"forward"`
+	RemoteRun         RemoteRunConfig   `mapstructure:"remote_run"`
 	Storage           StorageConfig     `mapstructure:"storage"`
 }
 
@@ -103,6 +104,15 @@ type ForwardTLSConfig struct {
 	CAFile             string `mapstructure:"ca_file"`
 	KeyHash            string `mapstructure:"key_hash"`
 	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+}
+
+// RemoteRunConfig is the "remote_run" section: how agent runs are triggered on nodes.
+type RemoteRunConfig struct {
+	Command     []string      `mapstructure:"command"`       // argv, never a shell string; placeholders {hostname} {node_id} {classes}
+	Concurrency int           `mapstructure:"concurrency"`   // node runs at once, per relay
+	Timeout     time.Duration `mapstructure:"timeout"`       // per-node deadline
+	MaxCalls    int           `mapstructure:"max_calls"`     // remote-run API calls in progress at once; more get 429
+	SubRelayURL string        `mapstructure:"sub_relay_url"` // base URL of a sub-relay's API; {hostname} and {node_id} replaced
 }
 
 // StorageConfig is the "storage" section: database tuning.

@@ -46,6 +46,13 @@ func contractDefault() *Config {
 			AllowHTTP:      false,
 			TLS:            ForwardTLSConfig{},
 		},
+		RemoteRun: RemoteRunConfig{
+			Command:     []string{"/opt/rudder/bin/rudder", "remote", "run", "-D", "{classes}", "--", "{hostname}"},
+			Concurrency: 32,
+			Timeout:     5 * time.Minute,
+			MaxCalls:    8,
+			SubRelayURL: "https://{hostname}",
+		},
 		Storage: StorageConfig{
 			MemTableSize:     8 * MiB,
 			NumMemtables:     2,
@@ -94,6 +101,11 @@ func customEnv() map[string]string {
 		"KEEL_FORWARD_TLS_CA_FILE":              "/etc/keel/ca.pem",
 		"KEEL_FORWARD_TLS_KEY_HASH":             "sha256:906191ee22666c1602aa43391000bc4ee0a94775f68f4c19edc83bfb1b28755c",
 		"KEEL_FORWARD_TLS_INSECURE_SKIP_VERIFY": "1",
+		"KEEL_REMOTE_RUN_COMMAND":               " /usr/local/bin/run agent ,--host={hostname}:5309,, -D,{classes} ,--,{node_id}",
+		"KEEL_REMOTE_RUN_CONCURRENCY":           "1024",
+		"KEEL_REMOTE_RUN_TIMEOUT":               "24h",
+		"KEEL_REMOTE_RUN_MAX_CALLS":             "1",
+		"KEEL_REMOTE_RUN_SUB_RELAY_URL":         "http://{hostname}:3030/{node_id}",
 		"KEEL_STORAGE_MEM_TABLE_SIZE":           "16MiB",
 		"KEEL_STORAGE_NUM_MEMTABLES":            "3",
 		"KEEL_STORAGE_BLOCK_CACHE_SIZE":         "1048576",
@@ -143,6 +155,13 @@ func customConfig() *Config {
 				KeyHash:            "sha256:906191ee22666c1602aa43391000bc4ee0a94775f68f4c19edc83bfb1b28755c",
 				InsecureSkipVerify: true,
 			},
+		},
+		RemoteRun: RemoteRunConfig{
+			Command:     []string{"/usr/local/bin/run agent", "--host={hostname}:5309", "-D", "{classes}", "--", "{node_id}"},
+			Concurrency: 1024,
+			Timeout:     24 * time.Hour,
+			MaxCalls:    1,
+			SubRelayURL: "http://{hostname}:3030/{node_id}",
 		},
 		Storage: StorageConfig{
 			MemTableSize:     16 * MiB,
@@ -358,6 +377,20 @@ func TestRefused(t *testing.T) {
 		{"float size", "http: {max_body: 1.5}", nil, `http.max_body: expected a size such as "256MiB", got number 1.5`},
 		{"scalar for list", "http: {allowed_networks: 5}", nil, `http.allowed_networks: expected a list, got integer 5`},
 		{"int in list", "http: {allowed_networks: [10.0.0.0/8, 1]}", nil, `http.allowed_networks[1]: expected a string, got integer 1`},
+		{"string for command", "remote_run: {command: '/opt/rudder/bin/rudder remote run'}", nil, `remote_run.command: expected a list such as [a, b], got string "/opt/rudder/bin/rudder remote run"`},
+		{"string for network list", "http: {allowed_networks: 10.0.0.0/8}", nil, `http.allowed_networks: expected a list such as [a, b], got string "10.0.0.0/8"`},
+		{"mapping for command", "remote_run: {command: {a: b}}", nil, `remote_run.command: expected a list, got a mapping`},
+		{"list in command", "remote_run: {command: [rudder, [a]]}", nil, `remote_run.command[1]: expected a string, got a list`},
+		{"int in command", "remote_run: {command: [rudder, 5309]}", nil, `remote_run.command[1]: expected a string, got integer 5309`},
+		{"bool in command", "remote_run: {command: [rudder, true]}", nil, `remote_run.command[1]: expected a string, got boolean true`},
+		{"scalar for remote_run", "remote_run: rudder", nil, `remote_run: expected a mapping, got string "rudder"`},
+		{"unknown remote_run key", "remote_run: {cmd: [x]}", nil, `unknown key "remote_run.cmd"`},
+		{"env bad command", "", map[string]string{"KEEL_REMOTE_RUN_COMMAND": "/bin/run,{host}"}, `remote_run.command[1]: unknown placeholder "{host}" (use {hostname}, {node_id} or {classes}) (from KEEL_REMOTE_RUN_COMMAND)`},
+		{"env empty command", "", map[string]string{"KEEL_REMOTE_RUN_COMMAND": " , "}, `remote_run.command: must have at least one element (the program to run) (from KEEL_REMOTE_RUN_COMMAND)`},
+		{"env bad timeout", "", map[string]string{"KEEL_REMOTE_RUN_TIMEOUT": "300"}, `remote_run.timeout: invalid duration "300" (want e.g. 30s, 5m, 1h) (from KEEL_REMOTE_RUN_TIMEOUT)`},
+		{"env long timeout", "", map[string]string{"KEEL_REMOTE_RUN_TIMEOUT": "25h"}, `remote_run.timeout: must be > 0 and <= 24h, got 25h (from KEEL_REMOTE_RUN_TIMEOUT)`},
+		{"env bad max_calls", "", map[string]string{"KEEL_REMOTE_RUN_MAX_CALLS": "0"}, `remote_run.max_calls: must be between 1 and 1024, got 0 (from KEEL_REMOTE_RUN_MAX_CALLS)`},
+		{"env http sub relay", "", map[string]string{"KEEL_REMOTE_RUN_SUB_RELAY_URL": "http://{hostname}"}, `remote_run.sub_relay_url: "http://{hostname}" is plain http (set forward.allow_http to allow it) (from KEEL_REMOTE_RUN_SUB_RELAY_URL)`},
 		{"not a mapping", "- a\n- b", nil, "parsing YAML: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into map[string]interface {}"},
 		{"two documents", "role: root\n---\nrole: relay\n", nil, `parsing YAML: more than one document (a second "---")`},
 		{"broken YAML", "http: [", nil, "parsing YAML: yaml: line 1: did not find expected node content"},
@@ -498,17 +531,27 @@ func TestYAMLRoundTrip(t *testing.T) {
 }
 
 func TestDefaultFileCommentsEveryKey(t *testing.T) {
-	for _, key := range leafKeys(reflect.TypeFor[Config](), "") {
-		last := key[strings.LastIndex(key, ".")+1:]
-		var line string
-		for l := range strings.SplitSeq(defaultYAML, "\n") {
-			if strings.HasPrefix(strings.TrimSpace(l), last+":") {
-				line = l
-				break
-			}
+	// Map each dotted key to its line, following the two-space indentation, so
+	// that keys with the same name in different sections are told apart.
+	lines := map[string]string{}
+	var path []string
+	for l := range strings.SplitSeq(defaultYAML, "\n") {
+		text := strings.TrimLeft(l, " ")
+		name, _, ok := strings.Cut(text, ":")
+		if text == "" || strings.HasPrefix(text, "#") || !ok {
+			continue
 		}
+		depth := (len(l) - len(text)) / 2
+		if depth > len(path) {
+			t.Fatalf("default.yaml: unexpected indentation: %s", l)
+		}
+		path = append(path[:depth], name)
+		lines[strings.Join(path, ".")] = l
+	}
+	for _, key := range leafKeys(reflect.TypeFor[Config](), "") {
+		line, ok := lines[key]
 		switch {
-		case line == "":
+		case !ok:
 			t.Errorf("default.yaml: key %q is missing", key)
 		case !strings.Contains(line, "#"):
 			t.Errorf("default.yaml: key %q has no comment: %s", key, line)
@@ -534,6 +577,41 @@ func TestYAMLRoundTripOddStrings(t *testing.T) {
 		}
 		if !reflect.DeepEqual(back, c) {
 			t.Errorf("%q: got %q", s, back.DataDir)
+		}
+	}
+}
+
+// TestYAMLRoundTripCommand: remote_run.command arguments that YAML needs to quote
+// or escape survive YAML(), alone and all together.
+func TestYAMLRoundTripCommand(t *testing.T) {
+	args := []string{"with space", " lead", "trail ", "a, b", ",", "{hostname}", "--host={hostname}:5309",
+		"{", "}", "a}b{c", "[a]", "{hostname", "'", "\"", `say "hi" 'there'`, `\`, `C:\Program Files\x`,
+		"#", "a #b", "key: v", "- x", "-D", "--", "-", "null", "~", "true", "no", "1e3", "0o17", "0x1F", "&a", "*a",
+		"!x", "%x", "@x", "`x", "?", "|", ">", "\t", "a\r\nb", "\u2028", "\ufeffx", "a\x85b", "\xff", "é"}
+	cases := [][]string{append([]string{`/opt/my tools/run "agent"`}, args...)}
+	for _, a := range args {
+		cases = append(cases, []string{"/bin/run", a})
+		if !strings.Contains(a, "{hostname}") { // a placeholder is not allowed in the program
+			cases = append(cases, []string{a})
+		}
+	}
+	for _, tc := range cases {
+		c := Default()
+		c.RemoteRun.Command = tc
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%q: %v", tc, err)
+		}
+		out, err := c.YAML()
+		if err != nil {
+			t.Fatalf("%q: %v", tc, err)
+		}
+		back, err := LoadBytes(out, nil)
+		if err != nil {
+			t.Errorf("%q: %v\n%s", tc, err, out)
+			continue
+		}
+		if !reflect.DeepEqual(back.RemoteRun.Command, tc) {
+			t.Errorf("%q: read back as %q\n%s", tc, back.RemoteRun.Command, out)
 		}
 	}
 }

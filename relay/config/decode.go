@@ -102,11 +102,20 @@ func checkSection(m map[string]any, t reflect.Type, prefix string, errs *[]error
 			out[lk] = checkSection(sub, f.Type, key+".", errs)
 		case isMap:
 			*errs = append(*errs, keyErr(key, "expected %s, got a mapping", expectation(f.Type)))
+		case f.Type.Kind() == reflect.Slice && isString(val):
+			// Comma-separated lists are for the environment; in the file a string
+			// is more likely a shell command line than a one-item list.
+			*errs = append(*errs, keyErr(key, "expected a list such as [a, b], got %s", describe(val)))
 		default:
 			out[lk] = val
 		}
 	}
 	return out
+}
+
+func isString(v any) bool {
+	_, ok := v.(string)
+	return ok
 }
 
 func hasKey(m map[string]any, k string) bool {

@@ -19,6 +19,10 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add([]byte("data_dir: \"\\x00\\u00e9\"\nnodes_file: 'a: b # c'"), "KEEL_NODES_FILE=\t")
 	f.Add([]byte("{? [a] : b}"), "")
 	f.Add([]byte("---\n---\n"), "")
+	f.Add([]byte("remote_run:\n  command: [\"/opt/my tools/run\", 'a, b', \"{hostname}:{node_id}\", '{', \"-D\", '{classes}']\n  timeout: 24h"), "KEEL_REMOTE_RUN_MAX_CALLS=1024")
+	f.Add([]byte("remote_run: {command: '/bin/x {hostname}', concurrency: 0}"), "KEEL_REMOTE_RUN_COMMAND=/bin/x,{host}")
+	f.Add([]byte("remote_run: {command: [\"a\\0\", '{}', ~, 5]}"), "KEEL_REMOTE_RUN_COMMAND= , ,\nKEEL_REMOTE_RUN_TIMEOUT=0s")
+	f.Add([]byte("forward: {allow_http: true}\nremote_run: {sub_relay_url: 'http://{node_id}:3030'}"), "KEEL_REMOTE_RUN_SUB_RELAY_URL=https://{hostname}/{classes}")
 	f.Fuzz(func(t *testing.T, yamlText []byte, envText string) {
 		env := map[string]string{}
 		for line := range strings.SplitSeq(envText, "\n") {
@@ -43,6 +47,35 @@ func FuzzLoadBytes(f *testing.F) {
 		}
 		if !reflect.DeepEqual(back, c) {
 			t.Fatalf("round trip changed the config:\n%s", out)
+		}
+	})
+}
+
+// FuzzCheckCommandArg checks a remote_run.command argument it accepts is not
+// empty, has no NUL byte, and has no "{...}" left once the known placeholders
+// are removed (none at all in the program).
+func FuzzCheckCommandArg(f *testing.F) {
+	for _, s := range []string{"/opt/rudder/bin/rudder", "{hostname}", "--host={hostname}:{node_id}", "{classes}",
+		"{host}", "{}", "{{hostname}}", "a}b{c", "{", "}{", "", "a\x00b", "{hostname", "{node_id}{"} {
+		f.Add(0, s)
+		f.Add(3, s)
+	}
+	f.Fuzz(func(t *testing.T, i int, arg string) {
+		if i < 0 {
+			i = -(i + 1)
+		}
+		if checkCommandArg(i, arg) != nil {
+			return
+		}
+		if arg == "" || strings.ContainsRune(arg, 0) {
+			t.Fatalf("checkCommandArg(%d, %q) accepted an empty or NUL argument", i, arg)
+		}
+		rest := strings.NewReplacer("{hostname}", "\x00", "{node_id}", "\x00", "{classes}", "\x00").Replace(arg)
+		if i == 0 && rest != arg {
+			t.Fatalf("checkCommandArg(0, %q) accepted a placeholder in the program", arg)
+		}
+		if o := strings.IndexByte(rest, '{'); o >= 0 && strings.Contains(rest[o:], "}") {
+			t.Fatalf("checkCommandArg(%d, %q) accepted an unknown placeholder", i, arg)
 		}
 	})
 }

@@ -21,6 +21,9 @@ const (
 	MinChunkSize        = 4 * KiB
 	MaxChunkSize        = 4 * MiB
 	MaxForwardWorkers   = 256
+	MaxRemoteRunWorkers = 1024 // remote_run.concurrency
+	MaxRemoteRunCalls   = 1024 // remote_run.max_calls
+	MaxRemoteRunTimeout = 24 * time.Hour
 	// MaxValueThreshold is the storage engine's own cap on value_threshold.
 	MaxValueThreshold = 1 * MiB
 )
@@ -140,6 +143,28 @@ func (c *Config) Validate() error {
 		if err := checkKeyHash(f.TLS.KeyHash); err != nil {
 			add("forward.tls.key_hash", "%v", err)
 		}
+	}
+
+	r := &c.RemoteRun
+	if len(r.Command) == 0 {
+		add("remote_run.command", "must have at least one element (the program to run)")
+	}
+	for i, arg := range r.Command {
+		if err := checkCommandArg(i, arg); err != nil {
+			add(fmt.Sprintf("remote_run.command[%d]", i), "%v", err)
+		}
+	}
+	if r.Concurrency < 1 || r.Concurrency > MaxRemoteRunWorkers {
+		add("remote_run.concurrency", "must be between 1 and %d, got %d", MaxRemoteRunWorkers, r.Concurrency)
+	}
+	if r.Timeout <= 0 || r.Timeout > MaxRemoteRunTimeout {
+		add("remote_run.timeout", "must be > 0 and <= %s, got %s", formatDuration(MaxRemoteRunTimeout), formatDuration(r.Timeout))
+	}
+	if r.MaxCalls < 1 || r.MaxCalls > MaxRemoteRunCalls {
+		add("remote_run.max_calls", "must be between 1 and %d, got %d", MaxRemoteRunCalls, r.MaxCalls)
+	}
+	if err := checkSubRelayURL(r.SubRelayURL, f.AllowHTTP); err != nil {
+		add("remote_run.sub_relay_url", "%v", err)
 	}
 
 	s := &c.Storage
@@ -298,6 +323,35 @@ func checkSubRelayURL(s string, allowHTTP bool) error {
 		return fmt.Errorf("%q is not a URL", s)
 	}
 	return checkScheme(s, u, allowHTTP)
+}
+
+// checkCommandArg checks argument i of remote_run.command: not empty, no NUL
+// byte, and every "{...}" one of {hostname}, {node_id} and {classes}; the
+// program (i == 0) has no placeholder at all. Unpaired braces are literal.
+func checkCommandArg(i int, arg string) error {
+	switch {
+	case arg == "":
+		return errors.New("must not be empty")
+	case strings.IndexByte(arg, 0) >= 0:
+		return fmt.Errorf("%q contains a NUL byte", arg)
+	}
+	for rest := arg; ; {
+		_, after, ok := strings.Cut(rest, "{")
+		if !ok {
+			return nil
+		}
+		name, after, ok := strings.Cut(after, "}")
+		if !ok {
+			return nil
+		}
+		switch ph := "{" + name + "}"; {
+		case ph != "{hostname}" && ph != "{node_id}" && ph != "{classes}":
+			return fmt.Errorf("unknown placeholder %q (use {hostname}, {node_id} or {classes})", ph)
+		case i == 0:
+			return fmt.Errorf("the program must not contain a placeholder, got %q", arg)
+		}
+		rest = after
+	}
 }
 
 // checkKeyHash checks the shape of a pinned key hash: sha256//<base64>,
