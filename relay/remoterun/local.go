@@ -33,6 +33,8 @@ func runCommand(ctx context.Context, node string, argv []string, timeout time.Du
 		return res
 	}
 	waitErr := cmd.Wait()
+	// What the command left running in its group is killed too: a run never leaves orphans.
+	_ = killProcessGroup(cmd)
 	stdout.Flush()
 	res.DurationMS = time.Since(start).Milliseconds()
 	res.Stderr = stderr.String()
