@@ -5,20 +5,29 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 BUILD_DATE  ?= $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
-LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(BUILD_DATE)
+LDFLAGS     := -s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(BUILD_DATE)
+# Reproducible: no build paths, no VCS stamp, no build id; the date is SOURCE_DATE_EPOCH's.
+GOBUILD     := $(GO) build -trimpath -buildvcs=false
 BIN         := bin
+DIST        ?= dist
+CROSS       := linux/amd64 linux/arm64 linux/arm linux/386 windows/amd64
+# Packages: nfpm (pinned in tools/go.mod) builds a .deb and an .rpm per architecture.
+PKG_ARCHES  ?= amd64 arm64
+PKG_VERSION ?= $(shell packaging/pkg-version '$(VERSION)' '$(SOURCE_DATE_EPOCH)' '$(COMMIT)')
+PKG_RELEASE ?= 1
+PKG_MAINTAINER ?= Keel authors <keel-relay@users.noreply.github.com>
 TOOL        := $(GO) tool -modfile=tools/go.mod
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 1x
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run test test-unit fuzz bench lint cross clean
+.PHONY: help build run test test-unit fuzz bench lint cross cross-check test-32bit package package-test test-emulated verify-units clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 build: ## build keel-relay into ./bin
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/keel-relay ./cmd/keel-relay
+	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-relay ./cmd/keel-relay
 
 run: build ## build and run the relay on the embedded default config (loopback, data in ./keel-data)
 	$(BIN)/keel-relay run
@@ -47,12 +56,53 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
 
-cross: ## static binaries for the release targets (the packaging issue completes this)
-	@set -e; for t in linux/amd64 linux/arm64 linux/arm linux/386 windows/amd64; do \
-	  os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
-	  echo "build $$t"; \
-	  GOOS=$$os GOARCH=$$arch GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$os-$$arch/keel-relay$$ext ./cmd/keel-relay; \
-	done
+# go_build GOOS GOARCH DIR: one static keel-relay (GOARM=7 for linux/arm) into DIR.
+go_build = GOOS=$(1) GOARCH=$(2) GOARM=7 $(GOBUILD) -ldflags '$(LDFLAGS)' -o $(3)/keel-relay$(if $(filter windows,$(1)),.exe) ./cmd/keel-relay
+
+cross: ## static, reproducible binaries for linux/amd64, arm64, armv7, 386 and windows/amd64 into dist/<os>-<arch>/
+	@set -e; $(foreach t,$(CROSS),echo "build $(t)"; $(call go_build,$(word 1,$(subst /, ,$(t))),$(word 2,$(subst /, ,$(t))),$(DIST)/$(subst /,-,$(t)));)
+	@cd $(DIST) && sha256sum $(foreach t,$(CROSS),$(subst /,-,$(t))/keel-relay$(if $(findstring windows,$(t)),.exe)) > SHA256SUMS && cat SHA256SUMS
+
+# The second build runs from a copy of the tree at another path, with an empty build cache.
+cross-check: cross ## prove the cross build reproducible: rebuild elsewhere from scratch, compare sha256
+	@set -e; tmp=$$(mktemp -d); trap 'chmod -R u+w "$$tmp"; rm -rf "$$tmp"' EXIT; mkdir "$$tmp/src"; \
+	git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done \
+	  | tar --null -T - -cf - | tar -xf - -C "$$tmp/src"; \
+	echo "rebuilding in $$tmp/src with GOCACHE=$$tmp/cache"; \
+	GOCACHE="$$tmp/cache" $(MAKE) --no-print-directory -s -C "$$tmp/src" cross DIST="$$tmp/dist" \
+	  VERSION='$(VERSION)' COMMIT='$(COMMIT)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' >/dev/null; \
+	if diff -u $(DIST)/SHA256SUMS "$$tmp/dist/SHA256SUMS"; then echo "cross-check: reproducible (identical sha256 for every target)"; \
+	else echo "cross-check: FAIL: the binaries differ"; exit 1; fi
+
+test-32bit: ## every test on 32-bit (GOARCH=386, no cgo): no 64-bit-only assumptions
+	CGO_ENABLED=0 GOARCH=386 $(GO) test -count=1 -timeout 20m ./...
+
+package: ## .deb and .rpm of keel-relay for PKG_ARCHES (amd64 arm64) into dist/ (nfpm)
+	@set -e; build=$(DIST)/pkg; mkdir -p $$build; \
+	$(foreach a,$(PKG_ARCHES),echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));) \
+	gzip -9 -n -c packaging/keel-relay.1 > $$build/keel-relay.1.gz; \
+	{ echo "- semver: $(PKG_VERSION)-$(PKG_RELEASE)"; \
+	  echo "  date: $$(date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)"; \
+	  echo "  packager: $(PKG_MAINTAINER)"; \
+	  echo "  deb: {urgency: medium, distributions: [stable]}"; \
+	  echo "  changes:"; \
+	  echo "    - note: keel-relay $(VERSION) (commit $(COMMIT))."; } > $$build/changelog.yml; \
+	sed "s|@PKG_BUILD@|$$build|g" packaging/keel-relay.nfpm.yaml > $$build/keel-relay.nfpm.yaml; \
+	for arch in $(PKG_ARCHES); do for fmt in deb rpm; do \
+	  ARCH=$$arch PKG_BIN=$(DIST)/linux-$$arch/keel-relay PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
+	  PKG_RELEASE='$(PKG_RELEASE)' PKG_MAINTAINER='$(PKG_MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' \
+	  $(TOOL) nfpm package --config $$build/keel-relay.nfpm.yaml --packager $$fmt --target $(DIST)/; \
+	done; done
+
+package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .deb
+	packaging/test-packages.sh $(DIST)
+
+test-emulated: ## the arm64 and armv7 binaries under qemu-user: version, then one status request
+	@$(foreach a,arm64 arm,echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));)
+	packaging/test-emulated.sh $(DIST)
+
+verify-units: ## systemd-analyze verify and security on init/*.service
+	packaging/verify-units.sh $(DIST)
 
 clean: ## remove build outputs (not ./keel-data)
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

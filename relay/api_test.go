@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -1369,5 +1370,25 @@ func TestDrainCutsStalledUpload(t *testing.T) {
 	}
 	if a := head(t, r2, "/shared-files/n1/src/cut?hash="+sha256hex(file)); a.code != http.StatusNotFound {
 		t.Errorf("HEAD of the cut upload after the restart: %d, want 404", a.code)
+	}
+}
+
+// A relay that cannot start (its port is taken) returns an error, closes what it opened, and
+// leaves the data directory usable.
+func TestNewFailsCleanly(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := relaytest.Config(t, t.TempDir(), "root", nil)
+	cfg.HTTP.Listen = busy.Addr().String()
+	if _, err := relay.New(cfg, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil {
+		t.Fatal("relay.New succeeded on a busy port")
+	}
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	r := relaytest.Start(t, cfg) // the store was released
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -122,10 +122,12 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The returns below give a nil *Server with the error: clean up through srv.
+	srv := s
 	defer func() {
 		if err != nil {
-			_ = s.closeListeners()
-			_ = s.store.Close()
+			_ = srv.closeListeners()
+			_ = srv.store.Close()
 		}
 	}()
 

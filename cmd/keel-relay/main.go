@@ -7,6 +7,7 @@
 //	keel-relay check-config [--config FILE]   validate and print the effective config
 //	keel-relay backup [--config FILE] FILE     write a backup of the store
 //	keel-relay restore [--config FILE] [--force] FILE   load a backup into the store
+//	keel-relay service ACTION [--config FILE]   install|uninstall|start|stop|status as a system service
 //	keel-relay version
 package main
 
@@ -15,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -46,6 +48,9 @@ Usage:
   keel-relay check-config [--config FILE]             validate and print the effective config
   keel-relay backup [--config FILE] FILE              write a backup of the whole store to FILE
   keel-relay restore [--config FILE] [--force] FILE   load a backup (relay stopped; --force replaces existing data)
+  keel-relay service install [--config FILE] [--user NAME]
+                                                      install as a system service (Windows: the way to run it)
+  keel-relay service uninstall|start|stop|status      manage that service
   keel-relay version                                  print version information
 
 Without --config, %s is used if it exists, else the embedded default
@@ -70,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBackup(args, stdout, stderr)
 	case "restore":
 		return cmdRestore(args, stdout, stderr)
+	case "service":
+		return cmdService(args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -125,7 +132,52 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
 		return 1
 	}
-	log, level := relay.NewLogger(cfg.Log, stderr)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	proc, err := launchRelay(ctx, cfg, path, explicit, stderr)
+	if err != nil {
+		return 1
+	}
+	go func() {
+		stopping := false
+		for sig := range sigs {
+			switch {
+			case sig == syscall.SIGHUP:
+				proc.log.Info("SIGHUP: reloading")
+				_ = proc.srv.Reload()
+			case stopping:
+				proc.log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
+				os.Exit(1)
+			default:
+				proc.log.Info("stop signal: draining", "signal", sig.String())
+				stopping = true
+				stop()
+			}
+		}
+	}()
+	if proc.wait() != nil {
+		return 1
+	}
+	return 0
+}
+
+// relayProcess is a relay serving in the background, as started by launchRelay.
+type relayProcess struct {
+	srv   *relay.Server
+	log   *slog.Logger
+	grace time.Duration // the config's shutdown_grace
+	done  chan struct{} // closed when Run has returned
+	err   error         // Run's result, set before done is closed
+}
+
+// launchRelay builds the relay from cfg (read from path, "" = embedded default), logging to
+// logOut, and serves it in the background until ctx is done. It is what `run` and the
+// service share. A relay that cannot start is logged and returned as an error.
+func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit bool, logOut io.Writer) (*relayProcess, error) {
+	log, level := relay.NewLogger(cfg.Log, logOut)
 	if path == "" {
 		log.Info("no config file; using the embedded default", "looked_for", config.DefaultPath())
 	} else {
@@ -137,36 +189,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
-		return 1
+		return nil, fmt.Errorf("start relay: %w", err)
 	}
-
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
+	p := &relayProcess{srv: srv, log: log, grace: cfg.ShutdownGrace, done: make(chan struct{})}
 	go func() {
-		stopping := false
-		for sig := range sigs {
-			switch {
-			case sig == syscall.SIGHUP:
-				log.Info("SIGHUP: reloading")
-				_ = srv.Reload()
-			case stopping:
-				log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
-				os.Exit(1)
-			default:
-				log.Info("stop signal: draining", "signal", sig.String())
-				stopping = true
-				stop()
-			}
+		defer close(p.done)
+		if p.err = srv.Run(ctx); p.err != nil {
+			log.Error("stopped with an error", "err", p.err)
 		}
 	}()
-	if err := srv.Run(ctx); err != nil {
-		log.Error("stopped with an error", "err", err)
-		return 1
-	}
-	return 0
+	return p, nil
+}
+
+// wait blocks until the relay has stopped and returns Run's result.
+func (p *relayProcess) wait() error {
+	<-p.done
+	return p.err
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
