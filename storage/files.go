@@ -146,6 +146,12 @@ func (u *Upload) flush() error {
 		return nil
 	}
 	key, first := chunkKey(u.id, u.chunks), u.chunks == 0
+	// Every chunk checks the reserve again: the size checked by NewUpload may be unknown (a
+	// chunked request) or taken by concurrent uploads, and Badger writes through a memory
+	// map, so a full disk would be a SIGBUS, not an error.
+	if err := u.s.checkSpace(int64(len(u.buf))); err != nil {
+		return fmt.Errorf("storage: write chunk %d of upload %d: %w", u.chunks, u.id, err)
+	}
 	err := u.s.update(func(txn *badger.Txn) error {
 		if first {
 			if err := txn.Set(orphanKey(u.id), nil); err != nil {
@@ -173,7 +179,7 @@ func (u *Upload) finish() error {
 		return errors.New("storage: upload already finished")
 	}
 	if u.chunks == 0 {
-		return nil
+		return u.s.checkSpace(int64(len(u.buf))) // as flush does, for the commit's chunk
 	}
 	if err := u.flush(); err != nil {
 		return err

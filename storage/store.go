@@ -91,6 +91,11 @@ type Store struct {
 	// jobMu serialises queue mutations so the job counter and the MaxJobs bound are exact.
 	jobMu sync.Mutex
 
+	// writeMu is held for reading by every write, and for writing by the garbage collector
+	// while it flushes (Badger fails the writes made during DropPrefix with ErrBlockedWrites)
+	// and rewrites a value-log file (see rewriteValueLog): writes wait instead.
+	writeMu sync.RWMutex
+
 	freeSpace func(dir string) (int64, error)
 }
 
@@ -224,15 +229,22 @@ func (s *Store) DiskUsage() (int64, error) {
 	return total, nil
 }
 
-// CollectGarbage rewrites value-log files whose live data fell below half, returning disk
-// space freed by deletions. It runs until nothing is left to rewrite or ctx is done, and
-// returns how many files were rewritten.
+// CollectGarbage returns the disk space of deleted data: it rewrites value-log files whose
+// live data fell below half, until none is left or ctx is done, and returns how many it
+// rewrote. The value-log file being written to is never rewritten.
+//
+// Badger learns how much of a value-log file is dead only when compaction drops the deleted
+// versions of its keys; deletes still in the memtable are invisible to value-log GC, and a
+// quiet relay can go days without filling a memtable. So CollectGarbage first flushes the
+// memtable and compacts level 0 (flushDeletes). Writes wait while it flushes and while
+// it rewrites a file, a fraction of a second each.
 func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
-	// Flushing the memtable lets compaction see the deletes, which is what feeds the
-	// value-log discard statistics GC relies on.
+	if err := s.flushDeletes(); err != nil {
+		return 0, err
+	}
 	rewritten := 0
 	for ctx.Err() == nil {
-		err := s.db.RunValueLogGC(0.5)
+		err := s.rewriteValueLog()
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return rewritten, nil
 		}
@@ -242,6 +254,35 @@ func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
 		rewritten++
 	}
 	return rewritten, ctx.Err()
+}
+
+// rewriteValueLog rewrites one value-log file, if one is worth it. Writes wait meanwhile:
+// Badger's rewrite reads the memtable's maximum version while its writer updates it
+// unsynchronised (DB.MaxVersion against memTable.Put, a data race in badger v4.9.6), and
+// a rewrite lasts a fraction of a second.
+func (s *Store) rewriteValueLog() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.db.RunValueLogGC(0.5)
+}
+
+// keyGCMarker is written, then dropped at once, by flushDeletes.
+const keyGCMarker = "!gc/flush"
+
+// flushDeletes makes Badger flush its memtable to level 0 and compact level 0 into the next
+// level, which turns deletes into the discard statistics value-log GC picks files by.
+// Badger has no call for that alone; DropPrefix does it, and only when a key with the prefix
+// exists: hence a marker key, written for the purpose and dropped. Writes wait meanwhile.
+func (s *Store) flushDeletes() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyGCMarker), nil) }); err != nil {
+		return fmt.Errorf("storage: write GC marker: %w", err)
+	}
+	if err := s.db.DropPrefix([]byte(keyGCMarker)); err != nil {
+		return fmt.Errorf("storage: flush deletes (drop GC marker): %w", err)
+	}
+	return nil
 }
 
 // Backup writes a full backup of the store to w (Badger's backup format).
@@ -259,7 +300,7 @@ func (s *Store) Empty() (bool, error) {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if string(it.Item().Key()) == keySeqUpload {
+			if k := string(it.Item().Key()); k == keySeqUpload || k == keyGCMarker {
 				continue
 			}
 			empty = false
@@ -333,6 +374,9 @@ func (s *Store) Restore(r io.Reader, replace bool) error {
 func (s *Store) nextUploadID() (uint64, error) {
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
+	// Next writes when it renews its lease.
+	s.writeMu.RLock()
+	defer s.writeMu.RUnlock()
 	for {
 		id, err := s.seq.Next()
 		if err != nil {
@@ -377,6 +421,8 @@ func (s *Store) countPrefix(prefix []byte) (int64, error) {
 
 // update runs fn in a read-write transaction, retrying on conflicts with a concurrent writer.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	s.writeMu.RLock()
+	defer s.writeMu.RUnlock()
 	for attempt := 0; ; attempt++ {
 		err := s.db.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) || attempt >= 20 {

@@ -81,11 +81,15 @@ func (w *Worker) Run(ctx context.Context) {
 	slots := make(chan struct{}, w.opts.Concurrency)
 	defer wg.Wait()
 	for {
+		// One reading of the clock for the whole pass: a job that falls due between the
+		// queue scan and the wait below must not be taken for a skipped one (that would
+		// sleep a minute with nothing in flight to wake us).
+		now := time.Now()
 		free := w.opts.Concurrency - len(slots)
 		var jobs []storage.Job
 		if free > 0 {
 			var err error
-			jobs, err = w.store.DueJobs(time.Now(), free, w.isInflight)
+			jobs, err = w.store.DueJobs(now, free, w.isInflight)
 			if err != nil {
 				w.log.Error("read forward queue", "err", err)
 			}
@@ -108,7 +112,7 @@ func (w *Worker) Run(ctx context.Context) {
 		wait := time.Minute
 		if due, ok, err := w.store.NextDue(); err == nil && ok {
 			wait = max(time.Until(due), 10*time.Millisecond)
-			if len(slots) == w.opts.Concurrency || (len(jobs) == 0 && !due.After(time.Now())) {
+			if len(slots) == w.opts.Concurrency || (len(jobs) == 0 && !due.After(now)) {
 				wait = time.Minute
 			}
 		}
