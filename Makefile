@@ -18,10 +18,9 @@ PKG_RELEASE ?= 1
 PKG_MAINTAINER ?= Keel authors <keel-relay@users.noreply.github.com>
 TOOL        := $(GO) tool -modfile=tools/go.mod
 FUZZTIME    ?= 10s
-BENCHTIME   ?= 1x
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run test test-unit fuzz bench lint cross cross-check test-32bit package package-test test-emulated verify-units clean
+.PHONY: help build run test test-unit fuzz bench bench-quick lint proto proto-check cross cross-check test-32bit package package-test test-emulated verify-units clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,6 +37,11 @@ test-unit: ## unit, integration and end-to-end tests under the race detector (re
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
+# Fault injection against the real binary on loopback (package faults/): a few minutes.
+.PHONY: test-faults
+test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow clients, garbage node maps
+	KEEL_FAULT_TESTS=1 $(GO) test -count=1 -timeout 10m -v ./faults/
+
 # Each fuzz target runs alone for FUZZTIME (go test -fuzz takes one target at a time).
 fuzz: ## run every Go fuzz target for FUZZTIME
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -48,13 +52,30 @@ fuzz: ## run every Go fuzz target for FUZZTIME
 	  done; \
 	done
 
-bench: ## Go benchmarks: PUT throughput vs SHA-256, HEAD req/s, RSS under concurrent PUTs
-	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -benchmem ./...
+bench: ## benchmark report vs the machine's limits (real binary, loopback) into bench/REPORT.md and bench/report.json
+	$(GO) run ./bench/cmd/report -out bench -command 'make bench'
+
+bench-quick: ## the benchmark report at small sizes (about a minute) on stdout; fails on errors, never on figures
+	$(GO) run ./bench/cmd/report -quick -command 'make bench-quick'
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
+
+# Protobuf: protoc from Debian's protobuf-compiler, the Go plugins pinned in tools/go.mod.
+PROTO_DIR   := edge/edgepb
+PROTO_BIN   := $(BIN)/protoc-plugins
+proto: ## regenerate the committed gRPC/protobuf code under edge/edgepb from cluster.proto
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	$(GO) build -modfile=tools/go.mod -o $(PROTO_BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	PATH="$(CURDIR)/$(PROTO_BIN):$$PATH" protoc -I $(PROTO_DIR) \
+	  --go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
+	  --go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
+	  $(PROTO_DIR)/cluster.proto
+
+proto-check: proto ## fail when the committed generated code is not what `make proto` produces
+	@git diff --exit-code -- $(PROTO_DIR) || { echo "edge/edgepb is stale: run make proto and commit"; exit 1; }
 
 # go_build GOOS GOARCH DIR: one static keel-relay (GOARM=7 for linux/arm) into DIR.
 go_build = GOOS=$(1) GOARCH=$(2) GOARM=7 $(GOBUILD) -ldflags '$(LDFLAGS)' -o $(3)/keel-relay$(if $(filter windows,$(1)),.exe) ./cmd/keel-relay

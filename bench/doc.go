@@ -3,4 +3,8 @@
 // same run (single-core SHA-256 speed), so results compare across machines as ratios.
 //
 //	go test -run='^$' -bench=. -benchtime=1x ./bench/
+//
+// The report that `make bench` writes to bench/REPORT.md and bench/report.json comes from the
+// program in bench/cmd/report (`make bench-quick` runs it with small sizes); the bare HEAD
+// server it compares the relay with is bench/cmd/bareserver.
 package bench
