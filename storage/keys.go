@@ -14,7 +14,13 @@ const (
 	prefixJob     = "q/" // q/<due BE8><seq BE8>                   -> jobRecord
 	prefixJobFile = "k/" // k/<target>/<source>/<file-id>          -> job key of the queued copy
 	keyNodeMap    = "n/current"
-	keySeqUpload  = "!seq/upload"
+	// Edge state (edge.go). Ids are the whole rest of the key, so they may hold any byte.
+	prefixDaemon    = "e/d/" // e/d/<node-id>     -> daemonRecord
+	prefixJTI       = "e/j/" // e/j/<jti>         -> empty, Badger TTL: until the token's exp
+	prefixBlacklist = "e/b/" // e/b/<token-id>    -> empty, Badger TTL: until the token's exp
+	prefixChallenge = "e/c/" // e/c/<challenge>   -> challengeRecord, Badger TTL: its expiry
+	prefixNonce     = "e/n/" // e/n/<nonce hex>   -> empty, Badger TTL: as long as asked
+	keySeqUpload    = "!seq/upload"
 )
 
 // FileKey names a shared file: who it is for, who sent it, and its id.

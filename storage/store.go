@@ -1,5 +1,6 @@
 // Package storage is Keel's embedded store: one Badger database holding the node map, shared
-// files (metadata and chunked content), their TTL index and the store-and-forward queue.
+// files (metadata and chunked content), their TTL index, the store-and-forward queue and the
+// edge daemons' durable state (enrolments, keys, tokens, challenges).
 //
 // It is the only package that imports Badger. Everything it exposes is typed: callers never see
 // keys or transactions. Acknowledgement points (a file committed, a forward job queued) are
@@ -90,6 +91,9 @@ type Store struct {
 
 	// jobMu serialises queue mutations so the job counter and the MaxJobs bound are exact.
 	jobMu sync.Mutex
+
+	// challengeMu serialises PutChallenge so the bound on pending challenges is exact.
+	challengeMu sync.Mutex
 
 	// writeMu is held for reading by every write, and for writing by the garbage collector
 	// while it flushes (Badger fails the writes made during DropPrefix with ErrBlockedWrites)
