@@ -25,8 +25,9 @@ export CGO_ENABLED ?= 0
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-build: ## build keel-relay into ./bin
+build: ## build keel-relay and keel-agent into ./bin
 	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-relay ./cmd/keel-relay
+	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-agent ./cmd/keel-agent
 
 run: build ## build and run the relay on the embedded default config (loopback, data in ./keel-data)
 	$(BIN)/keel-relay run
@@ -42,15 +43,8 @@ test-unit: ## unit, integration and end-to-end tests under the race detector (re
 test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow clients, garbage node maps
 	KEEL_FAULT_TESTS=1 $(GO) test -count=1 -timeout 10m -v ./faults/
 
-# Each fuzz target runs alone for FUZZTIME (go test -fuzz takes one target at a time).
-fuzz: ## run every Go fuzz target for FUZZTIME
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | cut -c6-); do \
-	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg > /tmp/keel-fuzz.log 2>&1 || { cat /tmp/keel-fuzz.log; exit 1; }; \
-	  done; \
-	done
+fuzz: ## run every Go fuzz target for FUZZTIME (tools/fuzz-all)
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' tools/fuzz-all
 
 bench: ## benchmark report vs the machine's limits (real binary, loopback) into bench/REPORT.md and bench/report.json
 	$(GO) run ./bench/cmd/report -out bench -command 'make bench'
@@ -77,12 +71,15 @@ proto: ## regenerate the committed gRPC/protobuf code under edge/edgepb from clu
 proto-check: proto ## fail when the committed generated code is not what `make proto` produces
 	@git diff --exit-code -- $(PROTO_DIR) || { echo "edge/edgepb is stale: run make proto and commit"; exit 1; }
 
-# go_build GOOS GOARCH DIR: one static keel-relay (GOARM=7 for linux/arm) into DIR.
-go_build = GOOS=$(1) GOARCH=$(2) GOARM=7 $(GOBUILD) -ldflags '$(LDFLAGS)' -o $(3)/keel-relay$(if $(filter windows,$(1)),.exe) ./cmd/keel-relay
+# The commands every cross build and package covers.
+CMDS        := keel-relay keel-agent
+# go_build GOOS GOARCH DIR: static keel-relay and keel-agent (GOARM=7 for linux/arm) into DIR.
+# (It ends in ":" so that callers can follow it with ";".)
+go_build = $(foreach c,$(CMDS),GOOS=$(1) GOARCH=$(2) GOARM=7 $(GOBUILD) -ldflags '$(LDFLAGS)' -o $(3)/$(c)$(if $(filter windows,$(1)),.exe) ./cmd/$(c);) :
 
 cross: ## static, reproducible binaries for linux/amd64, arm64, armv7, 386 and windows/amd64 into dist/<os>-<arch>/
 	@set -e; $(foreach t,$(CROSS),echo "build $(t)"; $(call go_build,$(word 1,$(subst /, ,$(t))),$(word 2,$(subst /, ,$(t))),$(DIST)/$(subst /,-,$(t)));)
-	@cd $(DIST) && sha256sum $(foreach t,$(CROSS),$(subst /,-,$(t))/keel-relay$(if $(findstring windows,$(t)),.exe)) > SHA256SUMS && cat SHA256SUMS
+	@cd $(DIST) && sha256sum $(foreach t,$(CROSS),$(foreach c,$(CMDS),$(subst /,-,$(t))/$(c)$(if $(findstring windows,$(t)),.exe))) > SHA256SUMS && cat SHA256SUMS
 
 # The second build runs from a copy of the tree at another path, with an empty build cache.
 cross-check: cross ## prove the cross build reproducible: rebuild elsewhere from scratch, compare sha256
@@ -98,28 +95,29 @@ cross-check: cross ## prove the cross build reproducible: rebuild elsewhere from
 test-32bit: ## every test on 32-bit (GOARCH=386, no cgo): no 64-bit-only assumptions
 	CGO_ENABLED=0 GOARCH=386 $(GO) test -count=1 -timeout 20m ./...
 
-package: ## .deb and .rpm of keel-relay for PKG_ARCHES (amd64 arm64) into dist/ (nfpm)
+package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm64) into dist/ (nfpm)
 	@set -e; build=$(DIST)/pkg; mkdir -p $$build; \
 	$(foreach a,$(PKG_ARCHES),echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));) \
-	gzip -9 -n -c packaging/keel-relay.1 > $$build/keel-relay.1.gz; \
+	for c in $(CMDS); do gzip -9 -n -c packaging/$$c.1 > $$build/$$c.1.gz; done; \
 	{ echo "- semver: $(PKG_VERSION)-$(PKG_RELEASE)"; \
 	  echo "  date: $$(date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)"; \
 	  echo "  packager: $(PKG_MAINTAINER)"; \
 	  echo "  deb: {urgency: medium, distributions: [stable]}"; \
 	  echo "  changes:"; \
-	  echo "    - note: keel-relay $(VERSION) (commit $(COMMIT))."; } > $$build/changelog.yml; \
-	sed "s|@PKG_BUILD@|$$build|g" packaging/keel-relay.nfpm.yaml > $$build/keel-relay.nfpm.yaml; \
-	for arch in $(PKG_ARCHES); do for fmt in deb rpm; do \
-	  ARCH=$$arch PKG_BIN=$(DIST)/linux-$$arch/keel-relay PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
+	  echo "    - note: Keel $(VERSION) (commit $(COMMIT))."; } > $$build/changelog.yml; \
+	for c in $(CMDS); do sed "s|@PKG_BUILD@|$$build|g" packaging/$$c.nfpm.yaml > $$build/$$c.nfpm.yaml; done; \
+	for c in $(CMDS); do for arch in $(PKG_ARCHES); do for fmt in deb rpm; do \
+	  ARCH=$$arch PKG_BIN=$(DIST)/linux-$$arch/$$c PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
 	  PKG_RELEASE='$(PKG_RELEASE)' PKG_MAINTAINER='$(PKG_MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' \
-	  $(TOOL) nfpm package --config $$build/keel-relay.nfpm.yaml --packager $$fmt --target $(DIST)/; \
-	done; done
+	  $(TOOL) nfpm package --config $$build/$$c.nfpm.yaml --packager $$fmt --target $(DIST)/; \
+	done; done; done
 
-package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .deb
+package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs
 	packaging/test-packages.sh $(DIST)
+	packaging/test-agent-package.sh $(DIST)
 
-test-emulated: ## the arm64 and armv7 binaries under qemu-user: version, then one status request
-	@$(foreach a,arm64 arm,echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));)
+test-emulated: ## the arm64 and armv7 binaries under qemu-user: version of both, then one relay status request
+	@set -e; $(foreach a,arm64 arm,echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));)
 	packaging/test-emulated.sh $(DIST)
 
 verify-units: ## systemd-analyze verify and security on init/*.service
