@@ -73,7 +73,7 @@ func startRelay(tb testing.TB, nodes []byte, maxUploads int) *relayProc {
 		tb.Fatal(err)
 	}
 	api, admin := relaytest.FreeAddr(tb), relaytest.FreeAddr(tb)
-	cfg := fmt.Sprintf("data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n  max_concurrent_uploads: %d\nadmin:\n  listen: %s\n",
+	cfg := fmt.Sprintf("data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n  max_concurrent_uploads: %d\nadmin:\n  listen: %s\nedge:\n  enabled: false\n",
 		filepath.Join(dir, "data"), filepath.Join(dir, "nodes.json"), api, maxUploads, admin)
 	cfgPath := filepath.Join(dir, "relay.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {

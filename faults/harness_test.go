@@ -89,6 +89,7 @@ func baseSettings(nodeID, dataDir, nodesFile, api, admin string) settings {
 		"log.level":                     "info",
 		"http.listen":                   api,
 		"admin.listen":                  admin,
+		"edge.enabled":                  "false", // several relays run at once: no fixed edge port
 		"shared_files.cleanup_interval": "1h",
 		"forward.allow_http":            "true",
 		"forward.sub_relay_url":         `"http://{hostname}"`,

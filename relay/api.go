@@ -11,6 +11,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	edgeadmin "github.com/keel-relay/keel/edge/admin"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/metrics"
 )
@@ -93,6 +94,13 @@ func (s *Server) adminHandler() http.Handler {
 	r.GET("/status", s.wrap("admin/status", loopback, s.status))
 	r.POST("/reload", s.wrap("admin/reload", loopback, s.reload))
 	r.GET("/backup", s.wrap("admin/backup", loopback, s.backup))
+	if s.edge != nil { // the edge operator API (edge/admin), loopback only like the rest
+		ea := edgeadmin.New(edgeadmin.ServerBackend{S: s.edge}, s.log.With("component", "edge-admin"))
+		h := s.wrap("admin/edge", loopback, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { ea.ServeHTTP(w, r) })
+		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost} {
+			r.Handle(m, "/edge/*path", h)
+		}
+	}
 	return r
 }
 

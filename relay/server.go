@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	edgeserver "github.com/keel-relay/keel/edge/server"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/cleaner"
 	"github.com/keel-relay/keel/relay/config"
@@ -49,7 +50,8 @@ type Options struct {
 	Logger         *slog.Logger
 	// LogLevel, when set, is adjusted on reload to follow log.level.
 	LogLevel *slog.LevelVar
-	// Edge runs remote runs over live edge streams; nil until the edge API is wired in.
+	// Edge runs remote runs over live edge streams; nil means the relay's own edge API
+	// (when edge.enabled).
 	Edge remoterun.EdgeRunner
 }
 
@@ -68,6 +70,7 @@ type Server struct {
 	cleaner *cleaner.Cleaner
 	files   *sharedfiles.Handler
 	remote  *remoterun.Handler
+	edge    *edgeserver.Server // nil when edge.enabled is false
 
 	apiLn, adminLn net.Listener
 	api, admin     *http.Server
@@ -127,6 +130,9 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	defer func() {
 		if err != nil {
 			_ = srv.closeListeners()
+			if srv.edge != nil {
+				srv.edge.Close()
+			}
 			_ = srv.store.Close()
 		}
 	}()
@@ -166,10 +172,23 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	edgeRunner := opts.Edge
+	if cfg.Edge.Enabled {
+		eo, err := edgeserver.FromConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if s.edge, err = edgeserver.New(eo, s.store, s.reg, log.With("component", "edge")); err != nil {
+			return nil, err
+		}
+		if edgeRunner == nil {
+			edgeRunner = s.edge.Runner()
+		}
+	}
 	s.remote = remoterun.New(remoterun.Options{
 		Command: cfg.RemoteRun.Command, Concurrency: cfg.RemoteRun.Concurrency,
 		Timeout: cfg.RemoteRun.Timeout, MaxCalls: cfg.RemoteRun.MaxCalls,
-	}, s.nodes.Current, runHops, opts.Edge, remoterun.NewMetrics(s.reg), log.With("component", "remote-run"))
+	}, s.nodes.Current, runHops, edgeRunner, remoterun.NewMetrics(s.reg), log.With("component", "remote-run"))
 
 	if err := s.listen(cfg); err != nil {
 		return nil, err
@@ -252,6 +271,17 @@ func (s *Server) AdminAddr() net.Addr {
 	return s.adminLn.Addr()
 }
 
+// Edge returns the edge API, or nil when edge.enabled is false.
+func (s *Server) Edge() *edgeserver.Server { return s.edge }
+
+// EdgeAddr returns the edge API's address, or nil when it is disabled.
+func (s *Server) EdgeAddr() net.Addr {
+	if s.edge == nil {
+		return nil
+	}
+	return s.edge.Addr()
+}
+
 // Run serves until ctx is done, then drains: new connections are refused, requests in flight
 // get shutdown_grace to finish, the workers stop, and the store is closed. It returns nil after
 // a clean drain.
@@ -266,13 +296,22 @@ func (s *Server) Run(ctx context.Context) error {
 		workers.Go(func() { s.nodes.Watch(workCtx, cfg.NodesFile, cfg.NodesPollInterval, s.nodeMapLoaded) })
 	}
 
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- serve(s.api, s.apiLn) }()
 	if s.admin != nil {
 		go func() { serveErr <- serve(s.admin, s.adminLn) }()
 	}
+	edgeAddr := "disabled"
+	if s.edge != nil {
+		edgeAddr = s.edge.Addr().String()
+		go func() {
+			if err := s.edge.Serve(); err != nil {
+				serveErr <- fmt.Errorf("edge: %w", err)
+			}
+		}()
+	}
 	s.log.Info("keel-relay started", "version", s.opts.Build.Version, "node_id", cfg.NodeID, "role", cfg.Role,
-		"api", s.apiLn.Addr().String(), "admin", addrString(s.adminLn), "data_dir", cfg.DataDir,
+		"api", s.apiLn.Addr().String(), "admin", addrString(s.adminLn), "edge", edgeAddr, "data_dir", cfg.DataDir,
 		"nodes", s.nodes.Current().Len(), "files", s.store.FileCount(), "queued", s.store.JobCount())
 
 	var runErr error
@@ -318,6 +357,14 @@ func (s *Server) drain(grace time.Duration) {
 	s.log.Info("draining", "grace", grace)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	edgeDone := make(chan struct{})
+	go func() {
+		defer close(edgeDone)
+		if s.edge != nil {
+			s.edge.Shutdown(ctx) // health NOT_SERVING, Drain, grace, stop, last-seen flush
+		}
+	}()
+	defer func() { <-edgeDone }()
 	if err := s.api.Shutdown(ctx); err != nil {
 		s.log.Warn("grace period over; cutting the requests still running", "err", err)
 		_ = s.api.Close()

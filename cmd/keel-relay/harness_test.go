@@ -76,7 +76,7 @@ type relayConf struct {
 }
 
 // writeConfig writes c as a config file in dir and returns its path. Sections the tests
-// tune are written whole here, so Extra must not repeat forward, log or shared_files.
+// tune are written whole here, so Extra must not repeat forward, log, edge or shared_files.
 func writeConfig(t testing.TB, dir, name string, c relayConf) string {
 	t.Helper()
 	role, level := c.Role, c.LogLevel
@@ -99,6 +99,8 @@ http:
   listen: %s
 admin:
   listen: %s
+edge:
+  listen: 127.0.0.1:0
 shared_files:
   cleanup_interval: 1h
 forward:

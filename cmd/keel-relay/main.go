@@ -8,6 +8,7 @@
 //	keel-relay backup [--config FILE] FILE     write a backup of the store
 //	keel-relay restore [--config FILE] [--force] FILE   load a backup into the store
 //	keel-relay service ACTION [--config FILE]   install|uninstall|start|stop|status as a system service
+//	keel-relay edge SUBCOMMAND ...              edge daemons: enroll-token, and the admin commands
 //	keel-relay version
 package main
 
@@ -51,6 +52,8 @@ Usage:
   keel-relay service install [--config FILE] [--user NAME]
                                                       install as a system service (Windows: the way to run it)
   keel-relay service uninstall|start|stop|status      manage that service
+  keel-relay edge enroll-token --tenant T [--label L] [--ttl 15m] [--config FILE]
+                                                      print an edge enrollment token (see "keel-relay edge")
   keel-relay version                                  print version information
 
 Without --config, %s is used if it exists, else the embedded default
@@ -77,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRestore(args, stdout, stderr)
 	case "service":
 		return cmdService(args, stdout, stderr)
+	case "edge":
+		return cmdEdge(args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -48,6 +48,7 @@ type Config struct {
 	Forward           ForwardConfig     `mapstructure:"forward"`
 	RemoteRun         RemoteRunConfig   `mapstructure:"remote_run"`
 	Storage           StorageConfig     `mapstructure:"storage"`
+	Edge              EdgeConfig        `mapstructure:"edge"`
 }
 
 // Roles a relay can have.
@@ -127,6 +128,48 @@ type StorageConfig struct {
 	ChunkSize        ByteSize `mapstructure:"chunk_size"`
 	SyncWrites       bool     `mapstructure:"sync_writes"`
 }
+
+// EdgeConfig is the "edge" section: the gRPC NodeClusterService for edge daemons.
+type EdgeConfig struct {
+	Enabled              bool            `mapstructure:"enabled"`
+	Listen               string          `mapstructure:"listen"`
+	TLS                  EdgeTLSConfig   `mapstructure:"tls"`
+	AllowPlaintext       bool            `mapstructure:"allow_plaintext"` // a non-loopback listen without TLS
+	Role                 string          `mapstructure:"role"`            // controller | hybrid | relay_coordinator | worker
+	HeartbeatInterval    time.Duration   `mapstructure:"heartbeat_interval"`
+	StaleThreshold       time.Duration   `mapstructure:"stale_threshold"`
+	TokenTTL             time.Duration   `mapstructure:"token_ttl"`
+	OverlapWindow        time.Duration   `mapstructure:"overlap_window"`
+	AttestPerMinute      int             `mapstructure:"attest_per_minute"`
+	MaxPendingChallenges int             `mapstructure:"max_pending_challenges"`
+	TrustedIssuers       []TrustedIssuer `mapstructure:"trusted_issuers"`
+	HelloTimeout         time.Duration   `mapstructure:"hello_timeout"`
+	StreamQueue          int             `mapstructure:"stream_queue"`
+	FlushInterval        time.Duration   `mapstructure:"flush_interval"`
+	DrainGrace           time.Duration   `mapstructure:"drain_grace"`
+	MaxStreams           int             `mapstructure:"max_streams"`
+}
+
+// EdgeTLSConfig is the "edge.tls" section: the certificate of the edge listener.
+type EdgeTLSConfig struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// TrustedIssuer is an upstream issuer of enrollment tokens: its "iss" and the file of its
+// Ed25519 public key (PEM). In KEEL_EDGE_TRUSTED_ISSUERS each item is "issuer=file".
+type TrustedIssuer struct {
+	Issuer        string `mapstructure:"issuer" yaml:"issuer"`
+	PublicKeyFile string `mapstructure:"public_key_file" yaml:"public_key_file"`
+}
+
+// Edge roles (edge.role).
+const (
+	EdgeRoleController       = "controller"
+	EdgeRoleHybrid           = "hybrid"
+	EdgeRoleRelayCoordinator = "relay_coordinator"
+	EdgeRoleWorker           = "worker"
+)
 
 // DefaultPath returns the config file used when --config is not given:
 // /etc/keel/relay.yaml, or %ProgramData%\Keel\relay.yaml on Windows.
@@ -228,6 +271,9 @@ func load(file []byte, env func(string) (string, bool)) (*Config, error) {
 	}
 	if c.HTTP.PolicyServerNetworks == nil {
 		c.HTTP.PolicyServerNetworks = []string{}
+	}
+	if c.Edge.TrustedIssuers == nil {
+		c.Edge.TrustedIssuers = []TrustedIssuer{}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, withEnvSource(err, fromEnv)

@@ -182,6 +182,14 @@ func decodeHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 			return nil, fmt.Errorf("expected a list, got %s", describe(data))
 		}
 	case reflect.Struct:
+		if x, ok := data.(string); ok && to == reflect.TypeFor[TrustedIssuer]() {
+			// From the environment: "issuer=file".
+			iss, file, ok := strings.Cut(x, "=")
+			if !ok {
+				return nil, fmt.Errorf("invalid trusted issuer %q (want issuer=public_key_file)", x)
+			}
+			return map[string]any{"issuer": strings.TrimSpace(iss), "public_key_file": strings.TrimSpace(file)}, nil
+		}
 		if _, ok := asMap(data); !ok {
 			return nil, fmt.Errorf("expected a mapping, got %s", describe(data))
 		}

@@ -203,7 +203,96 @@ func (c *Config) Validate() error {
 	if s.NumCompactors < 2 {
 		add("storage.num_compactors", "must be >= 2, got %d", s.NumCompactors)
 	}
+	c.Edge.validate(add)
 	return errors.Join(errs...)
+}
+
+// Limits of the edge section.
+const (
+	MaxEdgeStreams     = 1_000_000
+	MaxEdgeStreamQueue = 65536
+	MinEdgeKeepalive   = 20 * time.Second // the listener refuses pings more often than this
+)
+
+func (e *EdgeConfig) validate(add func(key, format string, args ...any)) {
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			add(key, "must be > 0, got %s", formatDuration(d))
+		}
+	}
+	if err := checkListen(e.Listen); err != nil {
+		add("edge.listen", "%v", err)
+	} else if e.Enabled && e.TLS.CertFile == "" && !e.AllowPlaintext && !IsLoopbackListen(e.Listen) {
+		add("edge.listen", "%q is not a loopback address: set edge.tls.cert_file and key_file (or edge.allow_plaintext: true behind a TLS-terminating proxy)", e.Listen)
+	}
+	switch {
+	case e.TLS.CertFile != "" && e.TLS.KeyFile == "":
+		add("edge.tls.key_file", "required when edge.tls.cert_file is set")
+	case e.TLS.CertFile == "" && e.TLS.KeyFile != "":
+		add("edge.tls.cert_file", "required when edge.tls.key_file is set")
+	}
+	switch e.Role {
+	case EdgeRoleController, EdgeRoleHybrid, EdgeRoleRelayCoordinator, EdgeRoleWorker:
+	default:
+		add("edge.role", "%q is not controller, hybrid, relay_coordinator or worker", e.Role)
+	}
+	if e.HeartbeatInterval < MinEdgeKeepalive {
+		add("edge.heartbeat_interval", "must be >= %s (the listener's keepalive floor), got %s", formatDuration(MinEdgeKeepalive), formatDuration(e.HeartbeatInterval))
+	}
+	if e.StaleThreshold <= e.HeartbeatInterval {
+		add("edge.stale_threshold", "%s must be more than edge.heartbeat_interval (%s)", formatDuration(e.StaleThreshold), formatDuration(e.HeartbeatInterval))
+	}
+	if e.TokenTTL < time.Minute || e.TokenTTL > 24*time.Hour {
+		add("edge.token_ttl", "must be between 1m and 24h, got %s", formatDuration(e.TokenTTL))
+	}
+	if e.OverlapWindow <= 0 || e.OverlapWindow > e.TokenTTL {
+		add("edge.overlap_window", "must be > 0 and <= edge.token_ttl, got %s", formatDuration(e.OverlapWindow))
+	}
+	if e.AttestPerMinute < 1 || e.AttestPerMinute > 10000 {
+		add("edge.attest_per_minute", "must be between 1 and 10000, got %d", e.AttestPerMinute)
+	}
+	if e.MaxPendingChallenges < 1 || e.MaxPendingChallenges > 1_000_000 {
+		add("edge.max_pending_challenges", "must be between 1 and 1000000, got %d", e.MaxPendingChallenges)
+	}
+	seen := map[string]bool{}
+	for i, ti := range e.TrustedIssuers {
+		key := fmt.Sprintf("edge.trusted_issuers[%d]", i)
+		switch {
+		case ti.Issuer == "":
+			add(key+".issuer", "must not be empty")
+		case strings.HasPrefix(ti.Issuer, "keel-relay:"):
+			add(key+".issuer", "%q: the keel-relay: prefix is this relay's own", ti.Issuer)
+		case seen[ti.Issuer]:
+			add(key+".issuer", "%q is listed twice", ti.Issuer)
+		}
+		seen[ti.Issuer] = true
+		if ti.PublicKeyFile == "" {
+			add(key+".public_key_file", "must not be empty")
+		}
+	}
+	positive("edge.hello_timeout", e.HelloTimeout)
+	if e.StreamQueue < 1 || e.StreamQueue > MaxEdgeStreamQueue {
+		add("edge.stream_queue", "must be between 1 and %d, got %d", MaxEdgeStreamQueue, e.StreamQueue)
+	}
+	positive("edge.flush_interval", e.FlushInterval)
+	positive("edge.drain_grace", e.DrainGrace)
+	if e.MaxStreams < 1 || e.MaxStreams > MaxEdgeStreams {
+		add("edge.max_streams", "must be between 1 and %d, got %d", MaxEdgeStreams, e.MaxStreams)
+	}
+}
+
+// IsLoopbackListen reports whether a listen address (host:port) only accepts connections
+// from the machine itself: a loopback IP or "localhost".
+func IsLoopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 func checkNodeID(id string) error {

@@ -120,6 +120,28 @@ func TestValidateRefuses(t *testing.T) {
 		{"value_threshold cap", "storage: {value_threshold: 2MiB, chunk_size: 4MiB, mem_table_size: 64MiB}", `storage.value_threshold: must be <= 1MiB, got 2MiB`},
 		{"value_threshold vs memtable", "storage: {value_threshold: 200KiB, mem_table_size: 1MiB}", `storage.value_threshold: 200KiB is more than 15% of storage.mem_table_size (1MiB), which the storage engine refuses`},
 		{"num_compactors", "storage: {num_compactors: 1}", `storage.num_compactors: must be >= 2, got 1`},
+		{"edge.listen", "edge: {listen: '50056'}", `edge.listen: "50056" is not host:port`},
+		{"edge plaintext off loopback", "edge: {listen: '0.0.0.0:50056'}", `edge.listen: "0.0.0.0:50056" is not a loopback address: set edge.tls.cert_file and key_file (or edge.allow_plaintext: true behind a TLS-terminating proxy)`},
+		{"edge plaintext any", "edge: {listen: ':50056'}", `edge.listen: ":50056" is not a loopback address: set edge.tls.cert_file and key_file (or edge.allow_plaintext: true behind a TLS-terminating proxy)`},
+		{"edge tls key missing", "edge: {tls: {cert_file: /c.pem}}", `edge.tls.key_file: required when edge.tls.cert_file is set`},
+		{"edge tls cert missing", "edge: {tls: {key_file: /k.pem}}", `edge.tls.cert_file: required when edge.tls.key_file is set`},
+		{"edge.role", "edge: {role: edge}", `edge.role: "edge" is not controller, hybrid, relay_coordinator or worker`},
+		{"edge heartbeat", "edge: {heartbeat_interval: 10s}", `edge.heartbeat_interval: must be >= 20s (the listener's keepalive floor), got 10s`},
+		{"edge stale", "edge: {stale_threshold: 30s}", `edge.stale_threshold: 30s must be more than edge.heartbeat_interval (30s)`},
+		{"edge token_ttl", "edge: {token_ttl: 30s, overlap_window: 10s}", `edge.token_ttl: must be between 1m and 24h, got 30s`},
+		{"edge overlap", "edge: {overlap_window: 2h}", `edge.overlap_window: must be > 0 and <= edge.token_ttl, got 2h`},
+		{"edge attest", "edge: {attest_per_minute: 0}", `edge.attest_per_minute: must be between 1 and 10000, got 0`},
+		{"edge challenges", "edge: {max_pending_challenges: 0}", `edge.max_pending_challenges: must be between 1 and 1000000, got 0`},
+		{"edge issuer empty", "edge: {trusted_issuers: [{public_key_file: /k.pem}]}", `edge.trusted_issuers[0].issuer: must not be empty`},
+		{"edge issuer file empty", "edge: {trusted_issuers: [{issuer: up}]}", `edge.trusted_issuers[0].public_key_file: must not be empty`},
+		{"edge issuer own prefix", "edge: {trusted_issuers: [{issuer: 'keel-relay:x', public_key_file: /k}]}", `edge.trusted_issuers[0].issuer: "keel-relay:x": the keel-relay: prefix is this relay's own`},
+		{"edge issuer twice", "edge: {trusted_issuers: [{issuer: a, public_key_file: /k}, {issuer: a, public_key_file: /j}]}", `edge.trusted_issuers[1].issuer: "a" is listed twice`},
+		{"edge issuer unknown key", "edge: {trusted_issuers: [{issuer: a, public_key_file: /k, kid: x}]}", `edge.trusted_issuers[0]: has invalid keys: kid`},
+		{"edge hello", "edge: {hello_timeout: 0s}", `edge.hello_timeout: must be > 0, got 0s`},
+		{"edge queue", "edge: {stream_queue: 0}", `edge.stream_queue: must be between 1 and 65536, got 0`},
+		{"edge flush", "edge: {flush_interval: 0s}", `edge.flush_interval: must be > 0, got 0s`},
+		{"edge drain", "edge: {drain_grace: -1s}", `edge.drain_grace: must be > 0, got -1s`},
+		{"edge max_streams", "edge: {max_streams: 0}", `edge.max_streams: must be between 1 and 1000000, got 0`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := LoadBytes([]byte(tc.yaml), nil)
@@ -194,6 +216,12 @@ func TestValidateAccepts(t *testing.T) {
 		{"chunk bounds", "storage: {chunk_size: 4MiB, value_threshold: 1MiB, mem_table_size: 8MiB}"},
 		{"tls both", "http: {tls_cert: /c.pem, tls_key: /k.pem}"},
 		{"case-insensitive keys", "HTTP: {Listen: '127.0.0.1:80'}"},
+		{"edge loopback v6", "edge: {listen: '[::1]:50056'}"},
+		{"edge localhost", "edge: {listen: 'localhost:0'}"},
+		{"edge tls off loopback", "edge: {listen: '0.0.0.0:443', tls: {cert_file: /c.pem, key_file: /k.pem}}"},
+		{"edge plaintext allowed", "edge: {listen: '0.0.0.0:50056', allow_plaintext: true}"},
+		{"edge disabled off loopback", "edge: {listen: '0.0.0.0:50056', enabled: false}"},
+		{"edge trusted issuers", "edge: {trusted_issuers: [{issuer: 'https://up.example', public_key_file: /k.pem}]}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := LoadBytes([]byte(tc.yaml), nil); err != nil {

@@ -120,6 +120,7 @@ func Config(t testing.TB, dir string, nodeID string, nodes []byte) *config.Confi
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Edge.Listen = "127.0.0.1:0"
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.Forward.MinBackoff = 50 * time.Millisecond
 	cfg.Forward.MaxBackoff = 500 * time.Millisecond

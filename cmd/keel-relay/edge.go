@@ -1,0 +1,79 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/keel-relay/keel/edge/keys"
+	edgeserver "github.com/keel-relay/keel/edge/server"
+)
+
+// maxEnrollTTL bounds the lifetime of an enrollment token made by the CLI.
+const maxEnrollTTL = 30 * 24 * time.Hour
+
+const edgeUsage = `Usage:
+  keel-relay edge enroll-token --tenant T [--label L] [--ttl 15m] [--config FILE]
+                                                  print an enrollment token signed by this relay
+`
+
+// cmdEdge runs `keel-relay edge SUBCOMMAND`.
+func cmdEdge(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, edgeUsage+edgeAdminUsage)
+		return 2
+	}
+	if args[0] == "enroll-token" {
+		return edgeEnrollToken(args[1:], stdout, stderr)
+	}
+	if f, ok := edgeAdminCommands()[args[0]]; ok {
+		return f(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "keel-relay edge: unknown subcommand %q\n\n", args[0])
+	fmt.Fprint(stderr, edgeUsage+edgeAdminUsage)
+	return 2
+}
+
+// edgeEnrollToken prints an enrollment JWT signed with the relay's edge key (read from, or
+// created in, data_dir). The key file is outside the database, so this works while the
+// relay runs.
+func edgeEnrollToken(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("edge enroll-token", flag.ContinueOnError)
+	load := configFlags(fs)
+	tenant := fs.String("tenant", "", "tenant the daemon is bound to (required)")
+	label := fs.String("label", "", "display label of the daemon (the token's sub)")
+	ttl := fs.Duration("ttl", 15*time.Minute, "how long the token may be used")
+	if !parse(fs, args, stderr) {
+		return 2
+	}
+	switch {
+	case fs.NArg() != 0:
+		fmt.Fprintf(stderr, "keel-relay edge enroll-token: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	case *tenant == "":
+		fmt.Fprintln(stderr, "keel-relay edge enroll-token: --tenant is required")
+		return 2
+	case *ttl <= 0 || *ttl > maxEnrollTTL:
+		fmt.Fprintf(stderr, "keel-relay edge enroll-token: --ttl must be > 0 and <= %s\n", maxEnrollTTL)
+		return 2
+	}
+	cfg, _, _, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	key, err := keys.LoadOrCreate(edgeserver.SigningKeyPath(cfg.DataDir))
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	tok, c, err := edgeserver.EnrollmentToken(key, keys.Issuer(cfg.NodeID), *tenant, *label, *ttl, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, tok)
+	fmt.Fprintf(stderr, "enrollment token %s for tenant %q, valid until %s (single use)\n", c.ID, c.Tenant, c.Expiry.Format(time.RFC3339))
+	return 0
+}

@@ -1,0 +1,187 @@
+// Package keys keeps the relay's edge signing key — an Ed25519 key in a PEM PKCS#8 file
+// (mode 0600) created on first use — and reads the PEM public keys of trusted upstream
+// enrollment-token issuers.
+package keys
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// FileName is the signing key's file name inside the relay's data directory. It lives
+// beside the database, not in it, so `keel-relay edge enroll-token` can read it while the
+// relay holds the database lock.
+const FileName = "edge-signing.key"
+
+// maxFile bounds what is read from a key file.
+const maxFile = 64 << 10
+
+// Issuer returns the JWT issuer of the relay with the given node id.
+func Issuer(relayNodeID string) string { return "keel-relay:" + relayNodeID }
+
+// LoadOrCreate reads the Ed25519 private key at path, or creates it (mode 0600, directory
+// 0750) when the file does not exist. Two processes creating it at once end up with the same
+// key: the file is written under a temporary name and linked into place, and the loser of the
+// race reads the winner's key. A key file readable by group or others is refused (Unix).
+func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
+	key, err := Load(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("edge signing key: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("edge signing key: generate: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("edge signing key: encode: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("edge signing key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	werr := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if werr == nil {
+		werr = tmp.Chmod(0o600)
+	}
+	if werr == nil {
+		werr = matchOwner(tmp.Name(), filepath.Dir(path))
+	}
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("edge signing key: write %s: %w", path, werr)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return Load(path) // another process created it first
+		}
+		return nil, fmt.Errorf("edge signing key: %w", err)
+	}
+	return priv, nil
+}
+
+// Load reads the Ed25519 private key at path (PEM "PRIVATE KEY", PKCS#8).
+func Load(path string) (ed25519.PrivateKey, error) {
+	b, err := readSmall(path)
+	if err != nil {
+		return nil, fmt.Errorf("edge signing key: %w", err)
+	}
+	if runtime.GOOS != "windows" {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("edge signing key: %s is accessible by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+		}
+	}
+	key, err := ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("edge signing key %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// LoadPublicKey reads an Ed25519 public key file (PEM "PUBLIC KEY", PKIX).
+func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := readSmall(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParsePublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
+}
+
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", path, maxFile)
+	}
+	return b, nil
+}
+
+// ParsePrivateKey decodes one PEM "PRIVATE KEY" block holding a PKCS#8 Ed25519 key.
+func ParsePrivateKey(b []byte) (ed25519.PrivateKey, error) {
+	der, err := onePEM(b, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("not a PKCS#8 private key: %w", err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
+	}
+	return priv, nil
+}
+
+// ParsePublicKey decodes one PEM "PUBLIC KEY" block holding a PKIX Ed25519 key.
+func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
+	der, err := onePEM(b, "PUBLIC KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("not a PKIX public key: %w", err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
+	}
+	return pub, nil
+}
+
+// MarshalPublicKey encodes an Ed25519 public key as PEM "PUBLIC KEY".
+func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// onePEM returns the bytes of the single PEM block of type want in b; anything else (no
+// block, another type, headers, a second block) is an error.
+func onePEM(b []byte, want string) ([]byte, error) {
+	block, rest := pem.Decode(b)
+	switch {
+	case block == nil:
+		return nil, fmt.Errorf("no PEM %q block", want)
+	case block.Type != want:
+		return nil, fmt.Errorf("PEM block is %q, want %q", block.Type, want)
+	case len(block.Headers) > 0:
+		return nil, errors.New("PEM block has headers (an encrypted key?)")
+	}
+	if next, _ := pem.Decode(rest); next != nil {
+		return nil, errors.New("more than one PEM block")
+	}
+	return block.Bytes, nil
+}

@@ -1,0 +1,170 @@
+package keys
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestLoadOrCreate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", FileName)
+	k1, err := LoadOrCreate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
+	}
+	k2, err := LoadOrCreate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equal(k2) {
+		t.Fatal("second LoadOrCreate returned another key")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want only the key", len(entries))
+	}
+}
+
+func TestLoadOrCreateRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	var wg sync.WaitGroup
+	got := make([]ed25519.PrivateKey, 8)
+	errs := make([]error, 8)
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = LoadOrCreate(path) })
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !got[i].Equal(got[0]) {
+			t.Fatal("concurrent creators ended with different keys")
+		}
+	}
+}
+
+func TestLoadRefusesOpenPermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix modes")
+	}
+	path := filepath.Join(t.TempDir(), FileName)
+	if _, err := LoadOrCreate(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("err = %v, want a permissions error", err)
+	}
+}
+
+func TestPublicKeyRoundTrip(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	b, err := MarshalPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "issuer.pub")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadPublicKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(pub) {
+		t.Fatal("public key changed in the round trip")
+	}
+}
+
+func pemOf(typ string, der []byte, headers map[string]string) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der, Headers: headers})
+}
+
+func TestParseBad(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecPriv, _ := x509.MarshalPKCS8PrivateKey(ec)
+	ecPub, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	good := pemOf("PRIVATE KEY", privDER, nil)
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		public  bool
+		wantErr string
+	}{
+		{"empty", nil, false, "no PEM"},
+		{"garbage", []byte("not a key"), false, "no PEM"},
+		{"wrong type", pemOf("RSA PRIVATE KEY", privDER, nil), false, `"RSA PRIVATE KEY"`},
+		{"headers", pemOf("PRIVATE KEY", privDER, map[string]string{"Proc-Type": "4,ENCRYPTED"}), false, "headers"},
+		{"two blocks", append(append([]byte{}, good...), good...), false, "more than one"},
+		{"bad der", pemOf("PRIVATE KEY", []byte{1, 2, 3}, nil), false, "PKCS#8"},
+		{"ecdsa private", pemOf("PRIVATE KEY", ecPriv, nil), false, "not an Ed25519"},
+		{"public as private", pemOf("PUBLIC KEY", pubDER, nil), false, "want \"PRIVATE KEY\""},
+		{"ecdsa public", pemOf("PUBLIC KEY", ecPub, nil), true, "not an Ed25519"},
+		{"bad public der", pemOf("PUBLIC KEY", []byte{0x30, 0}, nil), true, "PKIX"},
+		{"private as public", good, true, "want \"PUBLIC KEY\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.public {
+				_, err = ParsePublicKey(tc.in)
+			} else {
+				_, err = ParsePrivateKey(tc.in)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+	if _, err := ParsePrivateKey(good); err != nil {
+		t.Fatalf("good key refused: %v", err)
+	}
+}
+
+func TestLoadTooBig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.pub")
+	if err := os.WriteFile(path, make([]byte, maxFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPublicKey(path); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
+	f.Add(pemOf("PRIVATE KEY", privDER, nil))
+	f.Add(pemOf("PUBLIC KEY", pubDER, nil))
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if k, err := ParsePrivateKey(b); err == nil && len(k) != ed25519.PrivateKeySize {
+			t.Fatalf("accepted a private key of %d bytes", len(k))
+		}
+		if k, err := ParsePublicKey(b); err == nil && len(k) != ed25519.PublicKeySize {
+			t.Fatalf("accepted a public key of %d bytes", len(k))
+		}
+	})
+}

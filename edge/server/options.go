@@ -1,0 +1,121 @@
+package server
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/keel-relay/keel/edge/keys"
+	"github.com/keel-relay/keel/relay/config"
+)
+
+// Defaults of the settings the config file does not carry.
+const (
+	// DefaultClockSkew is how far an envelope timestamp may be from the relay clock.
+	DefaultClockSkew = 120 * time.Second
+	// DefaultChallengeTTL is how long an attestation challenge waits for its answer.
+	DefaultChallengeTTL = 300 * time.Second
+	// DefaultEnrollmentLeeway is the clock skew tolerated on enrollment tokens from
+	// upstream issuers.
+	DefaultEnrollmentLeeway = 30 * time.Second
+	// DefaultMaxMessageSize bounds a received gRPC message.
+	DefaultMaxMessageSize = 4 << 20
+	// DefaultAgentRunTimeout is the deadline of an agent run over a stream when the caller
+	// sets none.
+	DefaultAgentRunTimeout = 5 * time.Minute
+	// AgentRunTool is the tool that runs the node's agent (argument "classes").
+	AgentRunTool = "agent-run"
+)
+
+// Options configure a Server. FromConfig builds them from the relay configuration.
+type Options struct {
+	Listen                  string
+	TLSCertFile, TLSKeyFile string
+	Role                    string // config.EdgeRole*
+	HeartbeatInterval       time.Duration
+	StaleThreshold          time.Duration
+	TokenTTL                time.Duration
+	OverlapWindow           time.Duration
+	AttestPerMinute         int
+	MaxPendingChallenges    int
+	HelloTimeout            time.Duration
+	StreamQueue             int
+	FlushInterval           time.Duration
+	DrainGrace              time.Duration
+	MaxStreams              int
+
+	// SigningKey signs node security tokens (and this relay's enrollment tokens); Issuer is
+	// their iss (keys.Issuer of the relay's node id).
+	SigningKey ed25519.PrivateKey
+	Issuer     string
+	// TrustedIssuers are the upstream enrollment-token issuers and their keys.
+	TrustedIssuers map[string]ed25519.PublicKey
+
+	// Zero values below take the Default* constants.
+	ClockSkew        time.Duration
+	ChallengeTTL     time.Duration
+	EnrollmentLeeway time.Duration
+	MaxMessageSize   int
+	AgentRunTimeout  time.Duration
+	// ReconnectGrace is how long the commands of a node whose stream closed wait for it to
+	// reconnect (default 2 × HelloTimeout).
+	ReconnectGrace time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// FromConfig returns the Options of cfg's edge section. The signing key is read from
+// data_dir (created on first start); the trusted issuers' key files are read.
+func FromConfig(cfg *config.Config) (Options, error) {
+	e := cfg.Edge
+	key, err := keys.LoadOrCreate(SigningKeyPath(cfg.DataDir))
+	if err != nil {
+		return Options{}, err
+	}
+	trusted := make(map[string]ed25519.PublicKey, len(e.TrustedIssuers))
+	for i, ti := range e.TrustedIssuers {
+		pub, err := keys.LoadPublicKey(ti.PublicKeyFile)
+		if err != nil {
+			return Options{}, fmt.Errorf("edge.trusted_issuers[%d] (%s): %w", i, ti.Issuer, err)
+		}
+		trusted[ti.Issuer] = pub
+	}
+	return Options{
+		Listen: e.Listen, TLSCertFile: e.TLS.CertFile, TLSKeyFile: e.TLS.KeyFile, Role: e.Role,
+		HeartbeatInterval: e.HeartbeatInterval, StaleThreshold: e.StaleThreshold,
+		TokenTTL: e.TokenTTL, OverlapWindow: e.OverlapWindow,
+		AttestPerMinute: e.AttestPerMinute, MaxPendingChallenges: e.MaxPendingChallenges,
+		HelloTimeout: e.HelloTimeout, StreamQueue: e.StreamQueue, FlushInterval: e.FlushInterval,
+		DrainGrace: e.DrainGrace, MaxStreams: e.MaxStreams,
+		SigningKey: key, Issuer: keys.Issuer(cfg.NodeID), TrustedIssuers: trusted,
+		AgentRunTimeout: cfg.RemoteRun.Timeout,
+	}, nil
+}
+
+// SigningKeyPath is where the relay's edge signing key lives in its data directory.
+func SigningKeyPath(dataDir string) string { return filepath.Join(dataDir, keys.FileName) }
+
+func (o *Options) defaults() {
+	if o.ClockSkew <= 0 {
+		o.ClockSkew = DefaultClockSkew
+	}
+	if o.ChallengeTTL <= 0 {
+		o.ChallengeTTL = DefaultChallengeTTL
+	}
+	if o.EnrollmentLeeway <= 0 {
+		o.EnrollmentLeeway = DefaultEnrollmentLeeway
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.AgentRunTimeout <= 0 {
+		o.AgentRunTimeout = DefaultAgentRunTimeout
+	}
+	if o.ReconnectGrace <= 0 {
+		o.ReconnectGrace = 2 * o.HelloTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}

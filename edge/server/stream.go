@@ -1,0 +1,355 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/edge/envelope"
+	"github.com/keel-relay/keel/edge/registry"
+	"github.com/keel-relay/keel/storage"
+)
+
+// streamState is what one ConnectEdge stream has established.
+type streamState struct {
+	node, tenant, streamID string
+	since                  time.Time // when the bearer token was accepted
+	lastTS                 time.Time // timestamp of the previous envelope
+	tokStr                 string    // the last envelope token that passed
+	tok                    edgetoken.Claims
+}
+
+// check is a failed stream check: reason is the metric label.
+type check struct {
+	reason string
+	err    error
+}
+
+func (c *check) Error() string { return c.reason + ": " + c.err.Error() }
+func (c *check) Unwrap() error { return c.err }
+
+func fail(reason string, format string, args ...any) *check {
+	return &check{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+// bearer checks the stream's authorization metadata and returns the authenticated node.
+func (s *Server) bearer(ctx context.Context, now time.Time) (*streamState, *check) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) != 1 {
+		return nil, fail("bearer", "want exactly one authorization header, got %d", len(vals))
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
+		return nil, fail("bearer", "authorization is not \"Bearer <token>\"")
+	}
+	c, err := s.validateNodeToken(tok)
+	if err != nil {
+		return nil, &check{reason: "token", err: err}
+	}
+	st := &streamState{node: c.Subject, tenant: c.Tenant}
+	listed, err := s.tokenBlacklisted(c.ID, c.Subject, time.Time{}, now, true)
+	switch {
+	case err != nil:
+		return nil, &check{reason: "store", err: err}
+	case listed:
+		return nil, fail("blacklisted", "token %s is blacklisted", c.ID)
+	}
+	if chk := s.checkDaemon(st, c, now); chk != nil {
+		return nil, chk
+	}
+	st.since = now
+	return st, nil
+}
+
+// checkDaemon checks that the token's daemon exists, is not revoked, has the token's tenant
+// and holds the key the token is bound to; it returns that key's state.
+func (s *Server) checkDaemon(st *streamState, c edgetoken.Claims, now time.Time) *check {
+	k, err := s.daemonKeys(st.node)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fail("unknown_daemon", "node %s is not enrolled", st.node)
+	case err != nil:
+		return &check{reason: "store", err: err}
+	case k.revoked:
+		return fail("revoked", "node %s is revoked", st.node)
+	case k.tenant != c.Tenant || st.tenant != c.Tenant:
+		return fail("tenant", "token tenant %q is not the daemon's", c.Tenant)
+	}
+	if _, ok := k.keyFor(c.Confirmation, now); !ok {
+		return fail("key", "token is bound to a key the daemon does not hold (cnf.jkt %s)", c.Confirmation)
+	}
+	return nil
+}
+
+// envelopeOf returns the envelope of an event's message.
+func envelopeOf(ev *edgepb.EdgeEvent) *edgepb.SealNodeEnvelope {
+	switch e := ev.GetEvent().(type) {
+	case *edgepb.EdgeEvent_Hello:
+		return e.Hello.GetEnvelope()
+	case *edgepb.EdgeEvent_Heartbeat:
+		return e.Heartbeat.GetEnvelope()
+	case *edgepb.EdgeEvent_CommandResult:
+		return e.CommandResult.GetEnvelope()
+	case *edgepb.EdgeEvent_CommandProgress:
+		return e.CommandProgress.GetEnvelope()
+	case *edgepb.EdgeEvent_CapabilityUpdate:
+		return e.CapabilityUpdate.GetEnvelope()
+	}
+	return nil
+}
+
+// checkEvent verifies one event's envelope against the stream's state: the token inside it
+// (signature, expiry, blacklist, sub, tenant), the key it is bound to, the signature under
+// that key, kind and inner (envelope.Open), node id, stream id and timestamp.
+func (s *Server) checkEvent(st *streamState, ev *edgepb.EdgeEvent, now time.Time) *check {
+	env := envelopeOf(ev)
+	if env == nil {
+		return fail("malformed", "message has no envelope")
+	}
+	c := st.tok
+	fresh := env.GetNodeSecurityToken() != st.tokStr
+	if fresh {
+		var err error
+		if c, err = s.validateNodeToken(env.GetNodeSecurityToken()); err != nil {
+			return &check{reason: "token", err: err}
+		}
+	} else if !now.Before(c.Expiry) {
+		return fail("token", "envelope token expired at %s", c.Expiry.Format(time.RFC3339))
+	}
+	if c.Subject != st.node {
+		return fail("node_mismatch", "envelope token is for node %s, the stream for %s", c.Subject, st.node)
+	}
+	listed, err := s.tokenBlacklisted(c.ID, st.node, st.since, now, fresh)
+	switch {
+	case err != nil:
+		return &check{reason: "store", err: err}
+	case listed:
+		return fail("blacklisted", "envelope token %s is blacklisted", c.ID)
+	}
+	if chk := s.checkDaemon(st, c, now); chk != nil {
+		return chk
+	}
+	k, err := s.daemonKeys(st.node)
+	if err != nil {
+		return &check{reason: "store", err: err}
+	}
+	key, _ := k.keyFor(c.Confirmation, now)
+	p, _, err := envelope.Open(ev, key)
+	if err != nil {
+		reason := "malformed"
+		switch {
+		case errors.Is(err, envelope.ErrSignature):
+			reason = "signature"
+		case errors.Is(err, envelope.ErrKind):
+			reason = "kind"
+		case errors.Is(err, envelope.ErrInnerMismatch):
+			reason = "inner"
+		}
+		return &check{reason: reason, err: err}
+	}
+	switch {
+	case p.NodeID != st.node:
+		return fail("node_mismatch", "envelope node id %q is not the stream's %q", p.NodeID, st.node)
+	case p.StreamID != st.streamID:
+		return fail("stream_mismatch", "envelope stream id %q is not the Hello's %q", p.StreamID, st.streamID)
+	case p.Timestamp.Before(now.Add(-s.opts.ClockSkew)) || p.Timestamp.After(now.Add(s.opts.ClockSkew)):
+		return fail("timestamp", "envelope timestamp %s is more than %s from the relay clock", p.Timestamp.UTC().Format(time.RFC3339Nano), s.opts.ClockSkew)
+	case p.Timestamp.Before(st.lastTS):
+		return fail("timestamp", "envelope timestamp %s is older than the previous message's", p.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	st.lastTS = p.Timestamp
+	st.tokStr, st.tok = env.GetNodeSecurityToken(), c
+	return nil
+}
+
+type received struct {
+	ev  *edgepb.EdgeEvent
+	err error
+}
+
+// writerWait bounds how long a closing stream waits for its writer (blocked in a send to a
+// daemon that does not read) before returning anyway; returning cancels the send.
+const writerWait = 2 * time.Second
+
+// ConnectEdge serves a daemon's stream: bearer token, then a Hello within hello_timeout,
+// then verified events in, commands out.
+func (s *Server) ConnectEdge(stream edgepb.NodeClusterService_ConnectEdgeServer) error {
+	ctx := stream.Context()
+	st, chk := s.bearer(ctx, s.now())
+	if chk != nil {
+		return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error())
+	}
+	log := s.log.With("node", st.node)
+
+	recv := make(chan received)
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			select {
+			case recv <- received{ev, err}:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	// The Hello.
+	timer := time.NewTimer(s.opts.HelloTimeout)
+	var first received
+	select {
+	case first = <-recv:
+		timer.Stop()
+	case <-timer.C:
+		return s.refuse(codes.InvalidArgument, "no_hello", fmt.Sprintf("no Hello within %s", s.opts.HelloTimeout), "node", st.node)
+	case <-ctx.Done():
+		timer.Stop()
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if first.err != nil {
+		return first.err
+	}
+	hello := first.ev.GetHello()
+	if hello == nil {
+		return s.refuse(codes.InvalidArgument, "not_hello", "the first message must be a Hello", "node", st.node)
+	}
+	if !validUUID(hello.GetStreamId()) {
+		return s.refuse(codes.InvalidArgument, "malformed", "Hello.stream_id must be a UUID", "node", st.node)
+	}
+	st.streamID = hello.GetStreamId()
+	if chk := s.checkEvent(st, first.ev, s.now()); chk != nil {
+		return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error(), "node", st.node)
+	}
+	if s.draining.Load() {
+		return errShutdown
+	}
+	reg, replaced, err := s.reg.Register(st.node, st.streamID, s.now())
+	if err != nil {
+		if errors.Is(err, registry.ErrTooMany) {
+			return s.refuse(codes.ResourceExhausted, "too_many_streams", "the relay holds its maximum number of streams", "node", st.node)
+		}
+		return status.Error(codes.Internal, err.Error())
+	}
+	if s.draining.Load() { // Shutdown began between the check above and the registration
+		s.reg.Deregister(reg, errShutdown)
+		return errShutdown
+	}
+	if replaced != nil {
+		log.Info("edge stream replaced by a newer one", "old_stream", replaced.StreamID, "stream", st.streamID)
+	}
+	log = log.With("stream", st.streamID)
+	log.Info("edge stream connected")
+	s.m.messages.With("hello").Inc()
+	s.seen.Touch(st.node, s.now())
+	s.noteCaps(st.node, hello.GetCapabilities())
+
+	wctx, stopWriter := context.WithCancel(ctx)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		if n := reg.Run(wctx, stream.Send); n > 0 {
+			log.Debug("commands dropped at stream close", "count", n)
+		}
+	}()
+	reason := s.serveStream(ctx, st, reg, recv, log)
+	if s.reg.Deregister(reg, reason) {
+		s.disp.NodeDown(st.node)
+	}
+	stopWriter()
+	select {
+	case <-writerDone:
+	case <-time.After(writerWait):
+		log.Warn("edge stream writer still blocked at close")
+	}
+	log.Info("edge stream closed", "reason", reason)
+	return reason
+}
+
+// serveStream handles the events after the Hello until the stream ends; it returns the
+// status the stream ends with.
+func (s *Server) serveStream(ctx context.Context, st *streamState, reg *registry.Stream, recv <-chan received, log interface {
+	Debug(string, ...any)
+}) error {
+	for {
+		var r received
+		select {
+		case r = <-recv:
+		case <-reg.Done():
+			return closeStatus(reg.Reason())
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		if r.err != nil {
+			if status.Code(r.err) == codes.Canceled || errors.Is(r.err, context.Canceled) || isEOF(r.err) {
+				return nil
+			}
+			return r.err
+		}
+		now := s.now()
+		if r.ev.GetHello() != nil {
+			return s.refuse(codes.Unauthenticated, "second_hello", "a second Hello on the stream", "node", st.node)
+		}
+		if chk := s.checkEvent(st, r.ev, now); chk != nil {
+			return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error(), "node", st.node)
+		}
+		s.seen.Touch(st.node, now)
+		switch e := r.ev.GetEvent().(type) {
+		case *edgepb.EdgeEvent_Heartbeat:
+			s.m.messages.With("heartbeat").Inc()
+		case *edgepb.EdgeEvent_CommandResult:
+			s.m.messages.With("command_result").Inc()
+			s.disp.Result(st.node, e.CommandResult)
+		case *edgepb.EdgeEvent_CommandProgress:
+			s.m.messages.With("command_progress").Inc()
+			s.disp.Progress(ctx, st.node, e.CommandProgress)
+		case *edgepb.EdgeEvent_CapabilityUpdate:
+			s.m.messages.With("capability_update").Inc()
+			s.noteCaps(st.node, e.CapabilityUpdate.GetCapabilities())
+		}
+	}
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// closeStatus is the status a stream closed from the relay's side ends with.
+func closeStatus(reason error) error {
+	switch {
+	case reason == nil:
+		return nil
+	case errors.Is(reason, registry.ErrReplaced):
+		return status.Error(codes.Aborted, "replaced by a newer stream of the same node")
+	}
+	if _, ok := status.FromError(reason); ok {
+		return reason
+	}
+	return status.Error(codes.Unavailable, reason.Error())
+}
+
+// noteCaps keeps a daemon's capabilities for the next flush (tags are never touched).
+func (s *Server) noteCaps(node string, caps *edgepb.EdgeCapabilities) {
+	if caps == nil {
+		return
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(caps)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.caps[node] = b
+	s.mu.Unlock()
+}
