@@ -32,11 +32,11 @@ import (
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000)")
+	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons)")
 	out := flag.String("out", "", "directory to write REPORT.md and report.json into (nothing written when empty)")
 	command := flag.String("command", "", "how this run was started, as shown in the report (default: the go run command line)")
 	base := flag.String("dir", os.Getenv("KEEL_BENCH_DIR"), "directory for the relays' data (default: the system temp dir; $KEEL_BENCH_DIR)")
-	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry (default: all)")
+	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge (default: all)")
 	flag.Parse()
 	if *command == "" {
 		*command = strings.TrimSpace("go run ./bench/cmd/report " + strings.Join(os.Args[1:], " "))
@@ -83,6 +83,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 		{"store", b.store},
 		{"remote", b.remoteRun},
 		{"expiry", b.expiry},
+		{"edge", b.edge},
 	}
 	selected := map[string]bool{}
 	for _, name := range strings.Split(only, ",") {
@@ -95,7 +96,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 	}
 	for name := range selected {
 		if !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.name == name }) {
-			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry)", name)
+			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge)", name)
 		}
 	}
 	var failed []string
@@ -105,6 +106,12 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 		return err
 	}
 	if b.bare, err = goBuild(ctx, root, bin, "./bench/cmd/bareserver"); err != nil {
+		return err
+	}
+	if b.edgeload, err = goBuild(ctx, root, bin, "./bench/cmd/edgeload"); err != nil {
+		return err
+	}
+	if err := raiseNoFile(p.edgeN + 512); err != nil {
 		return err
 	}
 	if b.fleet, err = newFleet(max(p.storeNodes, p.rrNodes)); err != nil {
@@ -128,7 +135,6 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 			b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("Scenario %q FAILED: %v", s.name, err))
 		}
 	}
-	b.edge()
 	b.rep.Took = time.Since(start).Seconds()
 	b.rep.Machine.LoadEnd = loadAvg()
 	b.rep.Notes = append(b.rep.Notes, staticNotes()...)

@@ -98,12 +98,21 @@ type relayConfig struct {
 	cleanup     time.Duration // shared_files.cleanup_interval; 0 = default
 	command     []string      // remote_run.command; nil = default
 	concurrency int           // remote_run.concurrency; 0 = default
+	// edge, when set, enables the edge API and the admin listener at fixed addresses (kept
+	// across restarts); otherwise both are off.
+	edge *edgeListeners
+}
+
+// edgeListeners are the addresses of an edge relay, and the streams it must hold.
+type edgeListeners struct {
+	edge, admin string
+	streams     int
 }
 
 func (c relayConfig) dataDir() string { return filepath.Join(c.dir, "data") }
 
-// yaml renders the config file for an API listening on api. The admin listener is off, the
-// log at warn level (the request log is info), bodies up to 1 GiB.
+// yaml renders the config file for an API listening on api. The admin listener and the edge
+// API are off unless c.edge is set, the log at warn level (the request log is info), bodies up to 1 GiB.
 func (c relayConfig) yaml(api string) string {
 	var b strings.Builder
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) } // JSON strings are YAML strings
@@ -112,7 +121,12 @@ func (c relayConfig) yaml(api string) string {
 	if c.maxUploads > 0 {
 		fmt.Fprintf(&b, "  max_concurrent_uploads: %d\n", c.maxUploads)
 	}
-	b.WriteString("admin:\n  listen: \"\"\n")
+	if c.edge == nil {
+		b.WriteString("admin:\n  listen: \"\"\nedge:\n  enabled: false\n")
+	} else {
+		fmt.Fprintf(&b, "admin:\n  listen: %s\nedge:\n  enabled: true\n  listen: %s\n  attest_per_minute: 10000\n"+
+			"  max_pending_challenges: 100000\n  max_streams: %d\n", q(c.edge.admin), q(c.edge.edge), c.edge.streams+1000)
+	}
 	if c.cleanup > 0 {
 		fmt.Fprintf(&b, "shared_files:\n  cleanup_interval: %s\n", c.cleanup)
 	}

@@ -52,6 +52,8 @@ type params struct {
 	expirySize        int
 	plateau           time.Duration // disk usage unchanged this long after expiry = done
 	expiryMax         time.Duration // give up waiting for disk space after this long
+	edgeN             int           // edge daemons (one stream and connection each)
+	edgeInvokes       int           // InvokeTool round trips measured (at least)
 }
 
 func fullParams() params {
@@ -60,6 +62,7 @@ func fullParams() params {
 		files: 100000, fileSize: 1024, storeNodes: 1000, settle: 5 * time.Second, rssPuts: 100,
 		rrNodes: 1000, rrConc: 32, rrSleep: 200 * time.Millisecond,
 		expiryFiles: 64, expirySize: 16 * mib, plateau: 10 * time.Second, expiryMax: 60 * time.Second,
+		edgeN: 10000, edgeInvokes: 50000,
 	}
 }
 
@@ -74,23 +77,25 @@ func quickParams() params {
 	p.rrNodes = 128 // 4 waves of 32: the ideal time is reachable, as with 1,000 (31.25 waves)
 	p.expiryFiles = 8
 	p.plateau = 5 * time.Second
+	p.edgeN, p.edgeInvokes = 200, 5000
 	return p
 }
 
 // bench holds what the scenarios share.
 type bench struct {
-	log     *slog.Logger
-	p       params
-	root    string // module root
-	relay   string // keel-relay binary
-	bare    string // bareserver binary
-	base    string // where data directories are made
-	fleet   *fleet
-	rep     *Report
-	limits  limits
-	content map[int][]byte // random content by size
-	emptyUp time.Duration  // start-up time of a relay on an empty store
-	put64   float64        // 64 MiB PUT speed, bytes/s (sizes the expiry scenario's TTL)
+	log      *slog.Logger
+	p        params
+	root     string // module root
+	relay    string // keel-relay binary
+	bare     string // bareserver binary
+	edgeload string // edgeload binary
+	base     string // where data directories are made
+	fleet    *fleet
+	rep      *Report
+	limits   limits
+	content  map[int][]byte // random content by size
+	emptyUp  time.Duration  // start-up time of a relay on an empty store
+	put64    float64        // 64 MiB PUT speed, bytes/s (sizes the expiry scenario's TTL)
 }
 
 // limits are the machine's limits measured in this run, in bytes/s.
@@ -802,18 +807,4 @@ func (b *bench) expiry(ctx context.Context) error {
 		Command: "seconds from the last file's expiry to the last fall of the size"}, lowestAt.Seconds())
 	b.log.Info("expiry: after", "before_MiB", before/mib, "stored_MiB", stored/mib, "after_MiB", final/mib, "lowest_at", lowestAt.Round(time.Second))
 	return nil
-}
-
-const edgeSection = "Edge (gRPC) API"
-
-// edge lists the edge figures: the edge API is not built yet.
-func (b *bench) edge() {
-	for _, e := range []struct{ name, title string }{
-		{"edge_streams_rss", "RSS with 1,000 ConnectEdge streams open"},
-		{"edge_remote_run", "remote run fan-out through edge streams, 1,000 nodes"},
-		{"edge_connect_rate", "ConnectEdge stream set-ups per second"},
-	} {
-		b.rep.Scenarios = append(b.rep.Scenarios, Scenario{Name: e.name, Section: edgeSection, Title: e.title,
-			Command: "the edge gRPC API is not built yet", Note: "not measured (edge not built)"})
-	}
 }
