@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test-emulated.sh [DIST]: the arm64 and armv7 binaries of `make cross` run under qemu-user:
-# `version` names the right platform, and `run` (temporary data directory, ports picked by the
+# `version` of keel-relay and keel-agent names the right platform, and keel-relay `run` (temporary data directory, ports picked by the
 # kernel) starts, answers one status request with 200, and drains on SIGTERM with exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,11 @@ for target in arm64:qemu-aarch64-static:linux/arm64 arm:qemu-arm-static:linux/ar
 	out=$("$qemu" "$bin" version)
 	echo "$out"
 	case "$out" in *" $platform)"*) ;; *) echo "FAIL: version does not say $platform" >&2; exit 1 ;; esac
+	agent=$dist/linux-$arch/keel-agent
+	[ -x "$agent" ] || { echo "FAIL: $agent missing (make cross)" >&2; exit 1; }
+	out=$("$qemu" "$agent" version)
+	echo "$out"
+	case "$out" in "keel-agent "*" $platform)"*) ;; *) echo "FAIL: keel-agent version does not say $platform" >&2; exit 1 ;; esac
 
 	printf 'data_dir: %s\n' "$tmp/$arch-data" >"$tmp/$arch.yaml"
 	start_relay "$tmp/$arch.log" "$qemu" "$bin" run --config "$tmp/$arch.yaml"

@@ -4,10 +4,11 @@
 #
 # verify checks that ExecStart's program exists, so each unit is verified as a copy whose
 # /usr/bin/<name> points at the binary built for this machine (dist/linux-<arch>/<name>, built
-# here when missing). A unit whose binary does not exist yet (keel-agent) is verified with only
-# that one complaint filtered out. Documentation=man: pages are not looked up (--man=no): the
+# here when missing). A unit whose binary does not exist yet is verified with only that one
+# complaint filtered out. Documentation=man: pages are not looked up (--man=no): the
 # man page is in the package, not on this machine; lintian checks it.
-# security fails above an exposure of 2.0 (systemd's scale: 0 best, 10 worst).
+# security fails above an exposure of 2.0 (systemd's scale: 0 best, 10 worst), or the bound a
+# unit declares for itself in a "# verify-units: exposure-max=N.N" comment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dist=${1:-dist}
@@ -41,11 +42,15 @@ for unit in init/*.service; do
 	else
 		echo "ok: systemd-analyze verify $unit"
 	fi
-	if systemd-analyze security --offline=true --threshold=20 "$unit" >"$tmp/$name.security" 2>&1; then
-		echo "ok: $(tail -n 1 "$tmp/$name.security")"
+	# A unit may raise its own bound with a comment "# verify-units: exposure-max=N.N" that
+	# says why (keel-agent runs the Rudder agent as root, unsandboxed by design).
+	max=$(sed -n 's/^# verify-units: exposure-max=\([0-9]*\.[0-9]\).*/\1/p' "$unit" | head -n 1)
+	max=${max:-2.0}
+	if systemd-analyze security --offline=true --threshold="${max/./}" "$unit" >"$tmp/$name.security" 2>&1; then
+		echo "ok: $(tail -n 1 "$tmp/$name.security") (bound $max)"
 	else
 		cat "$tmp/$name.security"
-		echo "FAIL: systemd-analyze security $unit: exposure above 2.0"
+		echo "FAIL: systemd-analyze security $unit: exposure above $max"
 		status=1
 	fi
 done

@@ -1,0 +1,246 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keel-relay/keel/relay/wire/ids"
+	"github.com/keel-relay/keel/relay/wire/keyhash"
+)
+
+// Limits enforced by Validate.
+const (
+	MaxHTTPTimeout       = time.Hour
+	MinHeartbeatInterval = time.Second
+	MaxHeartbeatInterval = time.Hour
+	MaxToolsConcurrent   = 256
+	maxTextLen           = 255 // hostname, keydate, keyid
+	maxLabelLen          = 255 // one edge label, key=value
+)
+
+// SplitLabel splits an edge label "key=value": the key is 1-63 characters of
+// [A-Za-z0-9._-], the value at most 255 bytes with no control characters.
+func SplitLabel(l string) (key, value string, err error) {
+	k, v, ok := strings.Cut(l, "=")
+	switch {
+	case !ok:
+		return "", "", fmt.Errorf("%q is not key=value", l)
+	case k == "" || len(k) > 63:
+		return "", "", fmt.Errorf("%q: the key must be 1 to 63 characters", l)
+	case strings.ContainsFunc(k, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}):
+		return "", "", fmt.Errorf("%q: the key may only contain letters, digits, '.', '_' and '-'", l)
+	case len(l) > maxLabelLen:
+		return "", "", fmt.Errorf("label is %d bytes long, more than %d", len(l), maxLabelLen)
+	case strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return "", "", fmt.Errorf("%q contains a control character", l)
+	}
+	return k, v, nil
+}
+
+// Validate checks every key and returns one error per bad key (joined with
+// errors.Join), each message starting with the dotted key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, keyErr(key, format, args...))
+	}
+	if c.NodeID != "" {
+		if err := ids.ValidNodeID(c.NodeID); err != nil {
+			add("node_id", "%v", err)
+		}
+	}
+	if c.NodeID == "" && c.UUIDFile == "" {
+		add("uuid_file", "must not be empty when node_id is empty (one of them names this node)")
+	}
+	if err := checkRelayURL(c.RelayURL); err != nil {
+		add("relay_url", "%v", err)
+	}
+	if c.KeyFile == "" {
+		add("key_file", "must not be empty")
+	}
+	for _, f := range []struct{ key, val string }{{"hostname", c.Hostname}, {"keydate", c.KeyDate}, {"keyid", c.KeyID}} {
+		if err := checkLineText(f.val); err != nil {
+			add(f.key, "%v", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if c.HTTP.Timeout <= 0 || c.HTTP.Timeout > MaxHTTPTimeout {
+		add("http.timeout", "must be > 0 and at most %s, got %s", formatDuration(MaxHTTPTimeout), formatDuration(c.HTTP.Timeout))
+	}
+	if c.HTTP.KeyHash != "" {
+		if _, err := keyhash.Parse(c.HTTP.KeyHash); err != nil {
+			add("http.key_hash", "%v", err)
+		}
+		if c.HTTP.CAFile != "" {
+			add("http.key_hash", "set together with http.ca_file: use one way to verify the relay")
+		}
+	}
+	if c.HTTP.CAFile != "" || c.HTTP.KeyHash != "" {
+		if u, err := url.Parse(c.RelayURL); err == nil && u.Scheme == "http" {
+			add("relay_url", "%q is plain http, but http.ca_file or http.key_hash is set (use https://)", c.RelayURL)
+		}
+	}
+	c.Edge.validate(add)
+	return errors.Join(errs...)
+}
+
+func (e *EdgeConfig) validate(add func(key, format string, args ...any)) {
+	if e.Relay != "" {
+		if err := checkHostPort(e.Relay); err != nil {
+			add("edge.relay", "%v", err)
+		}
+	}
+	if e.KeyFile == "" {
+		add("edge.key_file", "must not be empty")
+	}
+	if e.TokenFile == "" {
+		add("edge.token_file", "must not be empty")
+	}
+	if e.HeartbeatInterval < MinHeartbeatInterval || e.HeartbeatInterval > MaxHeartbeatInterval {
+		add("edge.heartbeat_interval", "must be between %s and %s, got %s",
+			formatDuration(MinHeartbeatInterval), formatDuration(MaxHeartbeatInterval), formatDuration(e.HeartbeatInterval))
+	}
+	seen := make(map[string]bool, len(e.Labels))
+	for i, l := range e.Labels {
+		k, _, err := SplitLabel(l)
+		switch {
+		case err != nil:
+			add(fmt.Sprintf("edge.labels[%d]", i), "%v", err)
+		case seen[k]:
+			add(fmt.Sprintf("edge.labels[%d]", i), "duplicate label %q", k)
+		}
+		seen[k] = true
+	}
+	if e.Tools.MaxConcurrent < 1 || e.Tools.MaxConcurrent > MaxToolsConcurrent {
+		add("edge.tools.max_concurrent", "must be between 1 and %d, got %d", MaxToolsConcurrent, e.Tools.MaxConcurrent)
+	}
+	cmd := e.Tools.AgentRun.Command
+	if len(cmd) == 0 {
+		add("edge.tools.agent_run.command", "must not be empty (a list: program, then arguments)")
+	}
+	for i, arg := range cmd {
+		if err := checkCommandArg(i, arg); err != nil {
+			add(fmt.Sprintf("edge.tools.agent_run.command[%d]", i), "%v", err)
+		}
+	}
+}
+
+// checkRelayURL checks relay_url: an absolute http(s) URL with a host, no
+// query, fragment or user info.
+func checkRelayURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case s == "":
+		return errors.New("must not be empty")
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not an absolute http:// or https:// URL", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return fmt.Errorf("%q must not contain user info", s)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Errorf("%q must not have a query or fragment", s)
+	}
+	return nil
+}
+
+// checkHostPort checks edge.relay: host:port with a host and a port 1-65535.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || strings.HasPrefix(port, "+") {
+		return fmt.Errorf("%q: port %q is not a number between 1 and 65535", s, port)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	if !isHostName(host) {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: %q is not an IP address or host name", s, host)
+		}
+	}
+	return nil
+}
+
+// isHostName reports whether s is a plausible DNS host name.
+func isHostName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkLineText checks a value that goes on one line of a signature block:
+// at most maxTextLen bytes, no control characters, no leading or trailing
+// space (the block's reader would trim it).
+func checkLineText(s string) error {
+	switch {
+	case len(s) > maxTextLen:
+		return fmt.Errorf("is %d bytes long, more than %d", len(s), maxTextLen)
+	case strings.TrimSpace(s) != s:
+		return fmt.Errorf("%q has leading or trailing space", s)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return fmt.Errorf("%q contains a control character", s)
+	}
+	return nil
+}
+
+// checkCommandArg checks argument i of edge.tools.agent_run.command: not empty,
+// no NUL byte, and every "{...}" is {classes}; the program (i == 0) has no
+// placeholder at all. Unpaired braces are literal.
+func checkCommandArg(i int, arg string) error {
+	switch {
+	case arg == "":
+		return errors.New("must not be empty")
+	case strings.IndexByte(arg, 0) >= 0:
+		return fmt.Errorf("%q contains a NUL byte", arg)
+	}
+	for rest := arg; ; {
+		_, after, ok := strings.Cut(rest, "{")
+		if !ok {
+			return nil
+		}
+		name, after, ok := strings.Cut(after, "}")
+		if !ok {
+			return nil
+		}
+		switch ph := "{" + name + "}"; {
+		case ph != "{classes}":
+			return fmt.Errorf("unknown placeholder %q (use {classes})", ph)
+		case i == 0:
+			return fmt.Errorf("the program must not contain a placeholder, got %q", arg)
+		}
+		rest = after
+	}
+}

@@ -1,0 +1,166 @@
+package edged
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/keel-relay/keel/agent"
+	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/edge/edgepb"
+)
+
+// Tool names the daemon serves.
+const (
+	ToolAgentRun = "agent-run"
+	ToolShell    = "shell"
+)
+
+// rpcTimeout bounds each unary call to the relay.
+const rpcTimeout = 30 * time.Second
+
+// Capabilities returns what the daemon declares: its OS and architecture, the tools the
+// config enables and the config's labels.
+func Capabilities(e config.EdgeConfig) *edgepb.EdgeCapabilities {
+	c := &edgepb.EdgeCapabilities{Os: runtime.GOOS, Arch: runtime.GOARCH, LocalTools: localTools(e.Tools)}
+	for _, l := range e.Labels {
+		if k, v, err := config.SplitLabel(l); err == nil {
+			if c.CustomLabels == nil {
+				c.CustomLabels = map[string]string{}
+			}
+			c.CustomLabels[k] = v
+		}
+	}
+	return c
+}
+
+// localTools lists the enabled tools, sorted.
+func localTools(t config.ToolsConfig) []string {
+	var tools []string
+	if len(t.AgentRun.Command) > 0 {
+		tools = append(tools, ToolAgentRun)
+	}
+	if t.Shell.Enabled {
+		tools = append(tools, ToolShell)
+	}
+	slices.Sort(tools)
+	return tools
+}
+
+// EnrollNodeID returns the node id to enroll with: the agent's node id (node_id, or
+// uuid_file) when it is a UUID, else a random UUID generated once and kept beside the
+// key (edge.key_file + ".node-id"), so that enrolling again keeps the same id.
+func EnrollNodeID(cfg *config.Config) (string, error) {
+	if id, err := agent.NodeID(cfg); err == nil && isUUID(id) {
+		return id, nil
+	}
+	return generatedNodeID(Paths{Key: cfg.Edge.KeyFile, Token: cfg.Edge.TokenFile})
+}
+
+// EnrollRequest is what `keel-agent edge enroll` is given.
+type EnrollRequest struct {
+	// Relay is the relay's edge listener, HOST:PORT.
+	Relay string
+	// Token is the enrollment token (a JWT made by keel-relay edge enroll-token).
+	Token string
+	// Force replaces an existing key; without it an existing key is an error.
+	Force bool
+}
+
+// Enroll generates a node key, attests it to the relay (AttestNode with role
+// NODE_ROLE_EDGE, then ChallengeNode with the signed nonce and the enrollment token) and
+// stores the key and the NodeSecurityToken the relay returns (0600). The new key is
+// written before the relay is asked, as edge.key_file + ".new"; both files are put in
+// place only once the token is stored, so a failure leaves any previous enrollment as it
+// was.
+func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slog.Logger) (*Credentials, error) {
+	p := Paths{Key: cfg.Edge.KeyFile, Token: cfg.Edge.TokenFile}
+	if req.Token == "" {
+		return nil, errors.New("enroll: no enrollment token")
+	}
+	if _, err := os.Stat(p.Key); err == nil && !req.Force {
+		return nil, fmt.Errorf("enroll: %s exists (this node is enrolled); use --force to replace its key", p.Key)
+	}
+	unlock, err := lockFile(ctx, p.lock())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	nodeID, err := EnrollNodeID(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: node id: %w", err)
+	}
+	key, err := GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	if err := stageKey(p, key); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = removeSync(p.keyNew())
+		}
+	}()
+	conn, err := dial(req.Relay, cfg.Edge)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	defer conn.Close()
+	client := edgepb.NewNodeClusterServiceClient(conn)
+
+	actx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	att, err := client.AttestNode(actx, &edgepb.AttestNodeRequest{
+		NodeId: nodeID, Role: edgepb.NodeRole_NODE_ROLE_EDGE, PublicKey: pub, Capabilities: Capabilities(cfg.Edge),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enroll: AttestNode: %w", err)
+	}
+	if len(att.GetChallengeNonce()) == 0 || att.GetChallengeId() == "" {
+		return nil, errors.New("enroll: AttestNode: the relay sent no challenge")
+	}
+	ch, err := client.ChallengeNode(actx, &edgepb.ChallengeNodeRequest{
+		ChallengeId:        att.GetChallengeId(),
+		NodeId:             nodeID,
+		ChallengeSignature: ed25519.Sign(key, att.GetChallengeNonce()),
+		BootstrapProof:     &edgepb.ChallengeNodeRequest_EnrollmentToken{EnrollmentToken: req.Token},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enroll: ChallengeNode: %w", err)
+	}
+	creds, err := checkIssued(ch.GetNodeSecurityToken(), nodeID, key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	if err := commitLocked(p, creds.Token); err != nil {
+		return nil, fmt.Errorf("enroll: the relay enrolled this node but its token could not be stored: %w", err)
+	}
+	committed = true
+	log.Info("edge: enrolled", "node_id", nodeID, "relay", req.Relay, "tenant", creds.Claims.Tenant,
+		"expires", creds.Claims.Expiry, "key_file", p.Key, "token_file", p.Token)
+	return creds, nil
+}
+
+// checkIssued checks a token the relay issued: it parses, names nodeID and is bound to key.
+func checkIssued(tok, nodeID string, key ed25519.PrivateKey) (*Credentials, error) {
+	tok, claims, err := parseToken([]byte(tok))
+	if err != nil {
+		return nil, fmt.Errorf("the relay's token: %w", err)
+	}
+	if claims.Subject != nodeID {
+		return nil, fmt.Errorf("the relay's token names node %q, not %q", claims.Subject, nodeID)
+	}
+	if !claims.BoundTo(key.Public().(ed25519.PublicKey)) {
+		return nil, errors.New("the relay's token is not bound to this node's key")
+	}
+	return &Credentials{NodeID: nodeID, Key: key, Token: tok, Claims: claims}, nil
+}

@@ -1,0 +1,215 @@
+package edged
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keel-relay/keel/agent/config"
+)
+
+// Limits on tool invocations.
+const (
+	// ChunkSize bounds one CommandProgress chunk of output.
+	ChunkSize = 16 << 10
+	// MaxClasses bounds the classes of one agent-run.
+	MaxClasses = 256
+	// MaxClassLen bounds one class name.
+	MaxClassLen = 1024
+	// MaxShellCommand bounds a shell tool's command string.
+	MaxShellCommand = 64 << 10
+	// DefaultDeadline applies to an InvokeTool without a deadline.
+	DefaultDeadline = time.Hour
+	// MaxDeadline bounds any deadline.
+	MaxDeadline = 24 * time.Hour
+	// waitDelay is how long output pipes held by a tool's descendants may stay open after
+	// the tool exits or is killed.
+	waitDelay = 2 * time.Second
+)
+
+// Structured error codes of EdgeResult.Err.
+const (
+	CodeUnknownTool  = "unknown-tool"
+	CodeToolDisabled = "tool-disabled"
+	CodeBadArgs      = "bad-args"
+	CodeDraining     = "draining"
+	CodeBusy         = "busy"
+	CodeExecFailed   = "exec-failed"
+)
+
+// toolError is a refusal with a structured code.
+type toolError struct{ code, msg string }
+
+func (e *toolError) Error() string { return e.code + ": " + e.msg }
+
+func refuse(code, format string, args ...any) *toolError {
+	return &toolError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// resolveTool returns the argv that runs tool with args under the tools config.
+func resolveTool(tools config.ToolsConfig, tool string, args *structpb.Struct) ([]string, *toolError) {
+	fields := args.GetFields()
+	switch tool {
+	case ToolAgentRun:
+		if len(tools.AgentRun.Command) == 0 {
+			return nil, refuse(CodeToolDisabled, "agent-run has no command configured")
+		}
+		for k := range fields {
+			if k != "classes" {
+				return nil, refuse(CodeBadArgs, "agent-run: unknown argument %q (only classes)", k)
+			}
+		}
+		classes, err := parseClasses(fields["classes"])
+		if err != nil {
+			return nil, refuse(CodeBadArgs, "agent-run: classes: %v", err)
+		}
+		return expandCommand(tools.AgentRun.Command, strings.Join(classes, ",")), nil
+	case ToolShell:
+		if !tools.Shell.Enabled {
+			return nil, refuse(CodeToolDisabled, "the shell tool is disabled on this node (edge.tools.shell.enabled)")
+		}
+		for k := range fields {
+			if k != "command" {
+				return nil, refuse(CodeBadArgs, "shell: unknown argument %q (only command)", k)
+			}
+		}
+		cmd := fields["command"].GetStringValue()
+		switch {
+		case fields["command"] == nil:
+			return nil, refuse(CodeBadArgs, "shell: no command argument")
+		case fields["command"].GetKind() == nil:
+			return nil, refuse(CodeBadArgs, "shell: command has no value")
+		case cmd == "":
+			if _, ok := fields["command"].GetKind().(*structpb.Value_StringValue); !ok {
+				return nil, refuse(CodeBadArgs, "shell: command must be a string")
+			}
+			return nil, refuse(CodeBadArgs, "shell: command is empty")
+		case len(cmd) > MaxShellCommand:
+			return nil, refuse(CodeBadArgs, "shell: command is %d bytes, more than %d", len(cmd), MaxShellCommand)
+		case strings.IndexByte(cmd, 0) >= 0:
+			return nil, refuse(CodeBadArgs, "shell: command contains a NUL byte")
+		}
+		return shellArgv(cmd), nil
+	}
+	return nil, refuse(CodeUnknownTool, "no tool %q on this node", tool)
+}
+
+// parseClasses reads the classes argument: absent or null (none), a comma-separated
+// string, or a list of strings. Each class is [A-Za-z0-9][A-Za-z0-9_]*, as Rudder's.
+func parseClasses(v *structpb.Value) ([]string, error) {
+	var raw []string
+	switch x := v.GetKind().(type) {
+	case nil, *structpb.Value_NullValue:
+		return nil, nil
+	case *structpb.Value_StringValue:
+		raw = strings.Split(x.StringValue, ",")
+	case *structpb.Value_ListValue:
+		for i, item := range x.ListValue.GetValues() {
+			s, ok := item.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return nil, fmt.Errorf("item %d is not a string", i)
+			}
+			raw = append(raw, s.StringValue)
+		}
+	default:
+		return nil, errors.New("want a string or a list of strings")
+	}
+	var classes []string
+	for _, c := range raw {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		if err := validClass(c); err != nil {
+			return nil, err
+		}
+		if len(classes) == MaxClasses {
+			return nil, fmt.Errorf("more than %d classes", MaxClasses)
+		}
+		classes = append(classes, c)
+	}
+	return classes, nil
+}
+
+func validClass(c string) error {
+	if len(c) > MaxClassLen {
+		return fmt.Errorf("class %.32q... is %d characters long, at most %d", c, len(c), MaxClassLen)
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || (b == '_' && i > 0)) {
+			return fmt.Errorf("class %q is not [A-Za-z0-9][A-Za-z0-9_]*", c)
+		}
+	}
+	return nil
+}
+
+// placeholderClasses is the only placeholder of edge.tools.agent_run.command.
+const placeholderClasses = "{classes}"
+
+// expandCommand fills {classes} in the command template. An argument that is exactly
+// {classes} is dropped when there are no classes, together with the option flag just
+// before it (an argument starting with "-", other than "-" and "--"), as keel-relay's
+// remote_run.command does: with no classes, [rudder, agent, run, -D, {classes}] becomes
+// [rudder, agent, run].
+func expandCommand(template []string, classes string) []string {
+	argv := make([]string, 0, len(template))
+	for i, arg := range template {
+		if arg == placeholderClasses && classes == "" && i > 0 {
+			if n := len(argv); n > 1 && isFlag(argv[n-1]) {
+				argv = argv[:n-1]
+			}
+			continue
+		}
+		argv = append(argv, strings.ReplaceAll(arg, placeholderClasses, classes))
+	}
+	return argv
+}
+
+func isFlag(arg string) bool { return strings.HasPrefix(arg, "-") && arg != "--" && arg != "-" }
+
+// runProcess runs argv in its own process group, writing its output to stdout and stderr
+// as it comes. When ctx ends the whole group is killed; after the command exits the
+// group is killed too, so nothing it started outlives it. It returns the exit status and
+// an error only when the command could not be started.
+func runProcess(ctx context.Context, argv []string, stdout, stderr io.Writer) (int, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return 0, errors.New("no program to run")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	setProcessGroup(cmd)
+	cmd.Cancel = func() error { return killProcessGroup(cmd) }
+	cmd.WaitDelay = waitDelay
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("cannot run %s: %w", argv[0], err)
+	}
+	_ = cmd.Wait()
+	_ = killProcessGroup(cmd)
+	return exitCode(cmd.ProcessState), nil
+}
+
+// chunkWriter turns a tool's output into chunks of at most ChunkSize bytes handed to
+// emit, which may block (the send queue is bounded) and fails once the tool is over.
+type chunkWriter struct {
+	emit func(data []byte) error
+}
+
+func (w chunkWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), ChunkSize)]
+		if err := w.emit(append([]byte(nil), c...)); err != nil {
+			return n, err
+		}
+		n += len(c)
+		p = p[len(c):]
+	}
+	return n, nil
+}

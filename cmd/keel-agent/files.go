@@ -1,0 +1,217 @@
+package main
+
+// share, has and fetch: the shared-files commands.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/keel-relay/keel/agent"
+	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/agent/sharedfile"
+	"github.com/keel-relay/keel/relay/wire/ids"
+	"github.com/keel-relay/keel/relay/wire/ttl"
+)
+
+// identity returns the node identity cfg describes.
+func identity(cfg *config.Config) (sharedfile.Identity, error) {
+	return agent.LoadIdentity(cfg)
+}
+
+// fileCmd is what share, has and fetch have in common: flags, config, client.
+type fileCmd struct {
+	name string
+	fs   *flag.FlagSet
+	load configLoader
+}
+
+func newFileCmd(name string) *fileCmd {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &fileCmd{name: name, fs: fs, load: configFlags(fs)}
+}
+
+// usageErr reports a usage error and returns its exit code, 2.
+func (c *fileCmd) usageErr(stderr io.Writer, format string, args ...any) int {
+	fmt.Fprintf(stderr, "keel-agent %s: %s\n", c.name, fmt.Sprintf(format, args...))
+	for _, cmd := range commands() {
+		if cmd.name == c.name {
+			fmt.Fprintf(stderr, "usage: keel-agent %s %s [--config FILE]\n", cmd.name, cmd.args)
+		}
+	}
+	return 2
+}
+
+// client loads the config and builds the shared-files client; on failure it reports why.
+func (c *fileCmd) client(stderr io.Writer) (*sharedfile.Client, error) {
+	cfg, _, _, err := c.load()
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent %s: %v\n", c.name, err)
+		return nil, err
+	}
+	cl, err := agent.NewClient(cfg, newLogger(cfg.Log, stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent %s: %v\n", c.name, err)
+		return nil, err
+	}
+	return cl, nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM, so an interrupted transfer stops
+// cleanly (a fetch removes its temporary file).
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func cmdShare(args []string, stdout, stderr io.Writer) int {
+	c := newFileCmd("share")
+	to := c.fs.String("to", "", "target node id (required)")
+	id := c.fs.String("id", "", "file id under which the target finds the file (required)")
+	ttlText := c.fs.String("ttl", "1d", `how long the relay keeps the file ("1d", "2h 30m", "3600")`)
+	if !parse(c.fs, args, stderr) {
+		return 2
+	}
+	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
+		return code
+	}
+	if err := ids.ValidNodeID(*to); err != nil {
+		return c.usageErr(stderr, "--to: %v", err)
+	}
+	if err := ids.ValidFileID(*id); err != nil {
+		return c.usageErr(stderr, "--id: %v", err)
+	}
+	if _, err := ttl.Parse(*ttlText); err != nil {
+		return c.usageErr(stderr, "--ttl: %v", err)
+	}
+	path := c.fs.Arg(0)
+	cl, err := c.client(stderr)
+	if err != nil {
+		return 1
+	}
+	defer cl.Close()
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := cl.Share(ctx, *to, *id, path, *ttlText)
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent share: %s to %s as %s: %v\n", path, *to, *id, err)
+		return 1
+	}
+	if !res.Sent {
+		fmt.Fprintf(stdout, "%s: the relay already holds this content for %s as %s (sha256 %s); nothing sent\n", path, *to, *id, res.Hash)
+		return 0
+	}
+	fmt.Fprintf(stdout, "%s: sent to %s as %s (%d bytes, sha256 %s, ttl %s)\n", path, *to, *id, res.Size, res.Hash, *ttlText)
+	return 0
+}
+
+// Exit codes of `has`.
+const (
+	hasPresent = 0
+	hasAbsent  = 1
+	hasError   = 2
+)
+
+func cmdHas(args []string, stdout, stderr io.Writer) int {
+	c := newFileCmd("has")
+	to := c.fs.String("to", "", "target node id (required)")
+	id := c.fs.String("id", "", "file id (required)")
+	if !parse(c.fs, args, stderr) {
+		return hasError
+	}
+	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
+		return hasError
+	}
+	if err := ids.ValidNodeID(*to); err != nil {
+		return c.usageErr(stderr, "--to: %v", err)
+	}
+	if err := ids.ValidFileID(*id); err != nil {
+		return c.usageErr(stderr, "--id: %v", err)
+	}
+	path := c.fs.Arg(0)
+	sum, _, err := sharedfile.HashFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent has: %v\n", err)
+		return hasError
+	}
+	cl, err := c.client(stderr)
+	if err != nil {
+		return hasError
+	}
+	defer cl.Close()
+	ctx, stop := signalContext()
+	defer stop()
+	present, err := cl.Has(ctx, *to, cl.NodeID(), *id, sum)
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent has: %s for %s as %s: %v\n", path, *to, *id, err)
+		return hasError
+	}
+	if present {
+		fmt.Fprintf(stdout, "present: the relay holds %s's content (sha256 %s) for %s as %s\n", path, sum, *to, *id)
+		return hasPresent
+	}
+	fmt.Fprintf(stdout, "absent: the relay holds no file %s for %s with %s's content (sha256 %s)\n", *id, *to, path, sum)
+	return hasAbsent
+}
+
+func cmdFetch(args []string, stdout, stderr io.Writer) int {
+	c := newFileCmd("fetch")
+	from := c.fs.String("from", "", "source node id (required)")
+	id := c.fs.String("id", "", "file id (required)")
+	hash := c.fs.String("hash", "", "expected sha256 of the content, hex (optional)")
+	modeText := c.fs.String("mode", "0600", "permissions of the written file, octal")
+	if !parse(c.fs, args, stderr) {
+		return 2
+	}
+	if code := checkFileArgs(c, stderr, "DEST", map[string]string{"--from": *from, "--id": *id}); code != 0 {
+		return code
+	}
+	if err := ids.ValidNodeID(*from); err != nil {
+		return c.usageErr(stderr, "--from: %v", err)
+	}
+	if err := ids.ValidFileID(*id); err != nil {
+		return c.usageErr(stderr, "--id: %v", err)
+	}
+	mode, err := sharedfile.ParseMode(*modeText)
+	if err != nil {
+		return c.usageErr(stderr, "--mode: %v", err)
+	}
+	dest := c.fs.Arg(0)
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+		return c.usageErr(stderr, "DEST %s is a directory; give the file's path", dest)
+	}
+	cl, err := c.client(stderr)
+	if err != nil {
+		return 1
+	}
+	defer cl.Close()
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := cl.Fetch(ctx, *from, *id, dest, sharedfile.FetchOptions{Hash: *hash, Mode: mode})
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent fetch: %s from %s into %s: %v\n", *id, *from, dest, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: fetched %s from %s (%d bytes, %s %s)\n", dest, *id, *from, res.Size, res.Algorithm, res.Hash)
+	return 0
+}
+
+// checkFileArgs checks that the required flags are set and that exactly one positional
+// argument (what) is given; it returns 0 when they are, else the usage error's code.
+func checkFileArgs(c *fileCmd, stderr io.Writer, what string, required map[string]string) int {
+	for _, name := range []string{"--to", "--from", "--id"} {
+		if v, ok := required[name]; ok && v == "" {
+			return c.usageErr(stderr, "%s is required", name)
+		}
+	}
+	switch c.fs.NArg() {
+	case 0:
+		return c.usageErr(stderr, "%s is required", what)
+	case 1:
+		return 0
+	}
+	return c.usageErr(stderr, "one %s expected, got %d arguments (flags go before it)", what, c.fs.NArg())
+}

@@ -1,0 +1,326 @@
+package main
+
+// `keel-agent service ...`: the agent as a system service through kardianos/service. On
+// Windows this is the way to run it (the Service Control Manager starts
+// `keel-agent service run --config FILE`); on Linux the packaged systemd unit is the primary
+// path, and `service install` is for machines where the binary was copied by hand.
+//
+// What the service runs: the edge daemon when the config's edge section names a relay
+// (edge.relay), else nothing: it waits to be stopped. The service runs as root (LocalSystem
+// on Windows), as the Rudder agent does: the edge daemon's agent-run tool runs that agent.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/kardianos/service"
+
+	"github.com/keel-relay/keel/agent/config"
+)
+
+const (
+	serviceName        = "keel-agent"
+	serviceDisplayName = "Keel agent"
+	serviceDescription = "Keel agent: keeps this node's edge stream to its Keel relay and runs what the relay asks."
+	// stopBound bounds Stop: the edge daemon drains its stream and cancels running tools.
+	stopBound = 45 * time.Second
+)
+
+const serviceUsage = `usage: keel-agent service ACTION [--config FILE]
+
+Actions:
+  install     register keel-agent with the service manager (Windows SCM, systemd, ...) to run
+              "keel-agent service run --config FILE" at boot, as root / LocalSystem; FILE
+              must exist. Needs an elevated prompt / root.
+  uninstall   remove that registration
+  start, stop ask the service manager to start or stop it
+  status      print running, stopped or not installed (exit 0 only when running)
+  run         what the service manager executes: the edge daemon when edge.relay is set,
+              else wait until told to stop
+
+On Linux with the keel-agent package, use systemctl instead (the package's unit).
+`
+
+// cmdService runs `keel-agent service ACTION`.
+func cmdService(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, serviceUsage)
+		return 2
+	}
+	action, args := args[0], args[1:]
+	switch action {
+	case "install", "uninstall", "start", "stop", "status", "run":
+	case "help":
+		fmt.Fprint(stdout, serviceUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "keel-agent service: unknown action %q\n\n%s", action, serviceUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("service "+action, flag.ContinueOnError)
+	load := configFlags(fs)
+	if !parse(fs, args, stderr) {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "keel-agent service %s: unexpected argument %q\n", action, fs.Arg(0))
+		return 2
+	}
+
+	prog := &program{load: load, logOut: stderr, exit: os.Exit}
+	conf := &service.Config{
+		Name:        serviceName,
+		DisplayName: serviceDisplayName,
+		Description: serviceDescription,
+		Option: service.KeyValue{
+			"OnFailure":              "restart",
+			"OnFailureDelayDuration": "5s",
+			"OnFailureResetPeriod":   600,
+			"DelayedAutoStart":       true,
+			"Restart":                "on-failure",
+			"LimitNOFILE":            65536,
+		},
+	}
+	systemd := runtime.GOOS == "linux" && service.ChosenSystem() != nil && service.ChosenSystem().String() == "linux-systemd"
+	if systemd && (action == "install" || action == "uninstall") {
+		for _, p := range []string{"/usr/lib/systemd/system/keel-agent.service", "/lib/systemd/system/keel-agent.service"} {
+			if _, err := os.Stat(p); err == nil {
+				fmt.Fprintf(stderr, "keel-agent service %s: %s comes with the keel-agent package; use systemctl (systemctl enable --now keel-agent) or the package manager\n", action, p)
+				return 1
+			}
+		}
+	}
+	if action == "install" {
+		if err := prepareInstall(conf, load, systemd); err != nil {
+			fmt.Fprintf(stderr, "keel-agent service install: %v\n", err)
+			return 1
+		}
+	}
+
+	s, err := service.New(prog, conf)
+	if err != nil {
+		fmt.Fprintf(stderr, "keel-agent service: %v\n", err)
+		return 1
+	}
+	switch action {
+	case "run":
+		if runtime.GOOS == "windows" && !service.Interactive() {
+			l, err := s.SystemLogger(nil)
+			if err != nil {
+				fmt.Fprintf(stderr, "keel-agent service run: event log: %v\n", err)
+				return 1
+			}
+			prog.logOut = serviceLogWriter{l}
+		}
+		if err := s.Run(); err != nil {
+			fmt.Fprintf(prog.logOut, "keel-agent service run: %v\n", err)
+			return 1
+		}
+		return 0
+	case "status":
+		st, err := s.Status()
+		switch {
+		case errors.Is(err, service.ErrNotInstalled):
+			fmt.Fprintln(stdout, "not installed")
+			return 3
+		case err != nil:
+			fmt.Fprintf(stderr, "keel-agent service status: %v\n", err)
+			return 1
+		case st == service.StatusRunning:
+			fmt.Fprintln(stdout, "running")
+			return 0
+		case st == service.StatusStopped:
+			fmt.Fprintln(stdout, "stopped")
+			return 3
+		default:
+			fmt.Fprintln(stdout, "unknown")
+			return 4
+		}
+	default:
+		if err := service.Control(s, action); err != nil {
+			fmt.Fprintf(stderr, "keel-agent service: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "keel-agent service: %s done\n", action)
+		return 0
+	}
+}
+
+// prepareInstall checks the config the service will run with and fills in conf: the
+// arguments the service manager passes and, under systemd, the unit.
+func prepareInstall(conf *service.Config, load configLoader, systemd bool) error {
+	_, path, _, err := load()
+	if err != nil {
+		return err
+	}
+	if path == "" {
+		return fmt.Errorf("no config file at %s (or given with --config): a service needs one", config.DefaultPath())
+	}
+	if path, err = filepath.Abs(path); err != nil {
+		return fmt.Errorf("config path: %w", err)
+	}
+	conf.Arguments = []string{"service", "run", "--config", path}
+	if systemd {
+		unit, err := serviceUnit(path)
+		if err != nil {
+			return err
+		}
+		conf.Option["SystemdScript"] = unit
+	}
+	return nil
+}
+
+// serviceUnit returns the systemd unit `service install` writes (a kardianos/service
+// template): the packaged init/keel-agent.service with this installation's binary and
+// config. TestServiceUnitMatchesPackagedUnit keeps the two in step.
+func serviceUnit(configPath string) (string, error) {
+	if strings.ContainsAny(configPath, " \t\n\"'\\{}$%;") {
+		return "", fmt.Errorf("path %q: spaces, quotes and {}$%%;\\ cannot go into a systemd unit here", configPath)
+	}
+	return strings.ReplaceAll(systemdUnitTemplate, "@CONFIG@", configPath), nil
+}
+
+// systemdUnitTemplate is init/keel-agent.service for a hand-installed binary.
+const systemdUnitTemplate = `[Unit]
+Description={{Description}}
+ConditionFileIsExecutable={{Path | cmdEscape}}
+ConditionFileNotEmpty=@CONFIG@
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=600
+StartLimitBurst=5
+
+[Service]
+Type=simple
+ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=5
+TimeoutStopSec=60
+KillSignal=SIGTERM
+KillMode=mixed
+UMask=0022
+LimitNOFILE=65536
+StateDirectory=keel-agent
+StateDirectoryMode=0700
+SystemCallArchitectures=native
+LockPersonality=true
+RestrictRealtime=true
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// program is the agent as a kardianos/service program.
+type program struct {
+	load   configLoader
+	logOut io.Writer
+	exit   func(code int) // called when the edge daemon stops without being asked to
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the service's work has returned
+	err    error         // its result, set before done is closed
+	log    *slog.Logger
+}
+
+// Start loads the config and starts the service's work in the background: the edge daemon
+// when edge.relay is set, else an idle wait. A bad config fails Start, so the service
+// manager reports it.
+func (p *program) Start(service.Service) error {
+	cfg, path, _, err := p.load()
+	if err != nil {
+		fmt.Fprintf(p.logOut, "keel-agent: %v\n", err)
+		return fmt.Errorf("load config: %w", err)
+	}
+	log := newLogger(cfg.Log, p.logOut)
+	if path == "" {
+		log.Info("no config file; using the embedded default", "looked_for", config.DefaultPath())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done, p.log = cancel, make(chan struct{}), log
+	go func() {
+		defer close(p.done)
+		if !cfg.Edge.Enabled() {
+			log.Info("keel-agent service started; edge.relay is not set, so there is nothing to run: waiting to be stopped")
+			<-ctx.Done()
+			log.Info("keel-agent service stopped")
+			return
+		}
+		log.Info("keel-agent service started: running the edge daemon", "relay", cfg.Edge.Relay)
+		p.err = runEdgeDaemon(ctx, cfg, log)
+		if ctx.Err() == nil && p.err == nil {
+			log.Info("the edge daemon stopped as the relay asked (drain or shutdown); exiting")
+			p.exit(0)
+			return
+		}
+		if ctx.Err() == nil {
+			log.Error("the edge daemon stopped without being asked to; exiting", "err", p.err)
+			p.exit(1)
+		}
+	}()
+	return nil
+}
+
+// Stop stops the service's work and waits for it, at most stopBound.
+func (p *program) Stop(service.Service) error {
+	if p.cancel == nil {
+		return nil
+	}
+	p.log.Info("service stop")
+	p.cancel()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(stopBound):
+		return fmt.Errorf("keel-agent still stopping after %s", stopBound)
+	}
+}
+
+// serviceLogWriter sends each log record (slog writes one per Write) to the service
+// manager's log — the Windows event log — at the record's level.
+type serviceLogWriter struct{ l service.Logger }
+
+func (w serviceLogWriter) Write(b []byte) (int, error) {
+	msg := strings.TrimRight(string(b), "\n")
+	var err error
+	switch recordLevel(msg) {
+	case "ERROR":
+		err = w.l.Error(msg)
+	case "WARN":
+		err = w.l.Warning(msg)
+	default:
+		err = w.l.Info(msg)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("service log: %w", err)
+	}
+	return len(b), nil
+}
+
+// recordLevel returns the level of one slog text or JSON record: the first level field,
+// which comes right after the time.
+func recordLevel(rec string) string {
+	at, key := -1, ""
+	for _, k := range []string{"level=", `"level":"`} {
+		if i := strings.Index(rec, k); i >= 0 && (at < 0 || i < at) {
+			at, key = i, k
+		}
+	}
+	if at < 0 {
+		return ""
+	}
+	v := rec[at+len(key):]
+	if j := strings.IndexAny(v, " \"\n"); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
