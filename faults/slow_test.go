@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -98,10 +99,10 @@ func putHeader(path string, length int) string {
 // TestSlowClients attacks the relay with 20 slow-loris connections (request headers at one
 // byte per second, reconnecting when cut) and a few uploads whose body trickles at one byte
 // per second. The slow-loris connections are cut by http.read_header_timeout; an upload that
-// stops sending is cut by http.body_idle_timeout with 408; meanwhile other clients' HEADs and
-// PUTs succeed with latencies close to those measured before the attack. Whether a trickled
-// upload is ever cut is measured and logged: body_idle_timeout is an idle timeout, which a
-// byte per second resets.
+// stops sending is cut by http.body_idle_timeout with 408, and so is an upload trickling its
+// body below http.min_upload_rate (the default, 512 bytes/s, once body_idle_timeout has
+// passed); meanwhile other clients' HEADs and PUTs succeed with latencies close to those
+// measured before the attack.
 func TestSlowClients(t *testing.T) {
 	needBinary(t)
 	const readHeaderTimeout, bodyIdleTimeout = 2 * time.Second, 3 * time.Second
@@ -218,27 +219,89 @@ func TestSlowClients(t *testing.T) {
 	t.Logf("stalled upload: %q after %s (body_idle_timeout %s)", stalled.answer, stalled.cutAt.Round(time.Millisecond), bodyIdleTimeout)
 	t.Logf("HEAD latency before: p50 %s p99 %s; during the attack: p50 %s p99 %s; normal 256 KiB PUTs during the attack: max %s",
 		percentile(before, 50), p99b, percentile(during, 50), p99d, slices.Max(putTimes).Round(time.Microsecond))
-	open := 0
-	for _, c := range trickles {
+	// Every trickled upload was cut with 408 once body_idle_timeout had passed.
+	for i, c := range trickles {
 		if !c.isCut() {
-			open++
+			t.Errorf("trickled upload %d (1 byte/s) still open after %s", i, attack)
+		} else if !strings.Contains(c.answer, " 408 ") || c.cutAt > bodyIdleTimeout+1500*time.Millisecond {
+			t.Errorf("trickled upload %d: answer %q after %s, want 408 after about %s", i, c.answer, c.cutAt.Round(time.Millisecond), bodyIdleTimeout)
+		} else {
+			t.Logf("trickled upload %d (1 byte/s): %q after %s (body_idle_timeout %s, min_upload_rate 512B)", i, c.answer, c.cutAt.Round(time.Millisecond), bodyIdleTimeout)
 		}
 		c.conn.Close()
 	}
-	t.Logf("trickled uploads (1 byte/s): %d of %d still open after %s, %s longer than body_idle_timeout: an idle timeout does not bound a slow upload",
-		open, len(trickles), attack, attack-bodyIdleTimeout)
 	p.stop(t)
 	t.Logf("slow-clients test took %s", time.Since(began).Round(time.Millisecond))
 }
 
-// TestTrickledUploadsHoldSlots measures what trickled uploads do to the upload slots
-// (http.max_concurrent_uploads, here 2): two uploads sending a byte per second hold both, and
-// a normal upload waits for as long as they last. This is the behaviour as built (see the
-// package's report); the test checks that the normal upload goes through once the trickles
-// end, and logs how long it was held up.
-func TestTrickledUploadsHoldSlots(t *testing.T) {
+// TestTrickledUploadsReleaseSlots shows that uploads trickling a byte per second cannot keep
+// the upload slots (http.max_concurrent_uploads, here 2): the minimum rate cuts them once
+// body_idle_timeout has passed, and a normal upload waiting behind them goes through.
+func TestTrickledUploadsReleaseSlots(t *testing.T) {
 	needBinary(t)
-	const hold = 5 * time.Second
+	const bodyIdle = 2 * time.Second
+	p, src, tgt := slotRelay(t, map[string]string{"http.body_idle_timeout": bodyIdle.String(), "http.max_concurrent_uploads": "2"})
+	trickles := startTrickles(t, p, src, tgt, 2)
+	time.Sleep(200 * time.Millisecond) // the trickles take the slots
+	start := time.Now()
+	code, b, err := do(newClient(30*time.Second), http.MethodPut, filesURL(p.api, tgt.ID, src.ID, "normal"), relaytest.SignedBody(t, src, content(3, 4<<10), "1d"))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("normal PUT behind trickled uploads: %d %s %v", code, b, err)
+	}
+	waited := time.Since(start)
+	if waited > bodyIdle+3*time.Second {
+		t.Errorf("a normal PUT waited %s behind two trickled uploads, want about body_idle_timeout (%s)", waited.Round(time.Millisecond), bodyIdle)
+	}
+	for i, c := range trickles {
+		<-c.closed
+		if !strings.Contains(c.answer, " 408 ") {
+			t.Errorf("trickled upload %d: answer %q, want 408", i, c.answer)
+		}
+		c.conn.Close()
+	}
+	t.Logf("a 4 KiB PUT waited %s for an upload slot held by 2 uploads trickling 1 byte/s (max_concurrent_uploads 2, body_idle_timeout %s, min_upload_rate 512B)",
+		waited.Round(time.Millisecond), bodyIdle)
+	p.stop(t)
+}
+
+// TestUploadSlotWait: with the minimum rate off, uploads trickling a byte per second hold
+// both slots; a normal upload waits http.upload_slot_wait, then gets 503 with Retry-After
+// instead of waiting for as long as they last.
+func TestUploadSlotWait(t *testing.T) {
+	needBinary(t)
+	const slotWait = 2 * time.Second
+	p, src, tgt := slotRelay(t, map[string]string{"http.body_idle_timeout": "30s", "http.max_concurrent_uploads": "2",
+		"http.min_upload_rate": "0", "http.upload_slot_wait": slotWait.String()})
+	trickles := startTrickles(t, p, src, tgt, 2)
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	req, err := http.NewRequest(http.MethodPut, filesURL(p.api, tgt.ID, src.ID, "normal"), bytes.NewReader(relaytest.SignedBody(t, src, content(3, 4<<10), "1d")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := newClient(30 * time.Second).Do(req)
+	if err != nil {
+		t.Fatalf("normal PUT: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	waited := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("normal PUT with both slots held: %d (Retry-After %q) %s, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if waited < slotWait-100*time.Millisecond || waited > slotWait+2*time.Second {
+		t.Errorf("503 after %s, want after about upload_slot_wait (%s)", waited.Round(time.Millisecond), slotWait)
+	}
+	t.Logf("with both slots held by trickles: %d %q after %s (upload_slot_wait %s)", resp.StatusCode, strings.TrimSpace(string(body)), waited.Round(time.Millisecond), slotWait)
+	for _, c := range trickles {
+		c.conn.Close()
+	}
+	p.stop(t)
+}
+
+// slotRelay starts a relay with a source and a target node and the extra settings.
+func slotRelay(t *testing.T, extra map[string]string) (*proc, *relaytest.Node, *relaytest.Node) {
+	t.Helper()
 	dir := t.TempDir()
 	rootN := relaytest.NewNode("root", "root", 0)
 	src := relaytest.NewNode("src", "root", 1)
@@ -247,15 +310,21 @@ func TestTrickledUploadsHoldSlots(t *testing.T) {
 	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
-	s["http.body_idle_timeout"] = "2s"
-	s["http.max_concurrent_uploads"] = "2"
-	p := startRelay(t, "relay", writeConfig(t, dir, "relay.yaml", s), api, admin)
+	for k, v := range extra {
+		s[k] = v
+	}
+	return startRelay(t, "relay", writeConfig(t, dir, "relay.yaml", s), api, admin), src, tgt
+}
 
+// startTrickles opens n uploads of a 1 MiB signed body sent at a byte per second, until the
+// relay cuts them or the test ends.
+func startTrickles(t *testing.T, p *proc, src, tgt *relaytest.Node, n int) []*slowConn {
+	t.Helper()
 	body := relaytest.SignedBody(t, src, content(2, 1<<20), "1d")
-	ctx, cancel := context.WithTimeout(context.Background(), hold)
-	defer cancel()
-	var wg sync.WaitGroup
-	trickles := make([]*slowConn, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	api := strings.TrimPrefix(p.api, "http://")
+	trickles := make([]*slowConn, n)
 	for i := range trickles {
 		c, err := dialSlow(api)
 		if err != nil {
@@ -265,32 +334,7 @@ func TestTrickledUploadsHoldSlots(t *testing.T) {
 		if _, err := io.WriteString(c.conn, putHeader(filesPath(tgt.ID, src.ID, fmt.Sprintf("trickle%d", i)), len(body))); err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { c.trickle(ctx, body, time.Second) })
+		go c.trickle(ctx, body, time.Second)
 	}
-	time.Sleep(200 * time.Millisecond) // the trickles take the slots
-	start := time.Now()
-	done := make(chan error, 1)
-	go func() {
-		code, b, err := do(newClient(30*time.Second), http.MethodPut, filesURL(p.api, tgt.ID, src.ID, "normal"), relaytest.SignedBody(t, src, content(3, 4<<10), "1d"))
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("%d %s", code, b)
-		}
-		done <- err
-	}()
-	wg.Wait()
-	for _, c := range trickles {
-		c.conn.Close() // the trickles end: their slots are released
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("normal PUT: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("normal PUT still waiting 10s after the trickles ended")
-	}
-	waited := time.Since(start)
-	t.Logf("a 4 KiB PUT waited %s for an upload slot while 2 uploads trickling 1 byte/s held both (max_concurrent_uploads 2, body_idle_timeout 2s)",
-		waited.Round(time.Millisecond))
-	p.stop(t)
+	return trickles
 }

@@ -75,6 +75,8 @@ type HTTPConfig struct {
 	IdleTimeout          time.Duration `mapstructure:"idle_timeout"`
 	BodyIdleTimeout      time.Duration `mapstructure:"body_idle_timeout"`
 	MaxConcurrentUploads int           `mapstructure:"max_concurrent_uploads"`
+	MinUploadRate        ByteSize      `mapstructure:"min_upload_rate"`  // per second, after body_idle_timeout; 0 = no minimum
+	UploadSlotWait       time.Duration `mapstructure:"upload_slot_wait"` // longest wait for an upload slot before 503
 }
 
 // AdminConfig is the "admin" section: /metrics and the local admin API.

@@ -111,6 +111,10 @@ func (c *Config) Validate() error {
 	if h.MaxConcurrentUploads < 1 {
 		add("http.max_concurrent_uploads", "must be >= 1, got %d", h.MaxConcurrentUploads)
 	}
+	if h.MinUploadRate < 0 {
+		add("http.min_upload_rate", "must not be negative, got %s", h.MinUploadRate)
+	}
+	positive("http.upload_slot_wait", h.UploadSlotWait)
 
 	if c.Admin.Listen != "" {
 		if err := checkListen(c.Admin.Listen); err != nil {

@@ -40,6 +40,13 @@ type Options struct {
 	BodyIdleTimeout time.Duration
 	// MaxConcurrentUploads bounds uploads in progress; more wait for a slot.
 	MaxConcurrentUploads int
+	// MinUploadRate is the lowest average body rate, in bytes per second, an upload may keep
+	// once BodyIdleTimeout has passed since its body began: a client trickling its body is
+	// cut with 408 instead of holding an upload slot for as long as it likes. 0: no minimum.
+	MinUploadRate int64
+	// UploadSlotWait bounds the wait for an upload slot; beyond it the answer is 503 with
+	// Retry-After. 0: wait as long as the client does.
+	UploadSlotWait time.Duration
 	// HeadTimeout bounds a HEAD asked of the next hop.
 	HeadTimeout time.Duration
 }
@@ -156,14 +163,26 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 		return
 	}
 
+	var slotWait <-chan time.Time
+	if h.opts.UploadSlotWait > 0 {
+		t := time.NewTimer(h.opts.UploadSlotWait)
+		defer t.Stop()
+		slotWait = t.C
+	}
 	select {
 	case h.uploads <- struct{}{}:
 		defer func() { <-h.uploads }()
 	case <-r.Context().Done():
 		return
+	case <-slotWait:
+		log.Warn("upload refused: no upload slot", "waited", h.opts.UploadSlotWait, "slots", cap(h.uploads))
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		reply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("busy: all %d upload slots stayed in use for %s; retry later", cap(h.uploads), h.opts.UploadSlotWait))
+		return
 	}
 
-	body := &idleReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w), idle: h.opts.BodyIdleTimeout}
+	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w),
+		idle: h.opts.BodyIdleTimeout, minRate: h.opts.MinUploadRate, start: time.Now()}
 	br := bufio.NewReaderSize(body, 32<<10)
 	block, err := sigblock.Read(br)
 	if err != nil {
@@ -300,6 +319,8 @@ func bodyError(err error, maxBody int64) (int, string) {
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", maxBody)
+	case errors.Is(err, errTooSlow):
+		return http.StatusRequestTimeout, err.Error()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return http.StatusRequestTimeout, "upload stalled: no data received in time"
 	case errors.Is(err, sigblock.ErrMalformed):
@@ -309,19 +330,52 @@ func bodyError(err error, maxBody int64) (int, string) {
 	}
 }
 
-// idleReader extends the connection's read deadline before every read, so a client that
-// stops sending is cut after the idle timeout while a slow but steady one is not.
-type idleReader struct {
-	r    io.Reader
-	rc   *http.ResponseController
-	idle time.Duration
+// retryAfterSeconds is the Retry-After of a 503 for want of an upload slot.
+const retryAfterSeconds = 10
+
+// errTooSlow ends an upload whose body came in below the minimum rate.
+var errTooSlow = errors.New("upload too slow: the body came in below http.min_upload_rate")
+
+// bodyReader sets the connection's read deadline before every read of an upload's body to
+// the earlier of two: idle after now (a client that stops sending is cut), and, with a
+// minimum rate, the time by which the bytes received so far were due (idle after the start,
+// plus one second per minRate bytes): a client trickling its body is cut too, as Apache's
+// mod_reqtimeout MinRate does, while a steady one of any size is not.
+type bodyReader struct {
+	r        io.Reader
+	rc       *http.ResponseController
+	idle     time.Duration
+	minRate  int64 // bytes per second; 0 = none
+	start    time.Time
+	received int64
 }
 
-func (ir *idleReader) Read(p []byte) (int, error) {
-	if ir.idle > 0 {
-		_ = ir.rc.SetReadDeadline(time.Now().Add(ir.idle))
+func (br *bodyReader) Read(p []byte) (int, error) {
+	now := time.Now()
+	var deadline time.Time
+	if br.idle > 0 {
+		deadline = now.Add(br.idle)
 	}
-	return ir.r.Read(p)
+	rateBound := false
+	if br.minRate > 0 {
+		grace := br.idle
+		if grace <= 0 {
+			grace = 30 * time.Second
+		}
+		due := br.start.Add(grace + time.Duration(float64(br.received)/float64(br.minRate)*float64(time.Second)))
+		if deadline.IsZero() || due.Before(deadline) {
+			deadline, rateBound = due, true
+		}
+	}
+	if !deadline.IsZero() {
+		_ = br.rc.SetReadDeadline(deadline)
+	}
+	n, err := br.r.Read(p)
+	br.received += int64(n)
+	if err != nil && rateBound && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w (%d bytes in %s, minimum %d bytes/s): %w", errTooSlow, br.received, time.Since(br.start).Round(time.Millisecond), br.minRate, err)
+	}
+	return n, err
 }
 
 // idleWriter extends the connection's write deadline before every write.
