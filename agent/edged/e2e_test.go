@@ -596,9 +596,9 @@ func TestEdgeDeadlineCancelShutdown(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the daemon did not stop after Shutdown")
 	}
-	if !groupGone(pids) {
-		t.Error("the tool survived Shutdown")
-	}
+	// The group was sent SIGKILL before Run returned; a loaded machine may take a moment to
+	// carry it out for the grandchildren.
+	waitFor(t, "the tool's process group to die after Shutdown", func() bool { return groupGone(pids) })
 }
 
 func readPidFile(t *testing.T, path string) []int {

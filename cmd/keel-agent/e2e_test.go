@@ -227,9 +227,7 @@ func runAgent(t *testing.T, args ...string) result {
 		t.Fatalf("keel-agent %s: %v", strings.Join(args, " "), err)
 	}
 	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSSKiB = int64(ru.Maxrss) // KiB on Linux
-	}
+	r.maxRSSKiB = maxRSSKiB(cmd.ProcessState)
 	return r
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command edgeload plays many edge daemons against a keel-relay, for the benchmark report.
 // It is a separate process from the relay, so the relay's RSS and CPU are its own.
 //
