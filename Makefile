@@ -52,9 +52,10 @@ bench: ## benchmark report vs the machine's limits (real binary, loopback) into 
 bench-quick: ## the benchmark report at small sizes (about a minute) on stdout; fails on errors, never on figures
 	$(GO) run ./bench/cmd/report -quick -command 'make bench-quick'
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet (linux and windows), staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
 	$(TOOL) staticcheck ./...
 
 # Protobuf: protoc from Debian's protobuf-compiler, the Go plugins pinned in tools/go.mod.
