@@ -558,7 +558,7 @@ func TestSharedFilesForward(t *testing.T) {
 
 	s := startRelay(t, "sub", relaytest.NodeMap(sub, n3, n4), func(c *config.Config) {
 		c.Role = config.RoleRelay
-		c.Upstream = "http://" + relaytest.FreeAddr(t)
+		c.Upstream = "http://" + relaytest.DownAddr(t)
 	})
 	sub.Hostname = s.APIAddr().String() // forward.sub_relay_url is http://{hostname}
 	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n1, n3, n4), nil)
@@ -632,7 +632,7 @@ func TestForwardQueue(t *testing.T) {
 	src := relaytest.NewNode("src", "relay1", 3)
 	r := startRelay(t, "relay1", relaytest.NodeMap(n1, src), func(c *config.Config) {
 		c.Role = config.RoleRelay
-		c.Upstream = "http://" + relaytest.FreeAddr(t)
+		c.Upstream = "http://" + relaytest.DownAddr(t)
 		c.Forward.MaxJobs = 1
 	})
 	file := content(5000, 4)
@@ -671,7 +671,7 @@ func TestHeadNextHopFailures(t *testing.T) {
 	t.Parallel()
 	root := relaytest.NewNode("root", "root", 0)
 	down := relaytest.NewNode("down", "root", 0)
-	down.Hostname = relaytest.FreeAddr(t)
+	down.Hostname = relaytest.DownAddr(t)
 	closer := relaytest.NewNode("closer", "root", 0)
 	closer.Hostname = brokenListener(t, false)
 	hang := relaytest.NewNode("hang", "root", 0)
@@ -679,7 +679,7 @@ func TestHeadNextHopFailures(t *testing.T) {
 	// A real relay that refuses the root's address answers 403: that is not an answer about the file.
 	refuser := relaytest.NewNode("refuser", "root", 0)
 	refuser.Hostname = startRelay(t, "refuser", nil, func(c *config.Config) {
-		c.Role, c.Upstream = config.RoleRelay, "http://"+relaytest.FreeAddr(t)
+		c.Role, c.Upstream = config.RoleRelay, "http://"+relaytest.DownAddr(t)
 		c.HTTP.AllowedNetworks = []string{"10.0.0.0/8"}
 	}).APIAddr().String()
 	below := []*relaytest.Node{
@@ -1276,7 +1276,7 @@ func TestConcurrentPuts(t *testing.T) {
 	src := relaytest.NewNode("src", "relay1", 3)
 	r := startRelay(t, "relay1", relaytest.NodeMap(n1, src), func(c *config.Config) {
 		c.Role = config.RoleRelay
-		c.Upstream = "http://" + relaytest.FreeAddr(t)
+		c.Upstream = "http://" + relaytest.DownAddr(t)
 		c.Forward.MinBackoff = time.Minute // keep the queued jobs still
 		c.Forward.MaxBackoff = time.Minute
 	})

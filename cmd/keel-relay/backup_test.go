@@ -19,7 +19,7 @@ func TestBackupRestore(t *testing.T) {
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	// A sub-relay nobody answers for: a file for the node below it stays queued.
 	sub := relaytest.NewNode("sub", "root", 3)
-	sub.Hostname = relaytest.FreeAddr(t)
+	sub.Hostname = relaytest.DownAddr(t)
 	below := relaytest.NewNode("below", "sub", 4)
 	nodes := filepath.Join(dir, "nodes.json")
 	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt, sub, below))

@@ -111,7 +111,7 @@ func startRelay(t testing.TB, self string, nodes []byte, command []string, tweak
 
 // asRelay makes a config a non-root relay's (its upstream is never contacted in these tests).
 func asRelay(t testing.TB) func(*config.Config) {
-	upstream := "http://" + relaytest.FreeAddr(t)
+	upstream := "http://" + relaytest.DownAddr(t)
 	return func(c *config.Config) {
 		c.Role = config.RoleRelay
 		c.Upstream = upstream
@@ -704,7 +704,7 @@ func TestSubRelay(t *testing.T) {
 		mapNode{id: "s2", parent: "relay1"},
 	), agentCommand(subPids, "-lines", "4"), asRelay(t))
 	proxy := newCountingProxy(t, sub.URL)
-	down := relaytest.FreeAddr(t)
+	down := relaytest.DownAddr(t)
 	root := startRelay(t, "root", nodeMap(
 		mapNode{id: "root", parent: "root"},
 		mapNode{id: "l1", parent: "root"},
