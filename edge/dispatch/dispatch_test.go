@@ -64,16 +64,22 @@ func newFixture(t *testing.T, opts Options) *fixture {
 	return &fixture{reg: reg, d: d, m: m}
 }
 
-// connect registers a stream for node and runs its writer into dm until the test ends.
+// connect registers a stream for node whose writer sends into dm; the stream is closed
+// when the test ends.
 func (f *fixture) connect(t *testing.T, node string, dm *daemon) *registry.Stream {
 	s, _, err := f.reg.Register(node, "s-"+node, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx, dm.send); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	s.Attach(dm.send)
+	t.Cleanup(func() {
+		s.Close(registry.ErrClosed)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if !s.WaitWriter(ctx) {
+			t.Error("stream writer still running")
+		}
+	})
 	return s
 }
 

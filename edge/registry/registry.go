@@ -1,8 +1,9 @@
 // Package registry holds the relay's live ConnectEdge streams: one entry per node with a
 // generation number (a new stream replaces the old one, last writer wins; deregistration is
 // compare-and-delete by generation, so a late close never evicts the newer stream), and for
-// each stream a bounded command queue drained by a single writer goroutine. It also keeps
-// the nodes' last-seen times in memory until they are flushed to the store.
+// each stream a bounded command queue drained by a single writer goroutine, started on
+// demand. It also keeps the nodes' last-seen times in memory until they are flushed to the
+// store.
 package registry
 
 import (
@@ -31,36 +32,111 @@ var (
 )
 
 // Stream is one registered ConnectEdge stream.
+//
+// Its commands go through a bounded queue to a single writer goroutine. The writer is
+// started on demand: Send starts it when commands are waiting and none is running, and it
+// exits once the queue is empty, so an idle stream holds neither a writer goroutine nor a
+// queue buffer. There is never more than one writer per stream, so commands are sent in
+// the order they were queued.
 type Stream struct {
 	NodeID    string
 	StreamID  string
 	Gen       uint64    // registration generation, unique in the registry
 	Connected time.Time // when it was registered
 
-	queue     chan *edgepb.EdgeCommand
+	max       int // queue bound
 	closed    chan struct{}
 	closeOnce sync.Once
 	reason    error // set once, before closed is closed
+
+	mu      sync.Mutex
+	queue   []*edgepb.EdgeCommand           // nil when empty
+	send    func(*edgepb.EdgeCommand) error // set by Attach
+	writing chan struct{}                   // non-nil while a writer runs; closed when it exits
 }
 
 // Send queues cmd for the stream's writer without blocking: a full queue is ErrQueueFull.
+// It starts the writer when the stream is attached and no writer is running.
 func (s *Stream) Send(cmd *edgepb.EdgeCommand) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	select {
 	case <-s.closed:
 		return ErrClosed
 	default:
 	}
-	select {
-	case s.queue <- cmd:
-		return nil
-	case <-s.closed:
-		return ErrClosed
-	default:
+	if len(s.queue) >= s.max {
 		return ErrQueueFull
+	}
+	s.queue = append(s.queue, cmd)
+	s.startWriterLocked()
+	return nil
+}
+
+// Attach sets the function the writer sends commands with (the gRPC stream's Send) and
+// starts the writer if commands are already waiting. Nothing is sent before Attach.
+func (s *Stream) Attach(send func(*edgepb.EdgeCommand) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.send = send
+	s.startWriterLocked()
+}
+
+// startWriterLocked starts the writer when it has something to do and is not running.
+func (s *Stream) startWriterLocked() {
+	if s.writing != nil || s.send == nil || len(s.queue) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	s.writing = done
+	go s.write(s.send, done)
+}
+
+// write is the writer: it sends the queued commands one at a time until the queue is empty
+// or the stream is closed; a failed send closes the stream with that error.
+func (s *Stream) write(send func(*edgepb.EdgeCommand) error, done chan struct{}) {
+	defer close(done)
+	for {
+		cmd, ok := s.next()
+		if !ok {
+			return
+		}
+		if err := send(cmd); err != nil {
+			s.Close(fmt.Errorf("edge: send to daemon: %w", err))
+			s.mu.Lock()
+			s.writing = nil
+			s.mu.Unlock()
+			return
+		}
 	}
 }
 
-// Close closes the stream with a reason (returned by Reason); later calls do nothing.
+// next takes the first queued command; with none (or once the stream is closed) it marks
+// the writer stopped and reports false.
+func (s *Stream) next() (*edgepb.EdgeCommand, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	closed := false
+	select {
+	case <-s.closed:
+		closed = true
+	default:
+	}
+	if closed || len(s.queue) == 0 {
+		s.writing = nil
+		return nil, false
+	}
+	cmd := s.queue[0]
+	s.queue[0] = nil
+	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = nil // an idle stream keeps no buffer
+	}
+	return cmd, true
+}
+
+// Close closes the stream with a reason (returned by Reason); later calls do nothing. A
+// running writer stops before its next send; commands still queued are dropped.
 func (s *Stream) Close(reason error) {
 	s.closeOnce.Do(func() {
 		s.reason = reason
@@ -81,27 +157,31 @@ func (s *Stream) Reason() error {
 	}
 }
 
-// Run is the stream's writer: it sends queued commands with send, one at a time, until the
-// stream is closed, ctx is done or send fails (then the stream is closed with that error).
-// Commands still queued when it stops are dropped; it returns how many.
-func (s *Stream) Run(ctx context.Context, send func(*edgepb.EdgeCommand) error) int {
-	for {
-		select {
-		case cmd := <-s.queue:
-			if err := send(cmd); err != nil {
-				s.Close(fmt.Errorf("edge: send to daemon: %w", err))
-				return 1 + len(s.queue)
-			}
-		case <-s.closed:
-			return len(s.queue)
-		case <-ctx.Done():
-			return len(s.queue)
-		}
+// WaitWriter waits until the writer, if one is running, stops or ctx ends, and reports
+// whether no writer is running. An open stream's writer stops once the queue is empty; a
+// closed stream's before its next send, but a send in progress may block on a daemon that
+// does not read.
+func (s *Stream) WaitWriter(ctx context.Context) bool {
+	s.mu.Lock()
+	done := s.writing
+	s.mu.Unlock()
+	if done == nil {
+		return true
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
 // Queued returns the number of commands waiting in the queue.
-func (s *Stream) Queued() int { return len(s.queue) }
+func (s *Stream) Queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
 
 // Registry maps node ids to their live stream.
 type Registry struct {
@@ -112,8 +192,8 @@ type Registry struct {
 	streams map[string]*Stream
 }
 
-// New returns a registry of at most maxStreams streams, each with a send queue of queueLen
-// commands.
+// New returns a registry of at most maxStreams streams, each with a send queue of at most
+// queueLen commands (allocated as commands are queued, not up front).
 func New(maxStreams, queueLen int) *Registry {
 	return &Registry{max: max(maxStreams, 1), queueLen: max(queueLen, 1), streams: make(map[string]*Stream)}
 }
@@ -131,7 +211,7 @@ func (r *Registry) Register(nodeID, streamID string, now time.Time) (s, replaced
 	r.gen++
 	s = &Stream{
 		NodeID: nodeID, StreamID: streamID, Gen: r.gen, Connected: now,
-		queue: make(chan *edgepb.EdgeCommand, r.queueLen), closed: make(chan struct{}),
+		max: r.queueLen, closed: make(chan struct{}),
 	}
 	r.streams[nodeID] = s
 	if old != nil {

@@ -3,7 +3,9 @@ package registry
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,15 +81,12 @@ func TestSendQueueBoundedAndWriter(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var sent int
-	done := make(chan int)
-	go func() {
-		done <- s.Run(context.Background(), func(*edgepb.EdgeCommand) error {
-			mu.Lock()
-			sent++
-			mu.Unlock()
-			return nil
-		})
-	}()
+	s.Attach(func(*edgepb.EdgeCommand) error {
+		mu.Lock()
+		sent++
+		mu.Unlock()
+		return nil
+	})
 	deadline := time.After(5 * time.Second)
 	for {
 		mu.Lock()
@@ -102,12 +101,77 @@ func TestSendQueueBoundedAndWriter(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	s.Close(ErrClosed)
-	if dropped := <-done; dropped != 0 {
-		t.Fatalf("dropped = %d", dropped)
+	if !s.WaitWriter(within(t, 5*time.Second)) {
+		t.Fatal("writer still running with an empty queue")
 	}
+	// A command queued later starts the writer again.
+	if err := s.Send(drain()); err != nil {
+		t.Fatal(err)
+	}
+	if !s.WaitWriter(within(t, 5*time.Second)) || s.Queued() != 0 {
+		t.Fatal("writer did not send the later command")
+	}
+	mu.Lock()
+	n := sent
+	mu.Unlock()
+	if n != 3 {
+		t.Fatalf("sent = %d, want 3", n)
+	}
+	s.Close(ErrClosed)
 	if err := s.Send(drain()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("send after close: %v", err)
+	}
+}
+
+// TestWriterOrderAndSingle checks that commands are sent in order by one writer at a time,
+// with senders racing the writer's start and stop.
+func TestWriterOrderAndSingle(t *testing.T) {
+	r := New(1, 1000)
+	s, _, _ := r.Register("a", "1", time.Now())
+	var inSend []int
+	var got []string
+	var mu sync.Mutex
+	var running int
+	s.Attach(func(cmd *edgepb.EdgeCommand) error {
+		mu.Lock()
+		running++
+		if running > 1 {
+			inSend = append(inSend, running)
+		}
+		got = append(got, cmd.GetInvokeTool().GetCommandId())
+		mu.Unlock()
+		if len(got)%7 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil
+	})
+	for i := range 500 {
+		cmd := &edgepb.EdgeCommand{Command: &edgepb.EdgeCommand_InvokeTool{InvokeTool: &edgepb.InvokeTool{CommandId: strconv.Itoa(i)}}}
+		if err := s.Send(cmd); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			s.WaitWriter(within(t, time.Second))
+		}
+	}
+	if !s.WaitWriter(within(t, 5*time.Second)) {
+		t.Fatal("writer did not finish")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(inSend) > 0 {
+		t.Fatalf("%d sends overlapped", len(inSend))
+	}
+	if len(got) != 500 {
+		t.Fatalf("sent %d of 500", len(got))
+	}
+	for i, v := range got {
+		if v != strconv.Itoa(i) {
+			t.Fatalf("command %s sent at position %d", v, i)
+		}
 	}
 }
 
@@ -117,9 +181,45 @@ func TestWriterSendError(t *testing.T) {
 	_ = s.Send(drain())
 	_ = s.Send(drain())
 	boom := errors.New("boom")
-	dropped := s.Run(context.Background(), func(*edgepb.EdgeCommand) error { return boom })
-	if dropped != 2 || !errors.Is(s.Reason(), boom) {
+	s.Attach(func(*edgepb.EdgeCommand) error { return boom })
+	if !s.WaitWriter(within(t, 5*time.Second)) {
+		t.Fatal("writer did not stop")
+	}
+	if dropped := s.Queued(); dropped != 1 || !errors.Is(s.Reason(), boom) {
 		t.Fatalf("dropped=%d reason=%v", dropped, s.Reason())
+	}
+	if err := s.Send(drain()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("send after a failed send: %v", err)
+	}
+}
+
+// TestWriterStopsAtClose checks that a writer blocked in a send is waited for only up to
+// WaitWriter's context, and sends nothing more once the stream is closed.
+func TestWriterStopsAtClose(t *testing.T) {
+	r := New(1, 4)
+	s, _, _ := r.Register("a", "1", time.Now())
+	release := make(chan struct{})
+	var sent atomic.Int32
+	s.Attach(func(*edgepb.EdgeCommand) error {
+		sent.Add(1)
+		<-release
+		return nil
+	})
+	_ = s.Send(drain())
+	_ = s.Send(drain())
+	for sent.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.Close(ErrClosed)
+	if s.WaitWriter(within(t, 20*time.Millisecond)) {
+		t.Fatal("WaitWriter returned true with the writer blocked in a send")
+	}
+	close(release)
+	if !s.WaitWriter(within(t, 5*time.Second)) {
+		t.Fatal("writer did not stop after its send returned")
+	}
+	if sent.Load() != 1 || s.Queued() != 1 {
+		t.Fatalf("sent=%d queued=%d after close", sent.Load(), s.Queued())
 	}
 }
 
@@ -188,4 +288,11 @@ func TestConcurrentRegister(t *testing.T) {
 	if r.Len() > 1 {
 		t.Fatalf("Len = %d", r.Len())
 	}
+}
+
+// within returns a context that ends after d (or with the test).
+func within(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }

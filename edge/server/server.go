@@ -214,6 +214,15 @@ func (s *Server) shutdown(ctx context.Context) {
 		cancel()
 	}
 	s.disp.Close()
+	// Let the writers send what is queued (the Drains) before the streams close.
+	wctx, cancel := context.WithTimeout(ctx, writerWait)
+	for _, st := range streams {
+		if !st.WaitWriter(wctx) {
+			s.log.Warn("edge stream writers still busy at stop", "node", st.NodeID)
+			break
+		}
+	}
+	cancel()
 	s.reg.CloseAll(errShutdown)
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()

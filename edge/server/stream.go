@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -20,13 +21,17 @@ import (
 	"github.com/keel-relay/keel/storage"
 )
 
-// streamState is what one ConnectEdge stream has established.
+// streamState is what one ConnectEdge stream has established. It is kept for the life of
+// the stream, so it holds only what the checks of later messages need.
 type streamState struct {
 	node, tenant, streamID string
 	since                  time.Time // when the bearer token was accepted
 	lastTS                 time.Time // timestamp of the previous envelope
-	tokStr                 string    // the last envelope token that passed
-	tok                    edgetoken.Claims
+	// The last token that passed (first the bearer token, a substring of the metadata gRPC
+	// keeps anyway), and the claims of it that later checks use (its sub and tid are node
+	// and tenant).
+	tokStr, tokID, tokJKT string
+	tokExp                time.Time
 }
 
 // check is a failed stream check: reason is the metric label.
@@ -44,8 +49,7 @@ func fail(reason string, format string, args ...any) *check {
 
 // bearer checks the stream's authorization metadata and returns the authenticated node.
 func (s *Server) bearer(ctx context.Context, now time.Time) (*streamState, *check) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) != 1 {
 		return nil, fail("bearer", "want exactly one authorization header, got %d", len(vals))
 	}
@@ -69,6 +73,9 @@ func (s *Server) bearer(ctx context.Context, now time.Time) (*streamState, *chec
 		return nil, chk
 	}
 	st.since = now
+	// The envelopes carry the same token as a rule: checkEvent does not parse and verify it
+	// again (it still checks its expiry, the blacklist, the daemon and the key).
+	st.tokStr, st.tokID, st.tokJKT, st.tokExp = tok, c.ID, c.Confirmation, c.Expiry
 	return st, nil
 }
 
@@ -117,7 +124,9 @@ func (s *Server) checkEvent(st *streamState, ev *edgepb.EdgeEvent, now time.Time
 	if env == nil {
 		return fail("malformed", "message has no envelope")
 	}
-	c := st.tok
+	// A token already accepted on this stream is not parsed and verified again; its expiry,
+	// the blacklist, the daemon and the key are.
+	c := edgetoken.Claims{Subject: st.node, Tenant: st.tenant, ID: st.tokID, Confirmation: st.tokJKT, Expiry: st.tokExp}
 	fresh := env.GetNodeSecurityToken() != st.tokStr
 	if fresh {
 		var err error
@@ -169,62 +178,128 @@ func (s *Server) checkEvent(st *streamState, ev *edgepb.EdgeEvent, now time.Time
 		return fail("timestamp", "envelope timestamp %s is older than the previous message's", p.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
 	st.lastTS = p.Timestamp
-	st.tokStr, st.tok = env.GetNodeSecurityToken(), c
+	if fresh {
+		st.tokStr, st.tokID, st.tokJKT, st.tokExp = env.GetNodeSecurityToken(), c.ID, c.Confirmation, c.Expiry
+	}
 	return nil
-}
-
-type received struct {
-	ev  *edgepb.EdgeEvent
-	err error
 }
 
 // writerWait bounds how long a closing stream waits for its writer (blocked in a send to a
 // daemon that does not read) before returning anyway; returning cancels the send.
 const writerWait = 2 * time.Second
 
-// ConnectEdge serves a daemon's stream: bearer token, then a Hello within hello_timeout,
-// then verified events in, commands out.
+// edgeStream is one ConnectEdge call. Two goroutines serve it: the gRPC handler, which only
+// waits for the stream to end (closed by the relay, cancelled, or ended by the reader) and
+// returns its status; and the reader, which checks the bearer token, receives and verifies
+// the Hello, registers the stream and then receives, verifies and acts on every event. The
+// stream's commands are sent by the registry's writer, started while commands are queued.
+// Keeping the handler's work shallow keeps its goroutine stack small while the stream idles.
+type edgeStream struct {
+	s      *Server
+	stream edgepb.NodeClusterService_ConnectEdgeServer
+	// opened carries two hand-offs from the reader: the first (unbuffered, so the handler is
+	// still there to take it) when the reader has the stream's first message or a refusal;
+	// then the outcome of the Hello, nil when the stream is registered (st and reg are set).
+	opened chan error
+	// ended gets, once, why the reader stopped after the stream was registered.
+	ended chan error
+	// st is set by the reader once the bearer token is accepted (its node is then fixed).
+	st  atomic.Pointer[streamState]
+	reg *registry.Stream
+}
+
+// ConnectEdge serves a daemon's stream: bearer token, then a Hello within hello_timeout
+// (counted from the stream's start), then verified events in, commands out.
 func (s *Server) ConnectEdge(stream edgepb.NodeClusterService_ConnectEdgeServer) error {
 	ctx := stream.Context()
-	st, chk := s.bearer(ctx, s.now())
-	if chk != nil {
-		return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error())
-	}
-	log := s.log.With("node", st.node)
-
-	recv := make(chan received)
-	quit := make(chan struct{})
-	defer close(quit)
-	go func() {
-		for {
-			ev, err := stream.Recv()
-			select {
-			case recv <- received{ev, err}:
-			case <-quit:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	es := &edgeStream{s: s, stream: stream, opened: make(chan error), ended: make(chan error, 1)}
+	go es.read(ctx)
 
 	// The Hello.
 	timer := time.NewTimer(s.opts.HelloTimeout)
-	var first received
 	select {
-	case first = <-recv:
+	case err := <-es.opened:
 		timer.Stop()
+		if err != nil {
+			return err
+		}
 	case <-timer.C:
-		return s.refuse(codes.InvalidArgument, "no_hello", fmt.Sprintf("no Hello within %s", s.opts.HelloTimeout), "node", st.node)
+		var attrs []any
+		if st := es.st.Load(); st != nil {
+			attrs = []any{"node", st.node}
+		}
+		return s.refuse(codes.InvalidArgument, "no_hello", fmt.Sprintf("no Hello within %s", s.opts.HelloTimeout), attrs...)
 	case <-ctx.Done():
 		timer.Stop()
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	if first.err != nil {
-		return first.err
+	if err := <-es.opened; err != nil {
+		return err
 	}
-	hello := first.ev.GetHello()
+
+	// Until the stream ends.
+	var reason error
+	select {
+	case <-es.reg.Done():
+		reason = closeStatus(es.reg.Reason())
+	case <-ctx.Done():
+		reason = status.FromContextError(ctx.Err()).Err()
+	case reason = <-es.ended:
+	}
+	es.close(reason)
+	return reason
+}
+
+// close deregisters the stream and waits (boundedly) for its writer.
+func (es *edgeStream) close(reason error) {
+	s, st, reg := es.s, es.st.Load(), es.reg
+	if s.reg.Deregister(reg, reason) {
+		s.disp.NodeDown(st.node)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), writerWait)
+	defer cancel()
+	if !reg.WaitWriter(wctx) {
+		s.log.Warn("edge stream writer still blocked at close", "node", st.node, "stream", st.streamID)
+	}
+	if n := reg.Queued(); n > 0 {
+		s.log.Debug("commands dropped at stream close", "node", st.node, "stream", st.streamID, "count", n)
+	}
+	s.log.Info("edge stream closed", "node", st.node, "stream", st.streamID, "reason", reason)
+}
+
+// read is the reader goroutine. It stops when the stream ends: Recv fails once the handler
+// has returned.
+func (es *edgeStream) read(ctx context.Context) {
+	s := es.s
+	st, chk := s.bearer(ctx, s.now())
+	var first *edgepb.EdgeEvent
+	var err error
+	if chk != nil {
+		err = s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error())
+	} else {
+		es.st.Store(st)
+		first, err = es.stream.Recv()
+	}
+	select {
+	case es.opened <- err:
+	case <-ctx.Done(): // the handler has returned (no Hello in time) or is returning
+		return
+	}
+	if err != nil {
+		return
+	}
+	err = es.hello(ctx, st, first)
+	es.opened <- err
+	if err != nil {
+		return
+	}
+	es.ended <- es.serve(ctx)
+}
+
+// hello checks the stream's first message and registers the stream.
+func (es *edgeStream) hello(ctx context.Context, st *streamState, first *edgepb.EdgeEvent) error {
+	s := es.s
+	hello := first.GetHello()
 	if hello == nil {
 		return s.refuse(codes.InvalidArgument, "not_hello", "the first message must be a Hello", "node", st.node)
 	}
@@ -232,7 +307,7 @@ func (s *Server) ConnectEdge(stream edgepb.NodeClusterService_ConnectEdgeServer)
 		return s.refuse(codes.InvalidArgument, "malformed", "Hello.stream_id must be a UUID", "node", st.node)
 	}
 	st.streamID = hello.GetStreamId()
-	if chk := s.checkEvent(st, first.ev, s.now()); chk != nil {
+	if chk := s.checkEvent(st, first, s.now()); chk != nil {
 		return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error(), "node", st.node)
 	}
 	if s.draining.Load() {
@@ -250,65 +325,47 @@ func (s *Server) ConnectEdge(stream edgepb.NodeClusterService_ConnectEdgeServer)
 		return errShutdown
 	}
 	if replaced != nil {
-		log.Info("edge stream replaced by a newer one", "old_stream", replaced.StreamID, "stream", st.streamID)
+		s.log.Info("edge stream replaced by a newer one", "node", st.node, "old_stream", replaced.StreamID, "stream", st.streamID)
 	}
-	log = log.With("stream", st.streamID)
-	log.Info("edge stream connected")
+	s.log.Info("edge stream connected", "node", st.node, "stream", st.streamID)
 	s.m.messages.With("hello").Inc()
 	s.seen.Touch(st.node, s.now())
 	s.noteCaps(st.node, hello.GetCapabilities())
-
-	wctx, stopWriter := context.WithCancel(ctx)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		if n := reg.Run(wctx, stream.Send); n > 0 {
-			log.Debug("commands dropped at stream close", "count", n)
-		}
-	}()
-	reason := s.serveStream(ctx, st, reg, recv, log)
-	if s.reg.Deregister(reg, reason) {
-		s.disp.NodeDown(st.node)
-	}
-	stopWriter()
-	select {
-	case <-writerDone:
-	case <-time.After(writerWait):
-		log.Warn("edge stream writer still blocked at close")
-	}
-	log.Info("edge stream closed", "reason", reason)
-	return reason
+	es.reg = reg
+	// The stream's writer runs only while commands are queued (see registry.Stream).
+	reg.Attach(es.stream.Send)
+	return nil
 }
 
-// serveStream handles the events after the Hello until the stream ends; it returns the
-// status the stream ends with.
-func (s *Server) serveStream(ctx context.Context, st *streamState, reg *registry.Stream, recv <-chan received, log interface {
-	Debug(string, ...any)
-}) error {
+// serve receives and handles the events after the Hello until the stream ends or an event
+// fails its checks; it returns the status the stream ends with. Once the stream is closed
+// from the relay's side, events still arriving are not acted on.
+func (es *edgeStream) serve(ctx context.Context) error {
+	s, st, reg := es.s, es.st.Load(), es.reg
 	for {
-		var r received
+		ev, err := es.stream.Recv()
+		if err != nil {
+			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) || isEOF(err) {
+				return nil
+			}
+			return err
+		}
 		select {
-		case r = <-recv:
 		case <-reg.Done():
 			return closeStatus(reg.Reason())
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		}
-		if r.err != nil {
-			if status.Code(r.err) == codes.Canceled || errors.Is(r.err, context.Canceled) || isEOF(r.err) {
-				return nil
-			}
-			return r.err
+		default:
 		}
 		now := s.now()
-		if r.ev.GetHello() != nil {
+		if ev.GetHello() != nil {
 			return s.refuse(codes.Unauthenticated, "second_hello", "a second Hello on the stream", "node", st.node)
 		}
-		if chk := s.checkEvent(st, r.ev, now); chk != nil {
+		if chk := s.checkEvent(st, ev, now); chk != nil {
 			return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error(), "node", st.node)
 		}
 		s.seen.Touch(st.node, now)
-		switch e := r.ev.GetEvent().(type) {
+		switch e := ev.GetEvent().(type) {
 		case *edgepb.EdgeEvent_Heartbeat:
 			s.m.messages.With("heartbeat").Inc()
 		case *edgepb.EdgeEvent_CommandResult:
