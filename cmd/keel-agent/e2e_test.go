@@ -129,7 +129,7 @@ func startRelay(t *testing.T, dir string, nodes ...node) *relayProc {
 	}
 	api, admin := freeAddr(t), freeAddr(t)
 	conf := filepath.Join(dir, "relay.yaml")
-	y := fmt.Sprintf("node_id: root\nrole: root\ndata_dir: %q\nnodes_file: %q\nnodes_poll_interval: 0s\nshutdown_grace: 5s\nhttp:\n  listen: %s\nadmin:\n  listen: %s\n",
+	y := fmt.Sprintf("node_id: root\nrole: root\ndata_dir: %q\nnodes_file: %q\nnodes_poll_interval: 0s\nshutdown_grace: 5s\nhttp:\n  listen: %s\nadmin:\n  listen: %s\nedge:\n  enabled: false\n",
 		filepath.Join(dir, "data"), nodesFile, api, admin)
 	if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -221,13 +221,18 @@ func runAgent(t *testing.T, args ...string) result {
 	cmd.Env = cleanEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("keel-agent %s: %v", strings.Join(args, " "), err)
+	}
+	peakRSS := watchPeakRSS(cmd.Process.Pid)
+	err := cmd.Wait()
+	maxRSS := peakRSS()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		t.Fatalf("keel-agent %s: %v", strings.Join(args, " "), err)
 	}
 	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
-	r.maxRSSKiB = maxRSSKiB(cmd.ProcessState)
+	r.maxRSSKiB = maxRSS
 	return r
 }
 
