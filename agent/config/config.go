@@ -6,25 +6,17 @@
 // KEEL_AGENT_EDGE_TOOLS_SHELL_ENABLED. In the environment, lists are
 // comma-separated and a variable that is set but empty sets its key to empty.
 // Unknown keys in the file are errors; unknown KEEL_AGENT_* variables are
-// ignored. The conventions are keel-relay's (relay/config), which the agent
-// does not import: it never depends on the daemon's internals.
+// ignored. The loader is keel-relay's too (internal/confload): the agent does
+// not import relay/config, it never depends on the daemon's internals.
 package config
 
 import (
-	"bytes"
 	_ "embed" // for the embedded default configuration
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
-	"reflect"
 	"runtime"
-	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
+	"github.com/keel-relay/keel/internal/confload"
 )
 
 //go:embed default.yaml
@@ -101,14 +93,7 @@ func DefaultPath() string {
 }
 
 func defaultPath(goos string, getenv func(string) string) string {
-	if goos != "windows" {
-		return "/etc/keel/agent.yaml"
-	}
-	dir := strings.TrimRight(getenv("ProgramData"), `\/`)
-	if dir == "" {
-		dir = `C:\ProgramData`
-	}
-	return dir + `\Keel\agent.yaml`
+	return confload.DefaultPath(goos, getenv, "agent.yaml")
 }
 
 // Load returns the embedded default overridden by the file at path and then by
@@ -117,35 +102,18 @@ func defaultPath(goos string, getenv func(string) string) string {
 // an empty path) means the embedded default alone. Errors start with "config"
 // and name the file when there is one.
 func Load(path string, explicit bool) (*Config, error) {
-	var file []byte
-	prefix := "config " + path
 	if path == "" {
-		prefix = "config"
-	} else {
-		b, err := os.ReadFile(path)
-		switch {
-		case err == nil:
-			file = b
-		case !explicit && errors.Is(err, fs.ErrNotExist):
-			prefix = "config"
-		default:
-			return nil, fmt.Errorf("config: %w", err)
-		}
+		explicit = false
 	}
-	c, err := load(file, os.LookupEnv)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", prefix, err)
-	}
-	return c, nil
+	return confload.LoadFile(path, explicit, func(file []byte) (*Config, error) {
+		return LoadBytes(file, os.LookupEnv)
+	})
 }
 
 // LoadBytes is Load for a file's content and an environment lookup function
 // (such as os.LookupEnv); a nil env means no environment.
 func LoadBytes(yamlText []byte, env func(string) (string, bool)) (*Config, error) {
-	if env == nil {
-		env = func(string) (string, bool) { return "", false }
-	}
-	return load(yamlText, env)
+	return confload.Load[Config](schema(), yamlText, env)
 }
 
 // Default returns the embedded default configuration (no file, no
@@ -159,120 +127,15 @@ func Default() *Config {
 	return c
 }
 
-// load layers the embedded default, the file content and the environment in
-// one viper instance, decodes the result strictly and validates it.
-func load(file []byte, env func(string) (string, bool)) (*Config, error) {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(strings.NewReader(defaultYAML)); err != nil {
-		return nil, fmt.Errorf("embedded default: %w", err)
-	}
-	configType := reflect.TypeFor[Config]()
-	if len(file) > 0 {
-		m, err := parseFile(file, configType)
-		if err != nil {
-			return nil, err
-		}
-		if err := v.MergeConfigMap(m); err != nil {
-			return nil, err
-		}
-	}
-	// Every key is looked up explicitly: viper's AutomaticEnv only reaches keys
-	// it already knows, and unknown KEEL_AGENT_* variables are ignored.
-	fromEnv := make(map[string]string)
-	for _, key := range leafKeys(configType, "") {
-		name := EnvName(key)
-		if val, ok := env(name); ok {
-			v.Set(key, val)
-			fromEnv[key] = name
-		}
-	}
-	var c Config
-	err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
-		dc.DecodeHook = mapstructure.DecodeHookFuncType(decodeHook)
-		dc.WeaklyTypedInput = false
-	})
-	if err != nil {
-		return nil, withEnvSource(errors.Join(decodeErrors(err)...), fromEnv)
-	}
-	if c.Edge.Tools.AgentRun.Command == nil {
-		c.Edge.Tools.AgentRun.Command = []string{}
-	}
-	if c.Edge.Labels == nil {
-		c.Edge.Labels = []string{}
-	}
-	if err := c.Validate(); err != nil {
-		return nil, withEnvSource(err, fromEnv)
-	}
-	return &c, nil
-}
-
 // EnvName returns the environment variable that overrides a dotted config key,
 // e.g. "edge.ca_file" -> "KEEL_AGENT_EDGE_CA_FILE".
 func EnvName(key string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+	return confload.EnvName(EnvPrefix, key)
 }
 
 // YAML returns the configuration as YAML with the config file's key names, in
-// a form Load reads back to the same Config.
+// a form Load reads back to the same Config: durations in their human form
+// ("30s", "5m"), lists in flow style.
 func (c *Config) YAML() ([]byte, error) {
-	n, err := toNode(reflect.ValueOf(c).Elem())
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(n); err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-// toNode turns a config value into a YAML node; durations are written in their
-// human form ("30s", "5m"), lists in flow style.
-func toNode(v reflect.Value) (*yaml.Node, error) {
-	n := new(yaml.Node)
-	var err error
-	switch {
-	case v.Type() == reflect.TypeFor[time.Duration]():
-		err = n.Encode(formatDuration(time.Duration(v.Int())))
-	case v.Kind() == reflect.Struct:
-		n.Kind = yaml.MappingNode
-		for i := range v.NumField() {
-			key := new(yaml.Node)
-			if err := key.Encode(tagName(v.Type().Field(i))); err != nil {
-				return nil, err
-			}
-			val, err := toNode(v.Field(i))
-			if err != nil {
-				return nil, err
-			}
-			n.Content = append(n.Content, key, val)
-		}
-	default:
-		err = n.Encode(v.Interface())
-		if n.Kind == yaml.SequenceNode {
-			n.Style = yaml.FlowStyle
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	return n, nil
-}
-
-// formatDuration is time.Duration.String without trailing zero units: "2m", "1h".
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+	return schema().Marshal(c)
 }

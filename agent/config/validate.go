@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keel-relay/keel/internal/confload"
 	"github.com/keel-relay/keel/relay/wire/ids"
 	"github.com/keel-relay/keel/relay/wire/keyhash"
 )
@@ -175,30 +176,12 @@ func checkHostPort(s string) error {
 	if host == "" {
 		return fmt.Errorf("%q has no host", s)
 	}
-	if !isHostName(host) {
+	if !confload.IsHostName(host) {
 		if _, err := netip.ParseAddr(host); err != nil {
 			return fmt.Errorf("%q: %q is not an IP address or host name", s, host)
 		}
 	}
 	return nil
-}
-
-// isHostName reports whether s is a plausible DNS host name.
-func isHostName(s string) bool {
-	if len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // checkLineText checks a value that goes on one line of a signature block:
@@ -220,27 +203,5 @@ func checkLineText(s string) error {
 // no NUL byte, and every "{...}" is {classes}; the program (i == 0) has no
 // placeholder at all. Unpaired braces are literal.
 func checkCommandArg(i int, arg string) error {
-	switch {
-	case arg == "":
-		return errors.New("must not be empty")
-	case strings.IndexByte(arg, 0) >= 0:
-		return fmt.Errorf("%q contains a NUL byte", arg)
-	}
-	for rest := arg; ; {
-		_, after, ok := strings.Cut(rest, "{")
-		if !ok {
-			return nil
-		}
-		name, after, ok := strings.Cut(after, "}")
-		if !ok {
-			return nil
-		}
-		switch ph := "{" + name + "}"; {
-		case ph != "{classes}":
-			return fmt.Errorf("unknown placeholder %q (use {classes})", ph)
-		case i == 0:
-			return fmt.Errorf("the program must not contain a placeholder, got %q", arg)
-		}
-		rest = after
-	}
+	return confload.CheckCommandArg(i, arg, "{classes}")
 }

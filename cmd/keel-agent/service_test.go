@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -161,65 +159,4 @@ func TestServiceUnitMatchesPackagedUnit(t *testing.T) {
 			t.Errorf("systemdUnitTemplate has %q; init/keel-agent.service does not", line)
 		}
 	}
-}
-
-type fakeLogger struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (f *fakeLogger) add(level string, v []any) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.lines = append(f.lines, level+" "+fmt.Sprint(v...))
-	return nil
-}
-func (f *fakeLogger) Error(v ...any) error              { return f.add("E", v) }
-func (f *fakeLogger) Warning(v ...any) error            { return f.add("W", v) }
-func (f *fakeLogger) Info(v ...any) error               { return f.add("I", v) }
-func (f *fakeLogger) Errorf(s string, a ...any) error   { return f.Error(fmt.Sprintf(s, a...)) }
-func (f *fakeLogger) Warningf(s string, a ...any) error { return f.Warning(fmt.Sprintf(s, a...)) }
-func (f *fakeLogger) Infof(s string, a ...any) error    { return f.Info(fmt.Sprintf(s, a...)) }
-
-func TestServiceLogWriter(t *testing.T) {
-	f := &fakeLogger{}
-	w := serviceLogWriter{f}
-	for _, rec := range []string{"time=x level=INFO msg=i\n", "time=x level=WARN msg=w\n", `{"time":"x","level":"ERROR","msg":"e"}` + "\n"} {
-		if _, err := w.Write([]byte(rec)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var got []string
-	for _, l := range f.lines {
-		got = append(got, l[:1])
-	}
-	if strings.Join(got, "") != "IWE" {
-		t.Errorf("levels %v, lines %q", got, f.lines)
-	}
-}
-
-func TestRecordLevel(t *testing.T) {
-	for _, tc := range []struct{ rec, want string }{
-		{`time=2024-01-01T00:00:00Z level=WARN msg=x`, "WARN"},
-		{`time=2024-01-01T00:00:00Z level=ERROR msg="level=INFO"`, "ERROR"},
-		{`{"time":"2024-01-01T00:00:00Z","level":"INFO","msg":"level=ERROR"}`, "INFO"},
-		{`no level here`, ""},
-		{`level=`, ""},
-	} {
-		if got := recordLevel(tc.rec); got != tc.want {
-			t.Errorf("recordLevel(%q) = %q, want %q", tc.rec, got, tc.want)
-		}
-	}
-}
-
-func FuzzRecordLevel(f *testing.F) {
-	for _, s := range []string{`time=x level=INFO msg=a`, `{"time":"x","level":"ERROR"}`, `level=`, `"level":"`, ``} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, rec string) {
-		got := recordLevel(rec)
-		if strings.ContainsAny(got, ` "`) || !strings.Contains(rec, got) {
-			t.Fatalf("recordLevel(%q) = %q", rec, got)
-		}
-	})
 }

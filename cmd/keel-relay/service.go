@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/kardianos/service"
 
+	"github.com/keel-relay/keel/internal/svc"
 	"github.com/keel-relay/keel/relay/config"
 )
 
@@ -88,26 +88,13 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 		Name:        serviceName,
 		DisplayName: serviceDisplayName,
 		Description: serviceDescription,
-		Option: service.KeyValue{
-			// Windows: restart 5s after a crash; systemd and others: see serviceUnit.
-			"OnFailure":              "restart",
-			"OnFailureDelayDuration": "5s",
-			"OnFailureResetPeriod":   600,
-			"DelayedAutoStart":       true,
-			"Restart":                "on-failure",
-			"LimitNOFILE":            65536,
-		},
+		Option:      svc.Options(),
 	}
-	systemd := runtime.GOOS == "linux" && service.ChosenSystem() != nil && service.ChosenSystem().String() == "linux-systemd"
-	if systemd && (action == "install" || action == "uninstall") {
-		// The keel-relay package's own unit: leave such a machine to systemctl and the package.
-		for _, p := range []string{"/usr/lib/systemd/system/keel-relay.service", "/lib/systemd/system/keel-relay.service"} {
-			if _, err := os.Stat(p); err == nil {
-				fmt.Fprintf(stderr, "keel-relay service %s: %s comes with the keel-relay package; use systemctl (systemctl enable --now keel-relay) or the package manager\n", action, p)
-				return 1
-			}
-		}
+	if err := svc.Packaged("keel-relay", action); err != nil {
+		fmt.Fprintf(stderr, "keel-relay service %s: %v\n", action, err)
+		return 1
 	}
+	systemd := svc.Systemd()
 	if action == "install" {
 		if err := prepareInstall(conf, load, *userName, systemd); err != nil {
 			fmt.Fprintf(stderr, "keel-relay service install: %v\n", err)
@@ -120,48 +107,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-relay service: %v\n", err)
 		return 1
 	}
-	switch action {
-	case "run":
-		if runtime.GOOS == "windows" && !service.Interactive() {
-			l, err := s.SystemLogger(nil)
-			if err != nil {
-				fmt.Fprintf(stderr, "keel-relay service run: event log: %v\n", err)
-				return 1
-			}
-			prog.logOut = serviceLogWriter{l}
-		}
-		if err := s.Run(); err != nil {
-			fmt.Fprintf(prog.logOut, "keel-relay service run: %v\n", err)
-			return 1
-		}
-		return 0
-	case "status":
-		st, err := s.Status()
-		switch {
-		case errors.Is(err, service.ErrNotInstalled):
-			fmt.Fprintln(stdout, "not installed")
-			return 3
-		case err != nil:
-			fmt.Fprintf(stderr, "keel-relay service status: %v\n", err)
-			return 1
-		case st == service.StatusRunning:
-			fmt.Fprintln(stdout, "running")
-			return 0
-		case st == service.StatusStopped:
-			fmt.Fprintln(stdout, "stopped")
-			return 3
-		default:
-			fmt.Fprintln(stdout, "unknown")
-			return 4
-		}
-	default:
-		if err := service.Control(s, action); err != nil {
-			fmt.Fprintf(stderr, "keel-relay service: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "keel-relay service: %s done\n", action)
-		return 0
-	}
+	return svc.Do(s, "keel-relay", action, stdout, stderr, &prog.logOut)
 }
 
 // prepareInstall checks the config the service will run with and fills in conf: the
@@ -350,44 +296,4 @@ func (p *program) Stop(service.Service) error {
 	case <-time.After(bound):
 		return fmt.Errorf("relay still draining after %s", bound)
 	}
-}
-
-// serviceLogWriter sends each log record (slog writes one per Write) to the service
-// manager's log — the Windows event log — at the record's level.
-type serviceLogWriter struct{ l service.Logger }
-
-func (w serviceLogWriter) Write(b []byte) (int, error) {
-	msg := strings.TrimRight(string(b), "\n")
-	var err error
-	switch recordLevel(msg) {
-	case "ERROR":
-		err = w.l.Error(msg)
-	case "WARN":
-		err = w.l.Warning(msg)
-	default:
-		err = w.l.Info(msg)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("service log: %w", err)
-	}
-	return len(b), nil
-}
-
-// recordLevel returns the level of one slog text or JSON record: the first level field,
-// which comes right after the time.
-func recordLevel(rec string) string {
-	at, key := -1, ""
-	for _, k := range []string{"level=", `"level":"`} {
-		if i := strings.Index(rec, k); i >= 0 && (at < 0 || i < at) {
-			at, key = i, k
-		}
-	}
-	if at < 0 {
-		return ""
-	}
-	v := rec[at+len(key):]
-	if j := strings.IndexAny(v, " \"\n"); j >= 0 {
-		v = v[:j]
-	}
-	return v
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -233,67 +232,4 @@ func TestServiceUnitMatchesPackagedUnit(t *testing.T) {
 			t.Errorf("systemdUnitTemplate has %q; init/keel-relay.service does not", line)
 		}
 	}
-}
-
-// fakeLogger records what a serviceLogWriter sends, prefixed by its level.
-type fakeLogger struct{ lines []string }
-
-func (f *fakeLogger) add(level string, v []any) error {
-	f.lines = append(f.lines, level+" "+fmt.Sprint(v...))
-	return nil
-}
-func (f *fakeLogger) Error(v ...any) error              { return f.add("E", v) }
-func (f *fakeLogger) Warning(v ...any) error            { return f.add("W", v) }
-func (f *fakeLogger) Info(v ...any) error               { return f.add("I", v) }
-func (f *fakeLogger) Errorf(s string, a ...any) error   { return f.Error(fmt.Sprintf(s, a...)) }
-func (f *fakeLogger) Warningf(s string, a ...any) error { return f.Warning(fmt.Sprintf(s, a...)) }
-func (f *fakeLogger) Infof(s string, a ...any) error    { return f.Info(fmt.Sprintf(s, a...)) }
-
-func TestServiceLogWriter(t *testing.T) {
-	for _, format := range []string{"text", "json"} {
-		f := &fakeLogger{}
-		log, _ := relay.NewLogger(config.LogConfig{Level: "debug", Format: format}, serviceLogWriter{f})
-		log.Debug("d")
-		log.Info("i", "msg2", "level=ERROR")
-		log.Warn("w")
-		log.Error("e")
-		var got []string
-		for _, l := range f.lines {
-			got = append(got, l[:1])
-			if strings.HasSuffix(l, "\n") {
-				t.Errorf("%s: record sent with its newline: %q", format, l)
-			}
-		}
-		if strings.Join(got, "") != "IIWE" {
-			t.Errorf("%s: levels %v, want I I W E; lines %q", format, got, f.lines)
-		}
-	}
-}
-
-func TestRecordLevel(t *testing.T) {
-	for _, tc := range []struct{ rec, want string }{
-		{`time=2024-01-01T00:00:00Z level=WARN msg=x`, "WARN"},
-		{`time=2024-01-01T00:00:00Z level=ERROR msg="level=INFO"`, "ERROR"},
-		{`{"time":"2024-01-01T00:00:00Z","level":"INFO","msg":"level=ERROR"}`, "INFO"},
-		{`level=DEBUG`, "DEBUG"},
-		{`no level here`, ""},
-		{`level=`, ""},
-		{``, ""},
-	} {
-		if got := recordLevel(tc.rec); got != tc.want {
-			t.Errorf("recordLevel(%q) = %q, want %q", tc.rec, got, tc.want)
-		}
-	}
-}
-
-func FuzzRecordLevel(f *testing.F) {
-	for _, s := range []string{`time=x level=INFO msg=a`, `{"time":"x","level":"ERROR"}`, `level=`, `"level":"`, ``, "level=WARN\n"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, rec string) {
-		got := recordLevel(rec)
-		if strings.ContainsAny(got, ` "`) || !strings.Contains(rec, got) {
-			t.Fatalf("recordLevel(%q) = %q", rec, got)
-		}
-	})
 }

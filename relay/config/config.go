@@ -9,20 +9,12 @@
 package config
 
 import (
-	"bytes"
 	_ "embed" // for the embedded default configuration
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
-	"reflect"
 	"runtime"
-	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
+	"github.com/keel-relay/keel/internal/confload"
 )
 
 //go:embed default.yaml
@@ -180,14 +172,7 @@ func DefaultPath() string {
 }
 
 func defaultPath(goos string, getenv func(string) string) string {
-	if goos != "windows" {
-		return "/etc/keel/relay.yaml"
-	}
-	dir := strings.TrimRight(getenv("ProgramData"), `\/`)
-	if dir == "" {
-		dir = `C:\ProgramData`
-	}
-	return dir + `\Keel\relay.yaml`
+	return confload.DefaultPath(goos, getenv, "relay.yaml")
 }
 
 // Load returns the embedded default overridden by the file at path and then by
@@ -195,31 +180,15 @@ func defaultPath(goos string, getenv func(string) string) string {
 // from --config) the file must exist; otherwise a missing file means the embedded
 // default alone. Errors start with "config" and name the file when there is one.
 func Load(path string, explicit bool) (*Config, error) {
-	var file []byte
-	prefix := "config " + path
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		file = b
-	case !explicit && errors.Is(err, fs.ErrNotExist):
-		prefix = "config"
-	default:
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	c, err := load(file, os.LookupEnv)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", prefix, err)
-	}
-	return c, nil
+	return confload.LoadFile(path, explicit, func(file []byte) (*Config, error) {
+		return LoadBytes(file, os.LookupEnv)
+	})
 }
 
 // LoadBytes is Load for a file's content and an environment lookup function
 // (such as os.LookupEnv); a nil env means no environment.
 func LoadBytes(yamlText []byte, env func(string) (string, bool)) (*Config, error) {
-	if env == nil {
-		env = func(string) (string, bool) { return "", false }
-	}
-	return load(yamlText, env)
+	return confload.Load[Config](schema(), yamlText, env)
 }
 
 // Default returns the embedded default configuration (no file, no environment).
@@ -232,125 +201,15 @@ func Default() *Config {
 	return c
 }
 
-// load layers the embedded default, the file content and the environment in one
-// viper instance, decodes the result strictly and validates it.
-func load(file []byte, env func(string) (string, bool)) (*Config, error) {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(strings.NewReader(defaultYAML)); err != nil {
-		return nil, fmt.Errorf("embedded default: %w", err)
-	}
-	configType := reflect.TypeFor[Config]()
-	if len(file) > 0 {
-		m, err := parseFile(file, configType)
-		if err != nil {
-			return nil, err
-		}
-		if err := v.MergeConfigMap(m); err != nil {
-			return nil, err
-		}
-	}
-	// Every key is looked up explicitly: viper's AutomaticEnv only reaches keys it
-	// already knows, and unknown KEEL_* variables (other tools') are ignored.
-	fromEnv := make(map[string]string)
-	for _, key := range leafKeys(configType, "") {
-		name := EnvName(key)
-		if val, ok := env(name); ok {
-			v.Set(key, val)
-			fromEnv[key] = name
-		}
-	}
-	var c Config
-	err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
-		dc.DecodeHook = mapstructure.DecodeHookFuncType(decodeHook)
-		dc.WeaklyTypedInput = false
-	})
-	if err != nil {
-		return nil, withEnvSource(errors.Join(decodeErrors(err)...), fromEnv)
-	}
-	if c.HTTP.AllowedNetworks == nil {
-		c.HTTP.AllowedNetworks = []string{}
-	}
-	if c.HTTP.PolicyServerNetworks == nil {
-		c.HTTP.PolicyServerNetworks = []string{}
-	}
-	if c.Edge.TrustedIssuers == nil {
-		c.Edge.TrustedIssuers = []TrustedIssuer{}
-	}
-	if err := c.Validate(); err != nil {
-		return nil, withEnvSource(err, fromEnv)
-	}
-	return &c, nil
-}
-
 // EnvName returns the environment variable that overrides a dotted config key,
 // e.g. "forward.tls.ca_file" -> "KEEL_FORWARD_TLS_CA_FILE".
 func EnvName(key string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+	return confload.EnvName(EnvPrefix, key)
 }
 
 // YAML returns the configuration as YAML with the config file's key names, in a
-// form Load reads back to the same Config.
+// form Load reads back to the same Config: durations and sizes in their human form
+// ("5m", "256MiB"), lists in flow style.
 func (c *Config) YAML() ([]byte, error) {
-	n, err := toNode(reflect.ValueOf(c).Elem())
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(n); err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-// toNode turns a config value into a YAML node; durations and sizes are written
-// in their human form ("5m", "256MiB"), lists in flow style.
-func toNode(v reflect.Value) (*yaml.Node, error) {
-	n := new(yaml.Node)
-	var err error
-	switch {
-	case v.Type() == reflect.TypeFor[time.Duration]():
-		err = n.Encode(formatDuration(time.Duration(v.Int())))
-	case v.Type() == reflect.TypeFor[ByteSize]():
-		err = n.Encode(ByteSize(v.Int()).String())
-	case v.Kind() == reflect.Struct:
-		n.Kind = yaml.MappingNode
-		for i := range v.NumField() {
-			key := new(yaml.Node)
-			if err := key.Encode(tagName(v.Type().Field(i))); err != nil {
-				return nil, err
-			}
-			val, err := toNode(v.Field(i))
-			if err != nil {
-				return nil, err
-			}
-			n.Content = append(n.Content, key, val)
-		}
-	default:
-		err = n.Encode(v.Interface())
-		if n.Kind == yaml.SequenceNode {
-			n.Style = yaml.FlowStyle
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	return n, nil
-}
-
-// formatDuration is time.Duration.String without trailing zero units: "2m", "1h".
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+	return schema().Marshal(c)
 }

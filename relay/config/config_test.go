@@ -344,7 +344,7 @@ func TestNullValues(t *testing.T) {
 }
 
 func TestEnvReachesEveryKey(t *testing.T) {
-	keys := leafKeys(reflect.TypeFor[Config](), "")
+	keys := schema().Keys(reflect.TypeFor[Config]())
 	seen := map[string]string{}
 	env := customEnv()
 	for _, key := range keys {
@@ -579,7 +579,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 			if err := os.WriteFile(file, out, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			for _, key := range leafKeys(reflect.TypeFor[Config](), "") {
+			for _, key := range schema().Keys(reflect.TypeFor[Config]()) {
 				if _, ok := os.LookupEnv(EnvName(key)); ok {
 					t.Skipf("%s is set in the environment", EnvName(key))
 				}
@@ -611,7 +611,7 @@ func TestDefaultFileCommentsEveryKey(t *testing.T) {
 		path = append(path[:depth], name)
 		lines[strings.Join(path, ".")] = l
 	}
-	for _, key := range leafKeys(reflect.TypeFor[Config](), "") {
+	for _, key := range schema().Keys(reflect.TypeFor[Config]()) {
 		line, ok := lines[key]
 		switch {
 		case !ok:

@@ -1,217 +1,49 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"reflect"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"go.yaml.in/yaml/v3"
+	"github.com/keel-relay/keel/internal/confload"
 )
 
-// keyError is a problem with one config key; its message starts with the key.
-type keyError struct {
-	key string // dotted key, possibly with an index: "http.allowed_networks[1]"
-	msg string
+// schema is what the relay's configuration adds to the shared loader: its default,
+// its environment prefix, sizes in bytes and "issuer=file" trusted issuers.
+func schema() *confload.Schema {
+	return &confload.Schema{
+		Default:   defaultYAML,
+		EnvPrefix: EnvPrefix,
+		Types: []confload.Type{{
+			Type:   reflect.TypeFor[ByteSize](),
+			Expect: byteSizeExpect,
+			Decode: func(data any) (any, error) { return toByteSize(data) },
+			Encode: func(v reflect.Value) any { return ByteSize(v.Int()).String() },
+		}},
+		Hooks: []confload.Hook{trustedIssuerFromEnv},
+	}
 }
 
-func (e *keyError) Error() string { return e.key + ": " + e.msg }
+// keyErr returns an error about one config key; its message starts with the key.
+func keyErr(key, format string, args ...any) error { return confload.KeyErr(key, format, args...) }
 
-func keyErr(key, format string, args ...any) error {
-	return &keyError{key: key, msg: fmt.Sprintf(format, args...)}
-}
+// formatDuration is time.Duration.String without trailing zero units: "2m", "1h".
+func formatDuration(d time.Duration) string { return confload.FormatDuration(d) }
 
-// tagName returns the config key name of a struct field.
-func tagName(f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-	return name
-}
+const byteSizeExpect = `a size such as "256MiB"`
 
-// isSection reports whether a field type is a nested section rather than a value.
-func isSection(t reflect.Type) bool { return t.Kind() == reflect.Struct }
-
-// leafKeys returns the dotted keys of every value in a section type, in field order.
-func leafKeys(t reflect.Type, prefix string) []string {
-	var keys []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		key := prefix + tagName(f)
-		if isSection(f.Type) {
-			keys = append(keys, leafKeys(f.Type, key+".")...)
-		} else {
-			keys = append(keys, key)
-		}
+// trustedIssuerFromEnv reads a trusted issuer from the environment: "issuer=file".
+func trustedIssuerFromEnv(to reflect.Type, data any) (any, bool, error) {
+	x, ok := data.(string)
+	if !ok || to != reflect.TypeFor[TrustedIssuer]() {
+		return nil, false, nil
 	}
-	return keys
-}
-
-// parseFile parses one YAML document and checks its shape against the config
-// type: every key must exist (matched case-insensitively, as viper does) and
-// every section must be a mapping. It returns the document with lower-cased keys
-// and null sections removed, ready to merge over the default.
-func parseFile(file []byte, t reflect.Type) (map[string]any, error) {
-	dec := yaml.NewDecoder(strings.NewReader(string(file)))
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+	iss, file, ok := strings.Cut(x, "=")
+	if !ok {
+		return nil, true, fmt.Errorf("invalid trusted issuer %q (want issuer=public_key_file)", x)
 	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("parsing YAML: more than one document (a second \"---\")")
-	}
-	var errs []error
-	out := checkSection(doc, t, "", &errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
-}
-
-func checkSection(m map[string]any, t reflect.Type, prefix string, errs *[]error) map[string]any {
-	fields := make(map[string]reflect.StructField, t.NumField())
-	for i := range t.NumField() {
-		fields[tagName(t.Field(i))] = t.Field(i)
-	}
-	out := make(map[string]any, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		val := m[k]
-		lk := strings.ToLower(k)
-		key := prefix + lk
-		f, ok := fields[lk]
-		switch {
-		case !ok:
-			*errs = append(*errs, fmt.Errorf("unknown key %q", prefix+k))
-			continue
-		case hasKey(out, lk):
-			*errs = append(*errs, fmt.Errorf("duplicate key %q (keys are case-insensitive)", key))
-			continue
-		}
-		sub, isMap := asMap(val)
-		switch {
-		case isSection(f.Type) && val == nil:
-			// "section:" with nothing under it keeps the defaults.
-		case isSection(f.Type) && !isMap:
-			*errs = append(*errs, keyErr(key, "expected a mapping, got %s", describe(val)))
-		case isSection(f.Type):
-			out[lk] = checkSection(sub, f.Type, key+".", errs)
-		case isMap:
-			*errs = append(*errs, keyErr(key, "expected %s, got a mapping", expectation(f.Type)))
-		case f.Type.Kind() == reflect.Slice && isString(val):
-			// Comma-separated lists are for the environment; in the file a string
-			// is more likely a shell command line than a one-item list.
-			*errs = append(*errs, keyErr(key, "expected a list such as [a, b], got %s", describe(val)))
-		default:
-			out[lk] = val
-		}
-	}
-	return out
-}
-
-func isString(v any) bool {
-	_, ok := v.(string)
-	return ok
-}
-
-func hasKey(m map[string]any, k string) bool {
-	_, ok := m[k]
-	return ok
-}
-
-// asMap returns a YAML mapping with its keys as strings.
-func asMap(v any) (map[string]any, bool) {
-	switch m := v.(type) {
-	case map[string]any:
-		return m, true
-	case map[any]any:
-		out := make(map[string]any, len(m))
-		for k, v := range m {
-			out[fmt.Sprint(k)] = v
-		}
-		return out, true
-	}
-	return nil, false
-}
-
-// decodeHook converts a raw value (from YAML, or a string from the environment)
-// to the type of the config field, strictly: no silent int->string or
-// number->duration guessing.
-func decodeHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
-	switch {
-	case to == reflect.TypeFor[time.Duration]():
-		return toDuration(data)
-	case to == reflect.TypeFor[ByteSize]():
-		return toByteSize(data)
-	}
-	switch to.Kind() {
-	case reflect.String:
-		if _, ok := data.(string); !ok {
-			return nil, fmt.Errorf("expected a string, got %s", describe(data))
-		}
-	case reflect.Bool:
-		switch x := data.(type) {
-		case bool:
-		case string:
-			b, err := strconv.ParseBool(strings.TrimSpace(x))
-			if err != nil {
-				return nil, fmt.Errorf("invalid boolean %q (want true or false)", x)
-			}
-			return b, nil
-		default:
-			return nil, fmt.Errorf("expected true or false, got %s", describe(data))
-		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return toInt(data, to)
-	case reflect.Slice:
-		switch x := data.(type) {
-		case []any:
-		case string: // from the environment: comma-separated
-			items := []string{}
-			for item := range strings.SplitSeq(x, ",") {
-				if item = strings.TrimSpace(item); item != "" {
-					items = append(items, item)
-				}
-			}
-			return items, nil
-		default:
-			return nil, fmt.Errorf("expected a list, got %s", describe(data))
-		}
-	case reflect.Struct:
-		if x, ok := data.(string); ok && to == reflect.TypeFor[TrustedIssuer]() {
-			// From the environment: "issuer=file".
-			iss, file, ok := strings.Cut(x, "=")
-			if !ok {
-				return nil, fmt.Errorf("invalid trusted issuer %q (want issuer=public_key_file)", x)
-			}
-			return map[string]any{"issuer": strings.TrimSpace(iss), "public_key_file": strings.TrimSpace(file)}, nil
-		}
-		if _, ok := asMap(data); !ok {
-			return nil, fmt.Errorf("expected a mapping, got %s", describe(data))
-		}
-	}
-	return data, nil
-}
-
-func toDuration(data any) (time.Duration, error) {
-	switch x := data.(type) {
-	case string:
-		d, err := time.ParseDuration(strings.TrimSpace(x))
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m, 1h)", x)
-		}
-		return d, nil
-	case int, int64, uint64:
-		if x == 0 || x == int64(0) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("duration %d has no unit (write e.g. \"%ds\")", x, x)
-	}
-	return 0, fmt.Errorf("expected %s, got %s", expectation(reflect.TypeFor[time.Duration]()), describe(data))
+	return map[string]any{"issuer": strings.TrimSpace(iss), "public_key_file": strings.TrimSpace(file)}, true, nil
 }
 
 func toByteSize(data any) (ByteSize, error) {
@@ -228,122 +60,5 @@ func toByteSize(data any) (ByteSize, error) {
 	case uint64:
 		return 0, fmt.Errorf("invalid size %d: too large", x)
 	}
-	return 0, fmt.Errorf("expected %s, got %s", expectation(reflect.TypeFor[ByteSize]()), describe(data))
-}
-
-func toInt(data any, to reflect.Type) (any, error) {
-	var n int64
-	switch x := data.(type) {
-	case int:
-		n = int64(x)
-	case int64:
-		n = x
-	case uint64:
-		return nil, fmt.Errorf("integer %d is out of range", x)
-	case string:
-		v, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("invalid integer %q", x)
-		}
-		n = v
-	default:
-		return nil, fmt.Errorf("expected an integer, got %s", describe(data))
-	}
-	out := reflect.New(to).Elem()
-	if out.OverflowInt(n) {
-		return nil, fmt.Errorf("integer %d is out of range", n)
-	}
-	out.SetInt(n)
-	return out.Interface(), nil
-}
-
-// expectation describes what a field of type t wants, for error messages.
-func expectation(t reflect.Type) string {
-	switch {
-	case t == reflect.TypeFor[time.Duration]():
-		return `a duration such as "30s"`
-	case t == reflect.TypeFor[ByteSize]():
-		return `a size such as "256MiB"`
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Slice:
-		return "a list"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "an integer"
-	}
-	return t.String()
-}
-
-// describe names a raw YAML value for error messages.
-func describe(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return fmt.Sprintf("boolean %v", x)
-	case string:
-		return fmt.Sprintf("string %q", x)
-	case int, int64, uint64:
-		return fmt.Sprintf("integer %v", x)
-	case float64:
-		return fmt.Sprintf("number %v", x)
-	case []any:
-		return "a list"
-	case map[string]any, map[any]any:
-		return "a mapping"
-	}
-	return fmt.Sprintf("a value of type %T", v)
-}
-
-// decodeErrors turns mapstructure's nested errors into one keyError per key.
-func decodeErrors(err error) []error {
-	if de, ok := err.(*mapstructure.DecodeError); ok {
-		if de.Name() == "" {
-			return []error{de.Unwrap()}
-		}
-		return []error{&keyError{key: de.Name(), msg: de.Unwrap().Error()}}
-	}
-	switch x := err.(type) {
-	case interface{ Unwrap() []error }:
-		var out []error
-		for _, e := range x.Unwrap() {
-			out = append(out, decodeErrors(e)...)
-		}
-		return out
-	case interface{ Unwrap() error }:
-		if inner := x.Unwrap(); inner != nil {
-			return decodeErrors(inner)
-		}
-	}
-	return []error{err}
-}
-
-// withEnvSource adds "(from KEEL_...)" to the errors about keys that were set by
-// the environment, so an operator knows where to look.
-func withEnvSource(err error, fromEnv map[string]string) error {
-	if len(fromEnv) == 0 {
-		return err
-	}
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	out := make([]error, 0, len(list))
-	for _, e := range list {
-		var ke *keyError
-		if errors.As(e, &ke) {
-			root, _, _ := strings.Cut(ke.key, "[")
-			if name, ok := fromEnv[root]; ok {
-				e = &keyError{key: ke.key, msg: ke.msg + " (from " + name + ")"}
-			}
-		}
-		out = append(out, e)
-	}
-	return errors.Join(out...)
+	return 0, fmt.Errorf("expected %s, got %s", byteSizeExpect, confload.Describe(data))
 }

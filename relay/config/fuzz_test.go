@@ -52,35 +52,6 @@ func FuzzLoadBytes(f *testing.F) {
 	})
 }
 
-// FuzzCheckCommandArg checks a remote_run.command argument it accepts is not
-// empty, has no NUL byte, and has no "{...}" left once the known placeholders
-// are removed (none at all in the program).
-func FuzzCheckCommandArg(f *testing.F) {
-	for _, s := range []string{"/opt/rudder/bin/rudder", "{hostname}", "--host={hostname}:{node_id}", "{classes}",
-		"{host}", "{}", "{{hostname}}", "a}b{c", "{", "}{", "", "a\x00b", "{hostname", "{node_id}{"} {
-		f.Add(0, s)
-		f.Add(3, s)
-	}
-	f.Fuzz(func(t *testing.T, i int, arg string) {
-		if i < 0 {
-			i = -(i + 1)
-		}
-		if checkCommandArg(i, arg) != nil {
-			return
-		}
-		if arg == "" || strings.ContainsRune(arg, 0) {
-			t.Fatalf("checkCommandArg(%d, %q) accepted an empty or NUL argument", i, arg)
-		}
-		rest := strings.NewReplacer("{hostname}", "\x00", "{node_id}", "\x00", "{classes}", "\x00").Replace(arg)
-		if i == 0 && rest != arg {
-			t.Fatalf("checkCommandArg(0, %q) accepted a placeholder in the program", arg)
-		}
-		if o := strings.IndexByte(rest, '{'); o >= 0 && strings.Contains(rest[o:], "}") {
-			t.Fatalf("checkCommandArg(%d, %q) accepted an unknown placeholder", i, arg)
-		}
-	})
-}
-
 // FuzzParseByteSize checks ParseByteSize never panics, never returns a negative
 // size, and that String() of what it parses reads back the same.
 func FuzzParseByteSize(f *testing.F) {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keel-relay/keel/internal/confload"
 )
 
 // Limits enforced by Validate.
@@ -323,30 +325,12 @@ func checkListen(s string) error {
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil || strings.HasPrefix(port, "+") {
 		return fmt.Errorf("%q: port %q is not a number between 0 and 65535", s, port)
 	}
-	if host != "" && !isHostName(host) {
+	if host != "" && !confload.IsHostName(host) {
 		if _, err := netip.ParseAddr(host); err != nil {
 			return fmt.Errorf("%q: %q is not an IP address or host name", s, host)
 		}
 	}
 	return nil
-}
-
-// isHostName reports whether s is a plausible DNS host name.
-func isHostName(s string) bool {
-	if len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // parseNetwork parses a CIDR ("10.0.0.0/8") or a single IP (as a /32 or /128).
@@ -422,29 +406,7 @@ func checkSubRelayURL(s string, allowHTTP bool) error {
 // byte, and every "{...}" one of {hostname}, {node_id} and {classes}; the
 // program (i == 0) has no placeholder at all. Unpaired braces are literal.
 func checkCommandArg(i int, arg string) error {
-	switch {
-	case arg == "":
-		return errors.New("must not be empty")
-	case strings.IndexByte(arg, 0) >= 0:
-		return fmt.Errorf("%q contains a NUL byte", arg)
-	}
-	for rest := arg; ; {
-		_, after, ok := strings.Cut(rest, "{")
-		if !ok {
-			return nil
-		}
-		name, after, ok := strings.Cut(after, "}")
-		if !ok {
-			return nil
-		}
-		switch ph := "{" + name + "}"; {
-		case ph != "{hostname}" && ph != "{node_id}" && ph != "{classes}":
-			return fmt.Errorf("unknown placeholder %q (use {hostname}, {node_id} or {classes})", ph)
-		case i == 0:
-			return fmt.Errorf("the program must not contain a placeholder, got %q", arg)
-		}
-		rest = after
-	}
+	return confload.CheckCommandArg(i, arg, "{hostname}", "{node_id}", "{classes}")
 }
 
 // checkKeyHash checks the shape of a pinned key hash: sha256//<base64>,
