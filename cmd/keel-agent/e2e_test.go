@@ -113,15 +113,25 @@ func freeAddr(t *testing.T) string {
 // relayProc is a keel-relay subprocess.
 type relayProc struct {
 	api, admin string
+	conf       string // its config file
 }
 
-// startRelay runs keel-relay (root) with a node map of nodes, all directly attached.
+// startRelay runs keel-relay (root) with a node map of nodes, all directly attached, and no
+// edge API.
 func startRelay(t *testing.T, dir string, nodes ...node) *relayProc {
 	t.Helper()
 	m := map[string]map[string]string{"root": {"hostname": "root.example", "policy-server": "root"}}
 	for _, n := range nodes {
 		m[n.id] = map[string]string{"hostname": n.id + ".example", "policy-server": "root", "key-hash": n.pin}
 	}
+	return runRelay(t, dir, m, "edge:\n  enabled: false\n")
+}
+
+// runRelay runs keel-relay (root, on free loopback ports) with the node map m and the
+// config's edge section edgeYAML, stops it with SIGTERM when the test ends, and returns once
+// its status endpoint answers 200.
+func runRelay(t *testing.T, dir string, m map[string]map[string]string, edgeYAML string) *relayProc {
+	t.Helper()
 	b, _ := json.Marshal(m)
 	nodesFile := filepath.Join(dir, "nodes.json")
 	if err := os.WriteFile(nodesFile, b, 0o644); err != nil {
@@ -129,8 +139,8 @@ func startRelay(t *testing.T, dir string, nodes ...node) *relayProc {
 	}
 	api, admin := freeAddr(t), freeAddr(t)
 	conf := filepath.Join(dir, "relay.yaml")
-	y := fmt.Sprintf("node_id: root\nrole: root\ndata_dir: %q\nnodes_file: %q\nnodes_poll_interval: 0s\nshutdown_grace: 5s\nhttp:\n  listen: %s\nadmin:\n  listen: %s\nedge:\n  enabled: false\n",
-		filepath.Join(dir, "data"), nodesFile, api, admin)
+	y := fmt.Sprintf("node_id: root\nrole: root\ndata_dir: %q\nnodes_file: %q\nnodes_poll_interval: 0s\nshutdown_grace: 5s\nhttp:\n  listen: %s\nadmin:\n  listen: %s\n%s",
+		filepath.Join(dir, "data"), nodesFile, api, admin, edgeYAML)
 	if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +165,7 @@ func startRelay(t *testing.T, dir string, nodes ...node) *relayProc {
 			t.Logf("--- keel-relay output ---\n%s", out.String())
 		}
 	})
-	r := &relayProc{api: "http://" + api, admin: "http://" + admin}
+	r := &relayProc{api: "http://" + api, admin: "http://" + admin, conf: conf}
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

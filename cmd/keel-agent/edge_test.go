@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,51 +26,9 @@ func edgeRelay(t *testing.T, dir, node string) (api, edgeAddr, conf string) {
 		"root": {"hostname": "root.example", "policy-server": "root"},
 		node:   {"hostname": "edge.example", "policy-server": "root"},
 	}
-	b, _ := json.Marshal(m)
-	nodesFile := filepath.Join(dir, "nodes.json")
-	if err := os.WriteFile(nodesFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	httpAddr, admin := freeAddr(t), freeAddr(t)
 	edgeAddr = freeAddr(t)
-	conf = filepath.Join(dir, "relay.yaml")
-	y := fmt.Sprintf("node_id: root\nrole: root\ndata_dir: %q\nnodes_file: %q\nnodes_poll_interval: 0s\nshutdown_grace: 5s\n"+
-		"http:\n  listen: %s\nadmin:\n  listen: %s\nedge:\n  listen: %s\n  drain_grace: 1s\n",
-		filepath.Join(dir, "data"), nodesFile, httpAddr, admin, edgeAddr)
-	if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(relayBin, "run", "--config", conf)
-	cmd.Env = cleanEnv()
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("--- keel-relay output ---\n%s", out.String())
-		}
-	})
-	api = "http://" + httpAddr
-	waitUntil(t, "the relay", func() bool {
-		resp, err := http.Get(api + "/rudder/relay-api/1/system/status")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return api, edgeAddr, conf
+	r := runRelay(t, dir, m, fmt.Sprintf("edge:\n  listen: %s\n  drain_grace: 1s\n", edgeAddr))
+	return r.api, edgeAddr, r.conf
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
