@@ -14,6 +14,7 @@
 # someone else: a package it did not install (no marker in /var/lib/keel-agent) stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/testlib.sh
 dist=${1:-dist}
 marker=/var/lib/keel-agent/.keel-package-test
 
@@ -76,41 +77,16 @@ done
 need rpm "apt-get install rpm"
 for pkg in "${rpms[@]}"; do
 	echo "== $pkg"
-	rpm -qpi "$pkg"
-	rpm -qp --scripts "$pkg"
-	files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$pkg")
-	echo "$files"
-	for want in '-rwxr-xr-x root/root - /usr/bin/keel-agent' \
+	check_rpm_files "$pkg" '-rwxr-xr-x root/root - /usr/bin/keel-agent' \
 		'-rw-r--r-- root/root cn /etc/keel/agent.yaml' \
 		'-rw-r--r-- root/root - /usr/lib/systemd/system/keel-agent.service' \
 		'drwx------ root/root - /var/lib/keel-agent' \
 		'-rw-r--r-- root/root l /usr/share/licenses/keel-agent/copyright' \
-		'-rw-r--r-- root/root d /usr/share/doc/keel-agent/README.md'; do
-		read -r mode owner flags path <<<"$want"
-		[ "$flags" = - ] && flags=
-		awk -v m="$mode" -v o="$owner" -v f="$flags" -v p="$path" \
-			'$1 == m && $2 == o && (NF == 3 ? f == "" && $3 == p : $3 == f && $4 == p) { found = 1 } END { exit !found }' <<<"$files" ||
-			fail "$pkg: no $path with mode $mode, owner $owner and flags '$flags'"
-	done
+		'-rw-r--r-- root/root d /usr/share/doc/keel-agent/README.md'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done
 
-need lintian "apt-get install lintian"
-echo "== lintian"
-lintian --display-info --fail-on error,warning "${debs[@]}"
-echo "ok: lintian"
-
-if command -v rpmlint >/dev/null; then
-	echo "== rpmlint"
-	# See test-packages.sh: nfpm's absolute payload names, unpacked without the leading /.
-	mkdir "$tmp/bin"
-	printf '#!/bin/sh\nexec %s --no-absolute-filenames "$@"\n' "$(command -v cpio)" >"$tmp/bin/cpio"
-	chmod 755 "$tmp/bin/cpio"
-	PATH="$tmp/bin:$PATH" rpmlint --config packaging/rpmlint.toml "${rpms[@]}"
-	echo "ok: rpmlint"
-else
-	echo "note: rpmlint not found; the .rpm is not linted (apt-get install rpmlint)"
-fi
+lint_packages "$tmp" "${debs[@]}" -- "${rpms[@]}"
 
 # --- 2. install, upgrade, remove, purge ---------------------------------------------------
 if [ "$(id -u)" != 0 ]; then

@@ -80,44 +80,16 @@ done
 need rpm "apt-get install rpm"
 for pkg in "${rpms[@]}"; do
 	echo "== $pkg"
-	rpm -qpi "$pkg"
-	rpm -qp --scripts "$pkg"
-	files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$pkg")
-	echo "$files"
-	for want in '-rwxr-xr-x root/root - /usr/bin/keel-relay' \
+	check_rpm_files "$pkg" '-rwxr-xr-x root/root - /usr/bin/keel-relay' \
 		'-rw-r----- root/keel cn /etc/keel/relay.yaml' \
 		'-rw-r--r-- root/root - /usr/lib/systemd/system/keel-relay.service' \
 		'drwxr-x--- keel/keel - /var/lib/keel-relay' \
 		'-rw-r--r-- root/root l /usr/share/licenses/keel-relay/copyright' \
-		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/README.md'; do
-		read -r mode owner flags path <<<"$want"
-		[ "$flags" = - ] && flags=
-		awk -v m="$mode" -v o="$owner" -v f="$flags" -v p="$path" \
-			'$1 == m && $2 == o && (NF == 3 ? f == "" && $3 == p : $3 == f && $4 == p) { found = 1 } END { exit !found }' <<<"$files" ||
-			fail "$pkg: no $path with mode $mode, owner $owner and flags '$flags'"
-	done
+		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/README.md'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done
 
-need lintian "apt-get install lintian"
-echo "== lintian"
-# Tags at info level and above are shown; errors and warnings fail.
-lintian --display-info --fail-on error,warning "${debs[@]}"
-echo "ok: lintian"
-
-if command -v rpmlint >/dev/null; then
-	echo "== rpmlint"
-	# nfpm writes the rpm payload with absolute member names (goreleaser/nfpm#1122) and rpmlint
-	# unpacks it with `rpm2cpio | cpio -id`: GNU cpio would write the files onto / (and rpmlint
-	# would see none of them). Its cpio here strips the leading /.
-	mkdir "$tmp/bin"
-	printf '#!/bin/sh\nexec %s --no-absolute-filenames "$@"\n' "$(command -v cpio)" >"$tmp/bin/cpio"
-	chmod 755 "$tmp/bin/cpio"
-	PATH="$tmp/bin:$PATH" rpmlint --config packaging/rpmlint.toml "${rpms[@]}"
-	echo "ok: rpmlint"
-else
-	echo "note: rpmlint not found; the .rpm is not linted (apt-get install rpmlint)"
-fi
+lint_packages "$tmp" "${debs[@]}" -- "${rpms[@]}"
 
 # --- 2. install, run, upgrade, remove, purge ----------------------------------------------
 if [ "$(id -u)" != 0 ]; then

@@ -1,4 +1,5 @@
-# Shell helpers for packaging/test-packages.sh and packaging/test-emulated.sh (sourced, bash).
+# Shell helpers for packaging/test-packages.sh, test-agent-package.sh and test-emulated.sh
+# (sourced, bash). The sourcing script defines fail MESSAGE.
 # A relay under test listens on 127.0.0.1:0 for both its API and admin listeners (the kernel
 # picks free ports, so nothing clashes); the address is read back from its start-up log line.
 
@@ -8,7 +9,7 @@
 start_relay() {
 	local log=$1 deadline
 	shift
-	KEEL_HTTP_LISTEN=127.0.0.1:0 KEEL_ADMIN_LISTEN=127.0.0.1:0 "$@" >"$log" 2>&1 &
+	KEEL_HTTP_LISTEN=127.0.0.1:0 KEEL_ADMIN_LISTEN=127.0.0.1:0 KEEL_EDGE_LISTEN=127.0.0.1:0 "$@" >"$log" 2>&1 &
 	RELAY_PID=$!
 	RELAY_API=
 	deadline=$((SECONDS + ${RELAY_START_TIMEOUT:-60}))
@@ -73,4 +74,51 @@ kill_relay() {
 		wait "$RELAY_PID" 2>/dev/null || true
 	fi
 	RELAY_PID=
+}
+
+# check_rpm_files PKG WANT...: every WANT ("MODE USER/GROUP FLAGS PATH", FLAGS "-" for none,
+# as rpm's %{FILEFLAGS:fflags} prints them) is in PKG's file list; prints the package's
+# info, scripts and file list first.
+check_rpm_files() {
+	local pkg=$1 files want mode owner flags path
+	shift
+	rpm -qpi "$pkg"
+	rpm -qp --scripts "$pkg"
+	files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$pkg")
+	echo "$files"
+	for want in "$@"; do
+		read -r mode owner flags path <<<"$want"
+		[ "$flags" = - ] && flags=
+		awk -v m="$mode" -v o="$owner" -v f="$flags" -v p="$path" \
+			'$1 == m && $2 == o && (NF == 3 ? f == "" && $3 == p : $3 == f && $4 == p) { found = 1 } END { exit !found }' <<<"$files" ||
+			fail "$pkg: no $path with mode $mode, owner $owner and flags '$flags'"
+	done
+}
+
+# lint_packages TMPDIR DEBS... -- RPMS...: lintian on the .debs, rpmlint (when installed) on
+# the .rpms, both with our overrides; errors and warnings fail.
+lint_packages() {
+	local tmpdir=$1 debs=() rpms=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do debs+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	rpms=("$@")
+	command -v lintian >/dev/null || fail "lintian not found (apt-get install lintian)"
+	echo "== lintian"
+	# Tags at info level and above are shown; errors and warnings fail.
+	lintian --display-info --fail-on error,warning "${debs[@]}"
+	echo "ok: lintian"
+	if command -v rpmlint >/dev/null; then
+		echo "== rpmlint"
+		# nfpm writes the rpm payload with absolute member names (goreleaser/nfpm#1122) and
+		# rpmlint unpacks it with `rpm2cpio | cpio -id`: GNU cpio would write the files onto /
+		# (and rpmlint would see none of them). Its cpio here strips the leading /.
+		mkdir -p "$tmpdir/bin"
+		printf '#!/bin/sh\nexec %s --no-absolute-filenames "$@"\n' "$(command -v cpio)" >"$tmpdir/bin/cpio"
+		chmod 755 "$tmpdir/bin/cpio"
+		PATH="$tmpdir/bin:$PATH" rpmlint --config packaging/rpmlint.toml "${rpms[@]}"
+		echo "ok: rpmlint"
+	else
+		echo "note: rpmlint not found; the .rpm is not linted (apt-get install rpmlint)"
+	fi
 }
