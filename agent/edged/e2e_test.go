@@ -543,8 +543,9 @@ func TestEdgeDeadlineCancelShutdown(t *testing.T) {
 	node := cfg.NodeID
 	waitFor(t, "the stream", func() bool { return r.srv.Connected(node) })
 
+	// hang runs the hanging tool. The caller removes the previous pid file first, in the
+	// test's goroutine, so that waiting for the file cannot see the last run's.
 	hang := func(ctx context.Context, deadline time.Duration) (*edgepb.EdgeResult, error) {
-		os.Remove(pidFile)
 		return r.srv.Invoke(ctx, node, "agent-run", args(t, nil), deadline, nil)
 	}
 	gone := func() {
@@ -553,6 +554,7 @@ func TestEdgeDeadlineCancelShutdown(t *testing.T) {
 	}
 
 	// Deadline.
+	os.Remove(pidFile)
 	res, err := hang(context.Background(), 1500*time.Millisecond)
 	if err != nil || res.GetTimedOut() == nil {
 		t.Fatalf("deadline: %v %v", res, err)
@@ -564,6 +566,7 @@ func TestEdgeDeadlineCancelShutdown(t *testing.T) {
 	// Cancel by the caller.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan *edgepb.EdgeResult, 1)
+	os.Remove(pidFile)
 	go func() { res, _ := hang(ctx, time.Minute); done <- res }()
 	waitFor(t, "the tool to start", func() bool { _, err := os.Stat(pidFile); return err == nil })
 	pids = readPidFile(t, pidFile)
@@ -573,6 +576,7 @@ func TestEdgeDeadlineCancelShutdown(t *testing.T) {
 	waitFor(t, "the daemon's Cancelled", func() bool { return len(rec.find("edge: cancelling", "", nil)) == 1 })
 
 	// Shutdown with a grace: the running tool is cancelled when it ends, then Run returns.
+	os.Remove(pidFile)
 	go func() { res, _ := hang(context.Background(), time.Minute); done <- res }()
 	waitFor(t, "the tool to start", func() bool { _, err := os.Stat(pidFile); return err == nil })
 	pids = readPidFile(t, pidFile)
