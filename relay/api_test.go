@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -623,6 +624,106 @@ func TestSharedFilesForward(t *testing.T) {
 	if st := status(t, r); st.QueueDepth != 1 || st.Files != 0 {
 		t.Errorf("sub-relay down: queue_depth %d files_stored %d, want 1 and 0", st.QueueDepth, st.Files)
 	}
+}
+
+// TestForwardRefusedForGood: a next hop that refuses a file before reading it (here 413, the
+// file is over its http.max_body) is answered for good: the job is dropped at the first attempt,
+// not retried as if the connection had failed.
+func TestForwardRefusedForGood(t *testing.T) {
+	t.Parallel()
+	root := relaytest.NewNode("root", "root", 0)
+	sub := relaytest.NewNode("sub", "root", 0)
+	n3 := relaytest.NewNode("n3", "sub", 2)
+	n4 := relaytest.NewNode("n4", "sub", 3)
+	s := startRelay(t, "sub", relaytest.NodeMap(sub, n3, n4), func(c *config.Config) {
+		c.Role = config.RoleRelay
+		c.Upstream = "http://" + relaytest.DownAddr(t)
+		c.HTTP.MaxBody = 64 * config.KiB
+	})
+	sub.Hostname = s.APIAddr().String()
+	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n3, n4), nil)
+
+	// Big enough that the sub-relay's refusal comes long before the body could be sent.
+	if a := put(t, r, "/shared-files/n3/n4/big?ttl=1h", relaytest.SignedBody(t, n4, content(16<<20, 8), "")); a.code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", a.code, a.body)
+	}
+	waitFor(t, "the root to drop the job", 10*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), `keel_forward_attempts_total{hop="sub",result="dropped"}`) == 1
+	})
+	if n := metricValue(t, metricsText(t, r), `keel_forward_attempts_total{hop="sub",result="retry"}`); n > 0 {
+		t.Errorf("%v retries of a file the next hop refused for good, want 0", n)
+	}
+	if st := status(t, r); st.QueueDepth != 0 {
+		t.Errorf("queue_depth %d, want 0", st.QueueDepth)
+	}
+	if !strings.Contains(r.LogText(), "status=413") {
+		t.Errorf("the root did not log the 413:\n%s", r.LogText())
+	}
+}
+
+// TestForwardRefusalCostsNoBody: the forward worker asks for "100 Continue" before sending a
+// large file, so that a next hop that refuses it (here a server answering 413 at once) makes
+// it send none of the body: on a slow link that is the difference between a refusal and an
+// hour of wasted upload.
+func TestForwardRefusalCostsNoBody(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &countingListener{Listener: ln}
+	expects := make(chan string, 10)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		expects <- r.Header.Get("Expect")
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})}
+	go func() { _ = srv.Serve(counted) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	root := relaytest.NewNode("root", "root", 0)
+	sub := relaytest.NewNode("sub", "root", 0)
+	sub.Hostname = ln.Addr().String()
+	n3 := relaytest.NewNode("n3", "sub", 2)
+	n4 := relaytest.NewNode("n4", "sub", 3)
+	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n3, n4), nil)
+	if a := put(t, r, "/shared-files/n3/n4/big?ttl=1h", relaytest.SignedBody(t, n4, content(4<<20, 9), "")); a.code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", a.code, a.body)
+	}
+	waitFor(t, "the root to drop the job", 10*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), `keel_forward_attempts_total{hop="sub",result="dropped"}`) == 1
+	})
+	if got := <-expects; got != "100-continue" {
+		t.Errorf("Expect: %q, want 100-continue", got)
+	}
+	// The request head is well under 64 KiB; 4 MiB of body would not be.
+	if n := counted.read.Load(); n > 64<<10 {
+		t.Errorf("the next hop received %d bytes for a refused 4 MiB file", n)
+	}
+}
+
+// countingListener counts the bytes read from all its connections.
+type countingListener struct {
+	net.Listener
+	read atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, read: &l.read}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	read *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 // TestForwardQueue fills the forward queue of a relay whose upstream is down.

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,15 +21,30 @@ import (
 )
 
 // edgeRelay runs keel-relay with its edge API on a free port and a node map holding node.
-func edgeRelay(t *testing.T, dir, node string) (api, edgeAddr, conf string) {
+func edgeRelay(t *testing.T, dir, node string) (r *relayProc, edgeAddr string) {
 	t.Helper()
 	m := map[string]map[string]string{
 		"root": {"hostname": "root.example", "policy-server": "root"},
 		node:   {"hostname": "edge.example", "policy-server": "root"},
 	}
 	edgeAddr = freeAddr(t)
-	r := runRelay(t, dir, m, fmt.Sprintf("edge:\n  listen: %s\n  drain_grace: 1s\n", edgeAddr))
-	return r.api, edgeAddr, r.conf
+	r = runRelay(t, dir, m, fmt.Sprintf("edge:\n  listen: %s\n  drain_grace: 1s\n", edgeAddr))
+	return r, edgeAddr
+}
+
+// relayHolds reports whether the relay's admin API shows node's stream as connected: the
+// daemon logs "edge: connected" a moment before the relay has registered the stream.
+func relayHolds(t *testing.T, r *relayProc, node string) bool {
+	t.Helper()
+	resp, err := http.Get(r.admin + "/edge/daemons/" + node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Status string `json:"status"`
+	}
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&d) == nil && d.Status == "connected"
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -85,7 +101,8 @@ func vmRSS(t *testing.T, pid int) int {
 func TestEdgeDaemonBinary(t *testing.T) {
 	dir := t.TempDir()
 	node := uuid.NewString()
-	api, edgeAddr, relayConf := edgeRelay(t, dir, node)
+	relay, edgeAddr := edgeRelay(t, dir, node)
+	api, relayConf := relay.api, relay.conf
 
 	tok := exec.Command(relayBin, "edge", "enroll-token", "--config", relayConf, "--tenant", "acme", "--label", "test")
 	tok.Env = cleanEnv()
@@ -131,7 +148,7 @@ func TestEdgeDaemonBinary(t *testing.T) {
 			t.Logf("--- keel-agent output ---\n%s", logs.String())
 		}
 	})
-	waitUntil(t, "the edge stream", func() bool { return strings.Contains(logs.String(), "edge: connected") })
+	waitUntil(t, "the edge stream", func() bool { return relayHolds(t, relay, node) })
 
 	out := remoteRun(t, api, node, "a,b")
 	for _, want := range []string{node + ":start lines " + marker + " 3 -D a,b", node + ":line 2", `"exit_code":3`} {

@@ -133,6 +133,7 @@ func newClient(conf *tls.Config) *http.Client {
 			TLSClientConfig:       conf,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
+			ExpectContinueTimeout: 2 * time.Second,
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       90 * time.Second,
 			ForceAttemptHTTP2:     false,

@@ -251,6 +251,10 @@ func Backoff(attempts int, minDelay, maxDelay time.Duration) time.Duration {
 	return half + rand.N(half+1)
 }
 
+// expectContinueMin is the body size above which a delivery asks for "100 Continue" first:
+// below it, the round trip costs more than sending the body for nothing.
+const expectContinueMin = 64 << 10
+
 // put sends one delivery attempt and returns the next hop's status.
 func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining time.Duration) (int, int64, error) {
 	content, err := w.store.OpenJob(job)
@@ -286,6 +290,11 @@ func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining ti
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("User-Agent", "keel-relay forward")
+	if size > expectContinueMin {
+		// A next hop that refuses the file (too large, disk full, access) answers before any
+		// of the body is sent; one that ignores the header gets it after ExpectContinueTimeout.
+		req.Header.Set("Expect", "100-continue")
+	}
 	resp, err := hop.Client.Do(req)
 	if err != nil {
 		return 0, 0, fmt.Errorf("PUT %s: %w", hop.BaseURL, err)
