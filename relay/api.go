@@ -257,7 +257,7 @@ func (s *Server) reload(w http.ResponseWriter, _ *http.Request, _ httprouter.Par
 // daemon holds the store).
 func (s *Server) backup(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if err := s.store.Backup(w); err != nil {
+	if err := BackupStore(s.store, s.cfg.Load().DataDir, w); err != nil {
 		s.log.Error("online backup failed", "err", err)
 		// The status is already sent; abort the stream so the client sees a broken body.
 		panic(http.ErrAbortHandler)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -685,4 +686,46 @@ func (s *Store) FlushLastSeen(seen map[string]time.Time) error {
 		start = next
 	}
 	return s.syncIfDurable()
+}
+
+// maxSigningKey bounds the signing key copy: a PEM Ed25519 key is about 120 bytes.
+const maxSigningKey = 16 << 10
+
+// SetSigningKey keeps a copy of the relay's edge signing key (PEM) in the store, so that a
+// backup carries it. The key's file in the data directory stays the one the relay uses; a
+// restore writes the copy back to it. Writing the same bytes again is a no-op.
+func (s *Store) SetSigningKey(pemBytes []byte) error {
+	if len(pemBytes) == 0 || len(pemBytes) > maxSigningKey {
+		return fmt.Errorf("storage: signing key copy of %d bytes (want 1 to %d)", len(pemBytes), maxSigningKey)
+	}
+	if cur, err := s.SigningKey(); err == nil && bytes.Equal(cur, pemBytes) {
+		return nil
+	}
+	if err := s.update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keySigningKey), pemBytes)
+	}); err != nil {
+		return fmt.Errorf("storage: keep the signing key: %w", err)
+	}
+	return nil
+}
+
+// SigningKey returns the copy of the edge signing key kept by SetSigningKey, or an error
+// wrapping ErrNotFound when the store holds none.
+func (s *Store) SigningKey() ([]byte, error) {
+	var b []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keySigningKey))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		b, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: signing key: %w", err)
+	}
+	return b, nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -834,4 +835,43 @@ func FuzzDecodeChallenge(f *testing.F) {
 			t.Fatalf("re-encoded challenge differs: %v\n%s", err, enc)
 		}
 	})
+}
+
+// TestSigningKeyCopy: the copy of the signing key is kept, travels with a backup, counts as
+// data (a restore without replace refuses a store holding one), and refuses absurd sizes.
+func TestSigningKeyCopy(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	if _, err := s.SigningKey(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SigningKey of a new store: %v, want ErrNotFound", err)
+	}
+	key := []byte("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n")
+	for range 2 {
+		if err := s.SetSigningKey(key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, bad := range map[string][]byte{"empty": nil, "oversize": make([]byte, maxSigningKey+1)} {
+		if err := s.SetSigningKey(bad); err == nil {
+			t.Errorf("SetSigningKey of %s succeeded", name)
+		}
+	}
+	if got, err := s.SigningKey(); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("SigningKey: %q, %v", got, err)
+	}
+	var backup bytes.Buffer
+	if err := s.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	dst := openTest(t, t.TempDir())
+	defer dst.Close()
+	if err := dst.Restore(bytes.NewReader(backup.Bytes()), false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dst.SigningKey(); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("SigningKey after restore: %q, %v", got, err)
+	}
+	if err := dst.Restore(bytes.NewReader(backup.Bytes()), false); err == nil || !strings.Contains(err.Error(), "already holds data") {
+		t.Errorf("restore into a store holding a key copy, without replace: %v", err)
+	}
 }

@@ -20,6 +20,7 @@ const (
 	prefixBlacklist = "e/b/" // e/b/<token-id>    -> empty, Badger TTL: until the token's exp
 	prefixChallenge = "e/c/" // e/c/<challenge>   -> challengeRecord, Badger TTL: its expiry
 	prefixNonce     = "e/n/" // e/n/<nonce hex>   -> empty, Badger TTL: as long as asked
+	keySigningKey   = "e/k/signing" //            -> the relay's edge signing key (PEM), copied at backup
 	keySeqUpload    = "!seq/upload"
 )
 

@@ -64,6 +64,25 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("PUT for a node below the sub-relay: %d %s", code, body)
 	}
 	pa.stop(t)
+	// The edge signing key (created here by enroll-token) travels with the backup.
+	if code, _, stderr := runCLI(t, procOptions{}, "edge", "enroll-token", "--config", a.cfg, "--tenant", "t"); code != 0 {
+		t.Fatalf("enroll-token: exit %d\n%s", code, stderr)
+	}
+	keyA, err := os.ReadFile(filepath.Join(dir, "a-data", "edge-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireKey := func(name string) {
+		t.Helper()
+		path := filepath.Join(dir, name+"-data", "edge-signing.key")
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != string(keyA) {
+			t.Fatalf("%s: %v; want relay a's signing key", path, err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, %v; want mode 0600", path, fi, err)
+		}
+	}
 
 	// Offline backup, restored into an empty data directory.
 	offline := filepath.Join(dir, "offline.bak")
@@ -76,9 +95,10 @@ func TestBackupRestore(t *testing.T) {
 	}
 	b := newInstance("b")
 	code, stdout, stderr = runCLI(t, procOptions{}, "restore", "--config", b.cfg, offline)
-	if code != 0 || !strings.Contains(stdout, "3 files, 1 queued forwards") {
+	if code != 0 || !strings.Contains(stdout, "3 files, 1 queued forwards") || !strings.Contains(stdout, "edge signing key restored to ") {
 		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
 	}
+	requireKey("b")
 	pb := start("relay b", b)
 	requireAll(pb, files)
 
@@ -96,10 +116,15 @@ func TestBackupRestore(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "stop the relay first") {
 		t.Errorf("restore into the store of a running relay: exit %d, want 1 and a hint\n%s", code, stderr)
 	}
+	// Relay c has a key of its own before the restore: the backup's replaces it, and says so.
 	c := newInstance("c")
-	if code, stdout, stderr := runCLI(t, procOptions{}, "restore", "--config", c.cfg, online); code != 0 {
+	if code, _, stderr := runCLI(t, procOptions{}, "edge", "enroll-token", "--config", c.cfg, "--tenant", "t"); code != 0 {
+		t.Fatalf("enroll-token: exit %d\n%s", code, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, procOptions{}, "restore", "--config", c.cfg, online); code != 0 || !strings.Contains(stdout, "replaced a different key") {
 		t.Fatalf("restore the online backup: exit %d\n%s%s", code, stdout, stderr)
 	}
+	requireKey("c")
 	pc := start("relay c", c)
 	requireAll(pc, files)
 	pc.stop(t)

@@ -264,7 +264,7 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 		store, err := openStore(cfg)
 		if err == nil {
 			defer store.Close()
-			return store.Backup(w)
+			return relay.BackupStore(store, cfg.DataDir, w)
 		}
 		if cfg.Admin.Listen == "" {
 			return fmt.Errorf("%w (and admin.listen is disabled, so no online backup)", err)
@@ -349,6 +349,10 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	err = store.Restore(f, *force)
+	var key relay.SigningKeyRestore
+	if err == nil {
+		key, err = relay.RestoreSigningKey(store, cfg.DataDir)
+	}
 	files, jobs := store.FileCount(), store.JobCount()
 	if cerr := store.Close(); err == nil {
 		err = cerr
@@ -358,6 +362,12 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "restored %s into %s: %d files, %d queued forwards\n", fs.Arg(0), cfg.DataDir, files, jobs)
+	switch {
+	case key.Replaced:
+		fmt.Fprintf(stdout, "edge signing key restored to %s (it replaced a different key: tokens that key signed are no longer valid here)\n", key.Path)
+	case key.Restored:
+		fmt.Fprintf(stdout, "edge signing key restored to %s\n", key.Path)
+	}
 	return 0
 }
 

@@ -48,12 +48,28 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge signing key: encode: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := writeTemp(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return Load(path) // another process created it first
+		}
 		return nil, fmt.Errorf("edge signing key: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	werr := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return priv, nil
+}
+
+// writeTemp writes data to a new temporary file beside path (mode 0600, owned like its
+// directory, synced) and returns its name; the caller links or renames it into place.
+func writeTemp(path string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("edge signing key: %w", err)
+	}
+	_, werr := tmp.Write(data)
 	if werr == nil {
 		werr = tmp.Chmod(0o600)
 	}
@@ -67,15 +83,55 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 		werr = cerr
 	}
 	if werr != nil {
-		return nil, fmt.Errorf("edge signing key: write %s: %w", path, werr)
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("edge signing key: write %s: %w", path, werr)
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return Load(path) // another process created it first
-		}
+	return tmp.Name(), nil
+}
+
+// ReadFile returns the PEM bytes of the signing key file at path after checking that they
+// hold an Ed25519 key (for a backup to copy), or an error wrapping fs.ErrNotExist.
+func ReadFile(path string) ([]byte, error) {
+	if _, err := Load(path); err != nil {
+		return nil, err
+	}
+	b, err := readSmall(path)
+	if err != nil {
 		return nil, fmt.Errorf("edge signing key: %w", err)
 	}
-	return priv, nil
+	return b, nil
+}
+
+// Install writes pemBytes, an Ed25519 private key as Load reads it, to path (mode 0600,
+// replaced atomically), unless the file already holds exactly those bytes. It reports whether
+// it replaced a different key. It is how a restore puts back the key of the backed-up relay.
+func Install(path string, pemBytes []byte) (replaced bool, err error) {
+	if _, err := ParsePrivateKey(pemBytes); err != nil {
+		return false, fmt.Errorf("edge signing key to install: %w", err)
+	}
+	cur, err := readSmall(path)
+	existed := err == nil
+	switch {
+	case existed && string(cur) == string(pemBytes):
+		return false, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return false, fmt.Errorf("edge signing key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return false, fmt.Errorf("edge signing key: %w", err)
+	}
+	tmp, err := writeTemp(path, pemBytes)
+	if err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("edge signing key: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return false, fmt.Errorf("edge signing key: %w", err)
+	}
+	return existed, nil
 }
 
 // Load reads the Ed25519 private key at path (PEM "PRIVATE KEY", PKCS#8).

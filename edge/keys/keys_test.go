@@ -168,3 +168,58 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestInstall: a restore's key replaces the file atomically, with mode 0600, says whether a
+// different key was there, and bad input changes nothing.
+func TestInstall(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a", FileName), filepath.Join(dir, "b", FileName)
+	want, err := LoadOrCreate(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := LoadOrCreate(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, wantReplaced := range []bool{true, false} {
+		replaced, err := Install(dst, pemBytes)
+		if err != nil || replaced != wantReplaced {
+			t.Fatalf("Install #%d: replaced %v, %v; want %v", i+1, replaced, err, wantReplaced)
+		}
+		got, err := Load(dst)
+		if err != nil || !got.Equal(want) || got.Equal(other) {
+			t.Fatalf("Install #%d: the file holds another key (%v)", i+1, err)
+		}
+	}
+	fresh := filepath.Join(dir, "c", "d", FileName)
+	if replaced, err := Install(fresh, pemBytes); err != nil || replaced {
+		t.Fatalf("Install into a new directory: replaced %v, %v", replaced, err)
+	}
+	if fi, err := os.Stat(fresh); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
+		t.Fatalf("installed file: %v, %v; want mode 0600", fi, err)
+	}
+
+	pub, _ := MarshalPublicKey(want.Public().(ed25519.PublicKey))
+	for name, bad := range map[string][]byte{
+		"empty":      nil,
+		"garbage":    []byte("not a key"),
+		"public key": pub,
+		"truncated":  pemBytes[:len(pemBytes)/2],
+	} {
+		if _, err := Install(dst, bad); err == nil {
+			t.Errorf("Install of %s succeeded", name)
+		}
+		if got, err := Load(dst); err != nil || !got.Equal(want) {
+			t.Errorf("after the refused install of %s the file changed (%v)", name, err)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dst))
+	if len(entries) != 1 {
+		t.Errorf("%d files in the key's directory, want 1 (no temporary left)", len(entries))
+	}
+}
