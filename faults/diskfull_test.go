@@ -104,6 +104,9 @@ func refusedWith507(t *testing.T, p *proc, what, path string, code int, body []b
 		if code != http.StatusInsufficientStorage || !strings.Contains(string(body), "insufficient storage") {
 			t.Fatalf("%s: %d %q, want 507 with a message", what, code, body)
 		}
+		if bytes.Contains(body, []byte("/")) {
+			t.Errorf("%s: the 507 names a path (the log has the details, the client need not): %q", what, body)
+		}
 		t.Logf("%s: 507 %q", what, bytes.TrimSpace(body))
 		return
 	}
