@@ -6,8 +6,8 @@ import (
 	"io"
 	"io/fs"
 
-	edgeserver "github.com/keel-relay/keel/edge/server"
 	"github.com/keel-relay/keel/edge/keys"
+	edgeserver "github.com/keel-relay/keel/edge/server"
 	"github.com/keel-relay/keel/storage"
 )
 

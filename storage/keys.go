@@ -15,11 +15,11 @@ const (
 	prefixJobFile = "k/" // k/<target>/<source>/<file-id>          -> job key of the queued copy
 	keyNodeMap    = "n/current"
 	// Edge state (edge.go). Ids are the whole rest of the key, so they may hold any byte.
-	prefixDaemon    = "e/d/" // e/d/<node-id>     -> daemonRecord
-	prefixJTI       = "e/j/" // e/j/<jti>         -> empty, Badger TTL: until the token's exp
-	prefixBlacklist = "e/b/" // e/b/<token-id>    -> empty, Badger TTL: until the token's exp
-	prefixChallenge = "e/c/" // e/c/<challenge>   -> challengeRecord, Badger TTL: its expiry
-	prefixNonce     = "e/n/" // e/n/<nonce hex>   -> empty, Badger TTL: as long as asked
+	prefixDaemon    = "e/d/"        // e/d/<node-id>     -> daemonRecord
+	prefixJTI       = "e/j/"        // e/j/<jti>         -> empty, Badger TTL: until the token's exp
+	prefixBlacklist = "e/b/"        // e/b/<token-id>    -> empty, Badger TTL: until the token's exp
+	prefixChallenge = "e/c/"        // e/c/<challenge>   -> challengeRecord, Badger TTL: its expiry
+	prefixNonce     = "e/n/"        // e/n/<nonce hex>   -> empty, Badger TTL: as long as asked
 	keySigningKey   = "e/k/signing" //            -> the relay's edge signing key (PEM), copied at backup
 	keySeqUpload    = "!seq/upload"
 )
