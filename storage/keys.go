@@ -15,13 +15,14 @@ const (
 	prefixJobFile = "k/" // k/<target>/<source>/<file-id>          -> job key of the queued copy
 	keyNodeMap    = "n/current"
 	// Edge state (edge.go). Ids are the whole rest of the key, so they may hold any byte.
-	prefixDaemon    = "e/d/"        // e/d/<node-id>     -> daemonRecord
-	prefixJTI       = "e/j/"        // e/j/<jti>         -> empty, Badger TTL: until the token's exp
-	prefixBlacklist = "e/b/"        // e/b/<token-id>    -> empty, Badger TTL: until the token's exp
-	prefixChallenge = "e/c/"        // e/c/<challenge>   -> challengeRecord, Badger TTL: its expiry
-	prefixNonce     = "e/n/"        // e/n/<nonce hex>   -> empty, Badger TTL: as long as asked
-	keySigningKey   = "e/k/signing" //            -> the relay's edge signing key (PEM), copied at backup
+	prefixDaemon    = "e/d/" // e/d/<node-id>     -> daemonRecord
+	prefixJTI       = "e/j/" // e/j/<jti>         -> empty, Badger TTL: until the token's exp
+	prefixBlacklist = "e/b/" // e/b/<token-id>    -> empty, Badger TTL: until the token's exp
+	prefixChallenge = "e/c/" // e/c/<challenge>   -> challengeRecord, Badger TTL: its expiry
+	prefixNonce     = "e/n/" // e/n/<nonce hex>   -> empty, Badger TTL: as long as asked
 	keySeqUpload    = "!seq/upload"
+	// The edge signing key's PEM, copied here at backup time (edge.go).
+	keySigningKey = "e/k/signing"
 )
 
 // FileKey names a shared file: who it is for, who sent it, and its id.
