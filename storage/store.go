@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -443,7 +444,20 @@ func (l badgerLogger) Errorf(f string, a ...any) {
 	l.log.Error(trim(fmt.Sprintf(f, a...)), "component", "badger")
 }
 func (l badgerLogger) Warningf(f string, a ...any) {
-	l.log.Warn(trim(fmt.Sprintf(f, a...)), "component", "badger")
+	msg := trim(fmt.Sprintf(f, a...))
+	if isCacheAdvice(msg) {
+		l.log.Debug(msg, "component", "badger")
+		return
+	}
+	l.log.Warn(msg, "component", "badger")
+}
+
+// isCacheAdvice reports Badger's once-a-minute advice that a cache is small (with a dump of
+// its metrics). Keel's caches are small on purpose (storage.block_cache_size and
+// index_cache_size): a large store read at random churns them, which costs reads, not
+// correctness, so the advice goes to debug rather than warning every minute.
+func isCacheAdvice(msg string) bool {
+	return strings.Contains(msg, "cache might be too small") || strings.HasPrefix(msg, "Cache life expectancy")
 }
 func (l badgerLogger) Infof(f string, a ...any) {
 	l.log.Debug(trim(fmt.Sprintf(f, a...)), "component", "badger")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -492,5 +493,35 @@ func TestRestoreReplaceRefusesTruncatedBackup(t *testing.T) {
 	}
 	if !bytes.Equal(readFile(t, s, k), content) || s.FileCount() != 1 {
 		t.Error("the store lost its data to a refused restore")
+	}
+}
+
+// TestBadgerLogLevels: Badger's warnings stay warnings, except its advice that a cache is
+// small (Keel's are small on purpose), which goes to debug with Badger's info chatter.
+func TestBadgerLogLevels(t *testing.T) {
+	tests := []struct {
+		log  func(badgerLogger)
+		want slog.Level
+	}{
+		{func(l badgerLogger) { l.Errorf("disk %s\n", "gone") }, slog.LevelError},
+		{func(l badgerLogger) { l.Warningf("value log %d truncated\n", 3) }, slog.LevelWarn},
+		{func(l badgerLogger) { l.Warningf("%s might be too small. Metrics: %s\n", "Block cache", "hit: 1") }, slog.LevelDebug},
+		{func(l badgerLogger) { l.Warningf("%s might be too small. Metrics: %s\n", "Index cache", "hit: 1") }, slog.LevelDebug},
+		{func(l badgerLogger) { l.Warningf("Cache life expectancy (in seconds): %+v\n", 3) }, slog.LevelDebug},
+		{func(l badgerLogger) { l.Infof("Replaying file id: %d\n", 1) }, slog.LevelDebug},
+	}
+	for i, tc := range tests {
+		var buf bytes.Buffer
+		tc.log(badgerLogger{slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		var rec struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+			t.Fatalf("case %d: %v in %q", i, err, buf.String())
+		}
+		if rec.Level != tc.want.String() || strings.HasSuffix(rec.Msg, "\n") {
+			t.Errorf("case %d: %s %q, want level %s and no trailing newline", i, rec.Level, rec.Msg, tc.want)
+		}
 	}
 }
