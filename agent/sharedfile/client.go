@@ -92,12 +92,13 @@ func New(o Options) (*Client, error) {
 	}
 	dialer := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         dialer.DialContext,
-		TLSClientConfig:     tlsConf,
-		TLSHandshakeTimeout: o.Timeout,
-		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     30 * time.Second,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   o.Timeout,
+		ExpectContinueTimeout: 2 * time.Second,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       30 * time.Second,
 	}
 	return &Client{
 		base:    strings.TrimRight(o.RelayURL, "/"),

@@ -140,6 +140,12 @@ func (c *Client) Share(ctx context.Context, target, fileID, path, ttlText string
 	}
 	req.ContentLength = int64(head.Len()) + size
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if req.ContentLength > expectContinueMin {
+		// As curl does: a relay that refuses the file (too large, disk full, bad signature
+		// block) answers before the body is sent, and that answer is what the user sees,
+		// not a connection reset.
+		req.Header.Set("Expect", "100-continue")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if content.err != nil {
@@ -159,6 +165,9 @@ func (c *Client) Share(ctx context.Context, target, fileID, path, ttlText string
 	c.log.Debug("file sent", "url", res.URL, "bytes", size)
 	return res, nil
 }
+
+// expectContinueMin is the body size above which Share asks for "100 Continue" first.
+const expectContinueMin = 64 << 10
 
 // checkedReader reads exactly left bytes of a file and, at their end, fails
 // unless they hash to want and the file has no more: the content sent must be

@@ -56,8 +56,9 @@ type fakeRelay struct {
 	mu      sync.Mutex
 	bodies  map[string][]byte // path -> PUT body
 	puts    int
-	headErr int // status for every HEAD when set
-	putErr  int // status for every PUT when set
+	headErr int      // status for every HEAD when set
+	putErr  int      // status for every PUT when set
+	expects []string // the Expect header of every PUT
 	// serve, when set, answers GETs instead.
 	serve func(w http.ResponseWriter, r *http.Request)
 }
@@ -88,6 +89,7 @@ func (f *fakeRelay) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNotFound)
 	case http.MethodPut:
+		f.expects = append(f.expects, r.Header.Get("Expect"))
 		if f.putErr != 0 {
 			http.Error(w, "refused: bad signature", f.putErr)
 			return
@@ -225,6 +227,21 @@ func TestShareErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
 		}
 	}
+	// A large file refused before its body is read: the client asked for "100 Continue", so
+	// the relay's answer arrives instead of a reset connection.
+	big := writeFile(t, dir, "big", bytes.Repeat([]byte("x"), 4<<20))
+	relay.mu.Lock()
+	relay.headErr, relay.putErr, relay.expects = 0, http.StatusRequestEntityTooLarge, nil
+	relay.mu.Unlock()
+	if _, err := c.Share(ctx, "dst", "big", big, "1d"); err == nil || !strings.Contains(err.Error(), "relay answered 413") {
+		t.Errorf("large file refused: %v, want the relay's 413", err)
+	}
+	relay.mu.Lock()
+	if len(relay.expects) != 1 || relay.expects[0] != "100-continue" {
+		t.Errorf("Expect headers of the PUTs: %q, want one 100-continue", relay.expects)
+	}
+	relay.mu.Unlock()
+
 	// A relay that is not there: an error, not "absent".
 	down := newClient(t, "http://127.0.0.1:1", "src", key, 2*time.Second)
 	if _, err := down.Has(ctx, "dst", "src", "f", strings.Repeat("0", 64)); err == nil {
