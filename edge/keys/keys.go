@@ -13,8 +13,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"runtime"
+
+	"github.com/keel-relay/keel/internal/secretfile"
 )
 
 // FileName is the signing key's file name inside the relay's data directory. It lives
@@ -37,9 +37,6 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("edge signing key: %w", err)
-	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("edge signing key: generate: %w", err)
@@ -48,56 +45,25 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge signing key: encode: %w", err)
 	}
-	tmp, err := writeTemp(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	created, err := secretfile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return Load(path) // another process created it first
-		}
 		return nil, fmt.Errorf("edge signing key: %w", err)
 	}
+	if !created {
+		return Load(path) // another process created it first
+	}
 	return priv, nil
-}
-
-// writeTemp writes data to a new temporary file beside path (mode 0600, owned like its
-// directory, synced) and returns its name; the caller links or renames it into place.
-func writeTemp(path string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("edge signing key: %w", err)
-	}
-	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Chmod(0o600)
-	}
-	if werr == nil {
-		werr = matchOwner(tmp.Name(), filepath.Dir(path))
-	}
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("edge signing key: write %s: %w", path, werr)
-	}
-	return tmp.Name(), nil
 }
 
 // ReadFile returns the PEM bytes of the signing key file at path after checking that they
 // hold an Ed25519 key (for a backup to copy), or an error wrapping fs.ErrNotExist.
 func ReadFile(path string) ([]byte, error) {
-	if _, err := Load(path); err != nil {
-		return nil, err
-	}
-	b, err := readSmall(path)
+	b, err := secretfile.Read(path, maxFile)
 	if err != nil {
 		return nil, fmt.Errorf("edge signing key: %w", err)
+	}
+	if _, err := ParsePrivateKey(b); err != nil {
+		return nil, fmt.Errorf("edge signing key %s: %w", path, err)
 	}
 	return b, nil
 }
@@ -109,47 +75,25 @@ func Install(path string, pemBytes []byte) (replaced bool, err error) {
 	if _, err := ParsePrivateKey(pemBytes); err != nil {
 		return false, fmt.Errorf("edge signing key to install: %w", err)
 	}
-	cur, err := readSmall(path)
-	existed := err == nil
-	switch {
-	case existed && string(cur) == string(pemBytes):
+	cur, err := secretfile.Read(path, maxFile)
+	existed := !errors.Is(err, fs.ErrNotExist) // a file is there, even if unreadable or open to others
+	if err == nil && string(cur) == string(pemBytes) {
 		return false, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return false, fmt.Errorf("edge signing key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return false, fmt.Errorf("edge signing key: %w", err)
-	}
-	tmp, err := writeTemp(path, pemBytes)
-	if err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return false, fmt.Errorf("edge signing key: %w", err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := secretfile.Replace(path, pemBytes); err != nil {
 		return false, fmt.Errorf("edge signing key: %w", err)
 	}
 	return existed, nil
 }
 
-// Load reads the Ed25519 private key at path (PEM "PRIVATE KEY", PKCS#8).
+// Load reads the Ed25519 private key at path (PEM "PRIVATE KEY", PKCS#8). A file readable by
+// group or others is refused (Unix).
 func Load(path string) (ed25519.PrivateKey, error) {
-	b, err := readSmall(path)
+	b, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("edge signing key: %w", err)
+		return nil, err
 	}
-	if runtime.GOOS != "windows" {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("edge signing key: %s is accessible by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
-		}
-	}
-	key, err := ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("edge signing key %s: %w", path, err)
-	}
-	return key, nil
+	return ParsePrivateKey(b)
 }
 
 // LoadPublicKey reads an Ed25519 public key file (PEM "PUBLIC KEY", PKIX).

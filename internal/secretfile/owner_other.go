@@ -1,6 +1,6 @@
 //go:build !unix
 
-package keys
+package secretfile
 
 // matchOwner does nothing where files have no Unix owner.
 func matchOwner(file, dir string) error { return nil }

@@ -1,13 +1,13 @@
 //go:build unix
 
-package keys
+package secretfile
 
 import (
 	"os"
 	"syscall"
 )
 
-// matchOwner gives a key file created by root (an operator running the CLI before the
+// matchOwner gives a secret file created by root (an operator running the CLI before the
 // relay's first start) to the owner of its directory, so the relay's service user can read it.
 func matchOwner(file, dir string) error {
 	if os.Geteuid() != 0 {
