@@ -152,6 +152,18 @@ run_as_keel() {
 echo "== run as keel"
 run_as_keel run1
 expect_status_200
+# The packaged config sets admin.token_file: the relay created the token, and only those who
+# can read it (root, keel) drive the admin API.
+check_file /var/lib/keel-relay/admin.token keel:keel 600
+code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 30 "http://$RELAY_ADMIN/status")
+[ "$code" = 401 ] || fail "GET /status on the admin listener without the token answered $code, want 401"
+keel-relay edge ls --config /etc/keel/relay.yaml --admin "$RELAY_ADMIN" >"$tmp/ls.out" || fail "keel-relay edge ls as root failed: $(cat "$tmp/ls.out")"
+grep -q '0 daemon(s)' "$tmp/ls.out" || fail "keel-relay edge ls as root: $(cat "$tmp/ls.out")"
+if runuser -u nobody -- keel-relay edge ls --admin "$RELAY_ADMIN" >"$tmp/ls-nobody.out" 2>&1; then
+	fail "keel-relay edge ls as nobody succeeded: $(cat "$tmp/ls-nobody.out")"
+fi
+grep -q '401' "$tmp/ls-nobody.out" || fail "keel-relay edge ls as nobody: $(cat "$tmp/ls-nobody.out"), want the relay's 401"
+echo "ok: admin token created keel:keel 0600; the admin API answers root's CLI, refuses nobody (401)"
 stop_relay "$tmp/run1.log"
 [ -z "$(find /var/lib/keel-relay -mindepth 1 ! -user keel ! -path "$marker" -print -quit)" ] || fail "files in /var/lib/keel-relay not owned by keel"
 ls -la /var/lib/keel-relay

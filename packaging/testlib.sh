@@ -5,7 +5,8 @@
 
 # start_relay LOG CMD...: start CMD (a `keel-relay run`, possibly behind qemu or setpriv) in
 # the background with its output in LOG; sets RELAY_PID and RELAY_API (host:port) once it
-# has logged that it started. Fails after RELAY_START_TIMEOUT seconds (default 60).
+# has logged that it started, and RELAY_ADMIN (host:port of its admin listener, empty when it
+# has none). Fails after RELAY_START_TIMEOUT seconds (default 60).
 start_relay() {
 	local log=$1 deadline
 	shift
@@ -15,6 +16,7 @@ start_relay() {
 	deadline=$((SECONDS + ${RELAY_START_TIMEOUT:-60}))
 	while [ $SECONDS -lt $deadline ]; do
 		RELAY_API=$(sed -n 's/.*msg="keel-relay started".* api=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+		RELAY_ADMIN=$(sed -n 's/.*msg="keel-relay started".* admin=\([^ ]*\).*/\1/p' "$log" | head -n 1)
 		[ -n "$RELAY_API" ] && return 0
 		if ! kill -0 "$RELAY_PID" 2>/dev/null; then
 			echo "FAIL: the relay exited while starting:" >&2

@@ -90,18 +90,36 @@ func (s *Server) apiHandler() http.Handler {
 func (s *Server) adminHandler() http.Handler {
 	r := httprouter.New()
 	loopback := func(*accessLists) *access.List { return nil }
+	// Everything but /metrics is loopback only and, with admin.token_file, wants the token.
+	admin := func(route string, h httprouter.Handle) httprouter.Handle {
+		return s.wrap(route, loopback, s.withAdminToken(h))
+	}
 	r.Handler(http.MethodGet, "/metrics", s.reg.Handler())
-	r.GET("/status", s.wrap("admin/status", loopback, s.status))
-	r.POST("/reload", s.wrap("admin/reload", loopback, s.reload))
-	r.GET("/backup", s.wrap("admin/backup", loopback, s.backup))
-	if s.edge != nil { // the edge operator API (edge/admin), loopback only like the rest
+	r.GET("/status", admin("admin/status", s.status))
+	r.POST("/reload", admin("admin/reload", s.reload))
+	r.GET("/backup", admin("admin/backup", s.backup))
+	if s.edge != nil { // the edge operator API (edge/admin)
 		ea := edgeadmin.New(edgeadmin.ServerBackend{S: s.edge}, s.log.With("component", "edge-admin"))
-		h := s.wrap("admin/edge", loopback, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { ea.ServeHTTP(w, r) })
+		h := admin("admin/edge", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { ea.ServeHTTP(w, r) })
 		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost} {
 			r.Handle(m, "/edge/*path", h)
 		}
 	}
 	return r
+}
+
+// withAdminToken refuses with 401 a request that lacks the admin token (admin.token_file);
+// without a token file it lets every request through.
+func (s *Server) withAdminToken(h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		if !s.adminToken.Authorized(r) {
+			s.log.Warn("admin request refused: no valid admin token", "path", r.URL.Path, "peer", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keel-relay admin"`)
+			http.Error(w, "unauthorized: this relay's admin API wants the token of admin.token_file (Authorization: Bearer)", http.StatusUnauthorized)
+			return
+		}
+		h(w, r, ps)
+	}
 }
 
 // wrap adds access control (list == nil means loopback only), request logging and metrics.

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/relaytest"
 	"github.com/keel-relay/keel/relay/wire/reqauth"
@@ -1491,5 +1492,53 @@ func TestNewFailsCleanly(t *testing.T) {
 	r := relaytest.Start(t, cfg) // the store was released
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAdminToken: with admin.token_file the relay creates the token file (0600) and every
+// admin route but /metrics wants the token; a wrong or missing one gets 401 and is logged.
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	tokenFile := filepath.Join(t.TempDir(), "keel", "admin.token")
+	r := startRelay(t, "root", relaytest.NodeMap(relaytest.NewNode("root", "root", 0)), func(c *config.Config) {
+		c.Admin.TokenFile = tokenFile
+		c.Edge.Enabled, c.Edge.Listen = true, "127.0.0.1:0"
+	})
+	fi, err := os.Stat(tokenFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v; want mode 0600", fi, err)
+	}
+	tok, err := admintoken.Load(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(tokenFile)
+	wrong, _ := admintoken.Parse([]byte(strings.Repeat("0", 64)))
+	tests := []struct {
+		name, method, path string
+		tok                admintoken.Token
+		code               int
+	}{
+		{"status, no token", http.MethodGet, "/status", admintoken.Token{}, http.StatusUnauthorized},
+		{"status, wrong token", http.MethodGet, "/status", wrong, http.StatusUnauthorized},
+		{"status", http.MethodGet, "/status", tok, http.StatusOK},
+		{"backup, no token", http.MethodGet, "/backup", admintoken.Token{}, http.StatusUnauthorized},
+		{"backup", http.MethodGet, "/backup", tok, http.StatusOK},
+		{"reload, no token", http.MethodPost, "/reload", admintoken.Token{}, http.StatusUnauthorized},
+		{"edge daemons, no token", http.MethodGet, "/edge/daemons", admintoken.Token{}, http.StatusUnauthorized},
+		{"edge daemons", http.MethodGet, "/edge/daemons", tok, http.StatusOK},
+		{"metrics, no token", http.MethodGet, "/metrics", admintoken.Token{}, http.StatusOK},
+	}
+	for _, tc := range tests {
+		a := do(t, tc.method, r.Admin+tc.path, nil, func(req *http.Request) { tc.tok.Set(req) })
+		if a.code != tc.code {
+			t.Errorf("%s: %d %q, want %d", tc.name, a.code, a.body, tc.code)
+		}
+		if a.code == http.StatusUnauthorized && (a.hdr.Get("WWW-Authenticate") == "" || bytes.Contains(a.body, raw[:64])) {
+			t.Errorf("%s: 401 without WWW-Authenticate, or with the token in the body: %v %q", tc.name, a.hdr, a.body)
+		}
+	}
+	if !strings.Contains(r.LogText(), `msg="admin request refused: no valid admin token" path=/status`) {
+		t.Errorf("the refusal is not logged:\n%s", r.LogText())
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	edgeserver "github.com/keel-relay/keel/edge/server"
 	"github.com/keel-relay/keel/relay/access"
+	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/cleaner"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/forward"
@@ -74,6 +75,7 @@ type Server struct {
 
 	apiLn, adminLn net.Listener
 	api, admin     *http.Server
+	adminToken     admintoken.Token // zero when admin.token_file is empty
 
 	started   time.Time
 	draining  atomic.Bool
@@ -192,6 +194,11 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		Timeout: cfg.RemoteRun.Timeout, MaxCalls: cfg.RemoteRun.MaxCalls,
 	}, s.nodes.Current, runHops, edgeRunner, remoterun.NewMetrics(s.reg), log.With("component", "remote-run"))
 
+	if cfg.Admin.Listen != "" && cfg.Admin.TokenFile != "" {
+		if s.adminToken, err = admintoken.LoadOrCreate(cfg.Admin.TokenFile); err != nil {
+			return nil, fmt.Errorf("admin.token_file: %w", err)
+		}
+	}
 	if err := s.listen(cfg); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/signal"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/edge/admin"
+	"github.com/keel-relay/keel/relay/admintoken"
+	"github.com/keel-relay/keel/relay/config"
 )
 
 // edgeAdminUsage documents the operator subcommands of `keel-relay edge`.
@@ -55,6 +58,7 @@ func edgeAdminCommands() map[string]func(args []string, stdout, stderr io.Writer
 type adminClient struct {
 	base   string
 	client *http.Client
+	token  admintoken.Token // sent with every request (zero: none)
 }
 
 // edgeFlags registers --config and --admin on fs; the returned function resolves the admin
@@ -63,19 +67,37 @@ func edgeFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 	load := configFlags(fs)
 	addr := fs.String("admin", "", "admin listener HOST:PORT (default: admin.listen of the config)")
 	return func() (*adminClient, error) {
+		cfg, _, _, err := load()
+		if err != nil && *addr == "" {
+			return nil, err
+		}
 		a := *addr
 		if a == "" {
-			cfg, _, _, err := load()
-			if err != nil {
-				return nil, err
-			}
 			if cfg.Admin.Listen == "" {
 				return nil, errors.New("admin.listen is disabled in the config: the edge commands need the admin listener (or --admin)")
 			}
 			a = cfg.Admin.Listen
 		}
-		return &adminClient{base: "http://" + a, client: &http.Client{Transport: &http.Transport{Proxy: nil}}}, nil
+		var tok admintoken.Token
+		if err == nil { // with --admin and no readable config, no token: the relay says if it wants one
+			if tok, err = adminToken(cfg); err != nil {
+				return nil, err
+			}
+		}
+		return &adminClient{base: "http://" + a, client: &http.Client{Transport: &http.Transport{Proxy: nil}}, token: tok}, nil
 	}
+}
+
+// adminToken reads the admin token of cfg (admin.token_file), or returns none.
+func adminToken(cfg *config.Config) (admintoken.Token, error) {
+	if cfg.Admin.TokenFile == "" {
+		return admintoken.Token{}, nil
+	}
+	tok, err := admintoken.Load(cfg.Admin.TokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return tok, fmt.Errorf("%w (the relay creates it on its first start)", err)
+	}
+	return tok, err
 }
 
 // do sends a request and returns the response when its status is 2xx; otherwise an error
@@ -96,6 +118,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body any) (*h
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.token.Set(req)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)

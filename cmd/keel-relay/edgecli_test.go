@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,47 @@ func TestEdgeCLI(t *testing.T) {
 		if code != tc.code || !strings.Contains(errs, tc.msg) {
 			t.Errorf("edge %v: %d %q, want %d with %q", tc.args, code, errs, tc.code, tc.msg)
 		}
+	}
+}
+
+// TestAdminTokenCLI: with admin.token_file, the edge commands and an online backup send the
+// token read from the config's file; without it the relay's 401 reaches the operator.
+func TestAdminTokenCLI(t *testing.T) {
+	dir := t.TempDir()
+	cfg := relaytest.Config(t, dir, "root", nil)
+	cfg.Admin.TokenFile = filepath.Join(dir, "admin.token")
+	r := relaytest.Start(t, cfg)
+	adminAddr := strings.TrimPrefix(r.Admin, "http://")
+	conf := filepath.Join(dir, "relay.yaml")
+	y := fmt.Sprintf("node_id: root\ndata_dir: %q\nhttp: {listen: '127.0.0.1:0'}\nadmin: {listen: %q, token_file: %q}\nedge: {listen: '127.0.0.1:0'}\n",
+		cfg.DataDir, adminAddr, cfg.Admin.TokenFile)
+	if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := cli("edge", "ls", "--config", conf); code != 0 || !strings.Contains(out, "0 daemon(s)") {
+		t.Errorf("edge ls with the token: %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := cli("edge", "ls", "--admin", adminAddr); code != 1 || !strings.Contains(errs, "401 Unauthorized") {
+		t.Errorf("edge ls without the token: %d, want 1 and the relay's 401\n%s%s", code, out, errs)
+	}
+	bak := filepath.Join(dir, "online.bak")
+	if code, out, errs := cli("backup", "--config", conf, bak); code != 0 || !strings.Contains(errs, "taking an online backup") {
+		t.Errorf("online backup with the token: %d\n%s%s", code, out, errs)
+	}
+	// A token file the CLI cannot use: a clear error, nothing sent.
+	if err := os.WriteFile(filepath.Join(dir, "bad.token"), []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(y, cfg.Admin.TokenFile, filepath.Join(dir, "bad.token"), 1)
+	if err := os.WriteFile(conf, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := cli("edge", "ls", "--config", conf); code != 1 || !strings.Contains(errs, "admin token") {
+		t.Errorf("edge ls with a corrupt token file: %d, want 1 and an admin token error\n%s", code, errs)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/storage"
 )
@@ -270,7 +271,11 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 			return fmt.Errorf("%w (and admin.listen is disabled, so no online backup)", err)
 		}
 		fmt.Fprintf(stderr, "store in use (%v); taking an online backup through %s\n", err, cfg.Admin.Listen)
-		return onlineBackup(cfg.Admin.Listen, w)
+		tok, err := adminToken(cfg)
+		if err != nil {
+			return err
+		}
+		return onlineBackup(cfg.Admin.Listen, tok, w)
 	}
 	if err := writeAtomic(dest, write); err != nil {
 		fmt.Fprintf(stderr, "keel-relay: backup: %v\n", err)
@@ -280,9 +285,14 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func onlineBackup(admin string, w io.Writer) error {
-	client := &http.Client{Timeout: time.Hour}
-	resp, err := client.Get("http://" + admin + "/backup")
+func onlineBackup(admin string, tok admintoken.Token, w io.Writer) error {
+	client := &http.Client{Timeout: time.Hour, Transport: &http.Transport{Proxy: nil}}
+	req, err := http.NewRequest(http.MethodGet, "http://"+admin+"/backup", nil)
+	if err != nil {
+		return fmt.Errorf("online backup: %w", err)
+	}
+	tok.Set(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("online backup: %w", err)
 	}

@@ -74,6 +74,10 @@ type HTTPConfig struct {
 // AdminConfig is the "admin" section: /metrics and the local admin API.
 type AdminConfig struct {
 	Listen string `mapstructure:"listen"` // empty = disabled
+	// TokenFile, when set, holds the bearer token every admin request but GET /metrics must
+	// carry (the relay creates it, 0600, on first start; the CLI reads it). Empty: the
+	// admin API trusts every loopback client.
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // SharedFilesConfig is the "shared_files" section.

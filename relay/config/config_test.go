@@ -111,6 +111,7 @@ func customEnv() map[string]string {
 		"KEEL_HTTP_MIN_UPLOAD_RATE":             "4KiB",
 		"KEEL_HTTP_UPLOAD_SLOT_WAIT":            "20s",
 		"KEEL_ADMIN_LISTEN":                     "",
+		"KEEL_ADMIN_TOKEN_FILE":                 "/run/keel/admin.token",
 		"KEEL_SHARED_FILES_CLEANUP_INTERVAL":    "30s",
 		"KEEL_FORWARD_MIN_BACKOFF":              "500ms",
 		"KEEL_FORWARD_MAX_BACKOFF":              "1h",
@@ -181,7 +182,7 @@ func customConfig() *Config {
 			MinUploadRate:        4 * KiB,
 			UploadSlotWait:       20 * time.Second,
 		},
-		Admin:       AdminConfig{Listen: ""},
+		Admin:       AdminConfig{Listen: "", TokenFile: "/run/keel/admin.token"},
 		SharedFiles: SharedFilesConfig{CleanupInterval: 30 * time.Second},
 		Forward: ForwardConfig{
 			MinBackoff:     500 * time.Millisecond,
@@ -303,6 +304,7 @@ func TestShippedInitConfig(t *testing.T) {
 	}
 	want := contractDefault()
 	want.DataDir = "/var/lib/keel-relay"
+	want.Admin.TokenFile = "/var/lib/keel-relay/admin.token"
 	diff(t, c, want)
 }
 

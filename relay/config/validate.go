@@ -125,6 +125,9 @@ func (c *Config) Validate() error {
 			add("admin.listen", "%q is also http.listen (use another port, or empty to disable)", c.Admin.Listen)
 		}
 	}
+	if tf := c.Admin.TokenFile; tf != "" && (strings.HasSuffix(tf, "/") || strings.HasSuffix(tf, `\`) || strings.ContainsRune(tf, 0)) {
+		add("admin.token_file", "%q is not a file path", tf)
+	}
 
 	if c.SharedFiles.CleanupInterval < time.Second {
 		add("shared_files.cleanup_interval", "must be >= 1s, got %s", formatDuration(c.SharedFiles.CleanupInterval))

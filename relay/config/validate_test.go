@@ -60,6 +60,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"min_upload_rate negative", "http: {min_upload_rate: -1KiB}", `http.min_upload_rate: invalid size "-1KiB": must not be negative`},
 		{"max_concurrent_uploads", "http: {max_concurrent_uploads: 0}", `http.max_concurrent_uploads: must be >= 1, got 0`},
 		{"admin.listen", "admin: {listen: '3031'}", `admin.listen: "3031" is not host:port`},
+		{"admin.token_file directory", "admin: {token_file: /var/lib/keel/}", `admin.token_file: "/var/lib/keel/" is not a file path`},
 		{"admin.listen same as http", "admin: {listen: '127.0.0.1:3030'}", `admin.listen: "127.0.0.1:3030" is also http.listen (use another port, or empty to disable)`},
 		{"cleanup_interval", "shared_files: {cleanup_interval: 999ms}", `shared_files.cleanup_interval: must be >= 1s, got 999ms`},
 		{"min_backoff", "forward: {min_backoff: 0s}", `forward.min_backoff: must be > 0, got 0s`},
