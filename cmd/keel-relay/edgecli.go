@@ -35,7 +35,7 @@ const edgeAdminUsage = `  keel-relay edge ls [--json]                     list e
   keel-relay edge fleets                          list running fleet commands
   keel-relay edge drain [ID]                      send Drain to one daemon, or to every connected one
   keel-relay edge push-config ID VERSION JSON     send a config delta (a JSON value) with its version
-Each takes --config FILE (the admin listener is admin.listen) or --admin HOST:PORT, before its arguments.
+Each takes --config FILE (the admin listener is admin.listen, its token admin.token_file) or --admin HOST:PORT, before its arguments.
 `
 
 // edgeAdminCommands are the operator subcommands of `keel-relay edge`, which talk to the
@@ -67,8 +67,11 @@ func edgeFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 	load := configFlags(fs)
 	addr := fs.String("admin", "", "admin listener HOST:PORT (default: admin.listen of the config)")
 	return func() (*adminClient, error) {
-		cfg, _, _, err := load()
-		if err != nil && *addr == "" {
+		// With --admin and no --config, the default config is read if it can be, for its
+		// token: a best effort, since the relay answers 401 itself if it wants one.
+		cfg, _, explicit, err := load()
+		strict := *addr == "" || explicit
+		if err != nil && strict {
 			return nil, err
 		}
 		a := *addr
@@ -79,8 +82,8 @@ func edgeFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 			a = cfg.Admin.Listen
 		}
 		var tok admintoken.Token
-		if err == nil { // with --admin and no readable config, no token: the relay says if it wants one
-			if tok, err = adminToken(cfg); err != nil {
+		if err == nil {
+			if tok, err = adminToken(cfg); err != nil && strict {
 				return nil, err
 			}
 		}
