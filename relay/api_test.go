@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -699,6 +700,46 @@ func TestForwardRefusalCostsNoBody(t *testing.T) {
 	// The request head is well under 64 KiB; 4 MiB of body would not be.
 	if n := counted.read.Load(); n > 64<<10 {
 		t.Errorf("the next hop received %d bytes for a refused 4 MiB file", n)
+	}
+}
+
+// TestForwardExpectationFailed: a next hop that answers 417 to "Expect: 100-continue" (an old
+// proxy) gets the file at once, without the header, in the same attempt.
+func TestForwardExpectationFailed(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got [][]byte
+	next := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Expect") != "" {
+			w.WriteHeader(http.StatusExpectationFailed)
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	}))
+	t.Cleanup(next.Close)
+	root := relaytest.NewNode("root", "root", 0)
+	sub := relaytest.NewNode("sub", "root", 0)
+	sub.Hostname = strings.TrimPrefix(next.URL, "http://")
+	n3 := relaytest.NewNode("n3", "sub", 2)
+	n4 := relaytest.NewNode("n4", "sub", 3)
+	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n3, n4), nil)
+	body := relaytest.SignedBody(t, n4, content(1<<20, 10), "")
+	if a := put(t, r, "/shared-files/n3/n4/f?ttl=1h", body); a.code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", a.code, a.body)
+	}
+	waitFor(t, "the delivery", 10*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), `keel_forward_attempts_total{hop="sub",result="delivered"}`) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || !bytes.Equal(got[0], body) {
+		t.Errorf("the next hop received %d bodies; the first identical to the upload: %v", len(got), len(got) > 0 && bytes.Equal(got[0], body))
 	}
 }
 

@@ -122,48 +122,65 @@ func (c *Client) Share(ctx context.Context, target, fileID, path, ttlText string
 		return res, nil
 	}
 
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return res, fmt.Errorf("%s: %w", path, err)
-	}
 	var head bytes.Buffer
 	if _, err := block.WriteTo(&head); err != nil {
 		return res, err
 	}
 	ctx, dog, stop := newWatchdog(ctx, c.timeout)
 	defer stop()
-	content := &checkedReader{r: f, left: size, h: sha256.New(), want: block.HashValue, path: path}
-	body := kickReader{r: io.MultiReader(&head, content), w: dog}
-	u := res.URL + "?ttl=" + url.QueryEscape(ttlText)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.NopCloser(body))
-	if err != nil {
-		return res, fmt.Errorf("PUT %s: %w", u, err)
+	resp, err := c.put(ctx, dog, f, head.Bytes(), size, block.HashValue, res.URL, ttlText, true)
+	if err == nil && resp.StatusCode == http.StatusExpectationFailed {
+		// A proxy on the way that refuses "Expect: 100-continue": send the body at once.
+		resp.Body.Close()
+		c.log.Debug("Expect: 100-continue refused (417); sending the body without it", "url", res.URL)
+		resp, err = c.put(ctx, dog, f, head.Bytes(), size, block.HashValue, res.URL, ttlText, false)
 	}
-	req.ContentLength = int64(head.Len()) + size
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if req.ContentLength > expectContinueMin {
-		// As curl does: a relay that refuses the file (too large, disk full, bad signature
-		// block) answers before the body is sent, and that answer is what the user sees,
-		// not a connection reset.
-		req.Header.Set("Expect", "100-continue")
-	}
-	resp, err := c.http.Do(req)
 	if err != nil {
-		if content.err != nil {
-			return res, content.err
-		}
-		return res, requestError(ctx, "PUT "+res.URL, err)
+		return res, err
 	}
 	defer resp.Body.Close()
 	dog.Kick()
 	if resp.StatusCode/100 != 2 {
 		return res, fmt.Errorf("PUT %s: relay answered %s", res.URL, answerText(resp))
 	}
-	if content.err != nil {
-		return res, content.err
-	}
 	res.Sent = true
 	c.log.Debug("file sent", "url", res.URL, "bytes", size)
 	return res, nil
+}
+
+// put sends the signature block head and the size bytes of f (from its start, checked
+// against hash) to fileURL with the TTL ttlText. With expect, a large body waits for the relay's "100 Continue", so
+// that a relay refusing the file (too large, disk full, bad signature block) answers before
+// the body is sent and that answer is what the user sees, not a reset connection (as curl
+// does).
+func (c *Client) put(ctx context.Context, dog *watchdog, f *os.File, head []byte, size int64, hash, fileURL, ttlText string, expect bool) (*http.Response, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	content := &checkedReader{r: f, left: size, h: sha256.New(), want: hash, path: f.Name()}
+	body := kickReader{r: io.MultiReader(bytes.NewReader(head), content), w: dog}
+	u := fileURL + "?ttl=" + url.QueryEscape(ttlText)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.NopCloser(body))
+	if err != nil {
+		return nil, fmt.Errorf("PUT %s: %w", u, err)
+	}
+	req.ContentLength = int64(len(head)) + size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if expect && req.ContentLength > expectContinueMin {
+		req.Header.Set("Expect", "100-continue")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if content.err != nil {
+			return nil, content.err
+		}
+		return nil, requestError(ctx, "PUT "+fileURL, err)
+	}
+	if resp.StatusCode/100 == 2 && content.err != nil {
+		resp.Body.Close()
+		return nil, content.err
+	}
+	return resp, nil
 }
 
 // expectContinueMin is the body size above which Share asks for "100 Continue" first.

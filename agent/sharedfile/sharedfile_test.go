@@ -59,6 +59,8 @@ type fakeRelay struct {
 	headErr int      // status for every HEAD when set
 	putErr  int      // status for every PUT when set
 	expects []string // the Expect header of every PUT
+	// refuseExpect makes PUTs with an Expect header fail with 417, as an old proxy would.
+	refuseExpect bool
 	// serve, when set, answers GETs instead.
 	serve func(w http.ResponseWriter, r *http.Request)
 }
@@ -90,6 +92,10 @@ func (f *fakeRelay) handle(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 	case http.MethodPut:
 		f.expects = append(f.expects, r.Header.Get("Expect"))
+		if f.refuseExpect && r.Header.Get("Expect") != "" {
+			w.WriteHeader(http.StatusExpectationFailed)
+			return
+		}
 		if f.putErr != 0 {
 			http.Error(w, "refused: bad signature", f.putErr)
 			return
@@ -240,6 +246,23 @@ func TestShareErrors(t *testing.T) {
 	if len(relay.expects) != 1 || relay.expects[0] != "100-continue" {
 		t.Errorf("Expect headers of the PUTs: %q, want one 100-continue", relay.expects)
 	}
+	relay.mu.Unlock()
+
+	// A proxy that refuses "Expect: 100-continue" (417): the file goes again without it.
+	relay.mu.Lock()
+	relay.putErr, relay.expects, relay.refuseExpect = 0, nil, true
+	relay.mu.Unlock()
+	if res, err := c.Share(ctx, "dst", "big", big, "1d"); err != nil || !res.Sent {
+		t.Errorf("large file through a proxy refusing Expect: %+v %v", res, err)
+	}
+	relay.mu.Lock()
+	if len(relay.expects) != 2 || relay.expects[0] != "100-continue" || relay.expects[1] != "" {
+		t.Errorf("Expect headers of the PUTs: %q, want 100-continue then none", relay.expects)
+	}
+	if b := relay.bodies["/rudder/relay-api/1/shared-files/dst/src/big"]; len(b) < 4<<20 {
+		t.Errorf("the relay holds %d bytes of the large file", len(b))
+	}
+	relay.refuseExpect = false
 	relay.mu.Unlock()
 
 	// A relay that is not there: an error, not "absent".

@@ -184,7 +184,13 @@ func (w *Worker) deliver(ctx context.Context, job storage.Job) {
 	log = log.With("hop", hop.Name())
 	actx, cancel := context.WithTimeout(ctx, w.opts.AttemptTimeout)
 	defer cancel()
-	status, sent, err := w.put(actx, hop, job, remaining)
+	status, sent, err := w.put(actx, hop, job, remaining, true)
+	if err == nil && status == http.StatusExpectationFailed {
+		// A next hop (or a proxy before it) that refuses "Expect: 100-continue": send the
+		// body at once instead.
+		log.Info("next hop refused Expect: 100-continue; sending the body without it")
+		status, sent, err = w.put(actx, hop, job, remaining, false)
+	}
 	switch {
 	case err != nil:
 		if errors.Is(err, storage.ErrNotFound) {
@@ -255,8 +261,9 @@ func Backoff(attempts int, minDelay, maxDelay time.Duration) time.Duration {
 // below it, the round trip costs more than sending the body for nothing.
 const expectContinueMin = 64 << 10
 
-// put sends one delivery attempt and returns the next hop's status.
-func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining time.Duration) (int, int64, error) {
+// put sends one delivery attempt and returns the next hop's status. With expect, a large body
+// waits for the next hop's "100 Continue".
+func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining time.Duration, expect bool) (int, int64, error) {
 	content, err := w.store.OpenJob(job)
 	if err != nil {
 		return 0, 0, err
@@ -290,7 +297,7 @@ func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining ti
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("User-Agent", "keel-relay forward")
-	if size > expectContinueMin {
+	if expect && size > expectContinueMin {
 		// A next hop that refuses the file (too large, disk full, access) answers before any
 		// of the body is sent; one that ignores the header gets it after ExpectContinueTimeout.
 		req.Header.Set("Expect", "100-continue")
