@@ -312,15 +312,16 @@ func TestReload(t *testing.T) {
 }
 
 // TestRunEmbeddedDefault runs without a config file: the embedded default applies (data in
-// ./keel-data of the working directory), with the listeners moved by KEEL_* variables.
+// ./keel-data of the working directory), with the listeners (edge too: nothing in the tests
+// may hold a fixed port) moved by KEEL_* variables.
 func TestRunEmbeddedDefault(t *testing.T) {
 	if _, err := os.Stat(config.DefaultPath()); err == nil {
 		t.Skipf("%s exists on this machine; it would be used instead of the embedded default", config.DefaultPath())
 	}
 	dir := t.TempDir()
-	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
+	api, admin, edge := relaytest.FreeAddr(t), relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	p := startProc(t, "relay", procOptions{dir: dir, env: []string{
-		"HOME=" + dir, "KEEL_HTTP_LISTEN=" + api, "KEEL_ADMIN_LISTEN=" + admin, "KEEL_SHUTDOWN_GRACE=5s",
+		"HOME=" + dir, "KEEL_HTTP_LISTEN=" + api, "KEEL_ADMIN_LISTEN=" + admin, "KEEL_EDGE_LISTEN=" + edge, "KEEL_SHUTDOWN_GRACE=5s",
 	}}, "run")
 	p.api, p.admin = "http://"+api, "http://"+admin
 	p.waitReady(t)
