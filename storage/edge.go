@@ -693,7 +693,8 @@ const maxSigningKey = 16 << 10
 
 // SetSigningKey keeps a copy of the relay's edge signing key (PEM) in the store, so that a
 // backup carries it. The key's file in the data directory stays the one the relay uses; a
-// restore writes the copy back to it. Writing the same bytes again is a no-op.
+// restore writes the copy back to it. Writing the same bytes again is a no-op. The write is
+// not synced: the copy matters only to the backup that follows it in the same process.
 func (s *Store) SetSigningKey(pemBytes []byte) error {
 	if len(pemBytes) == 0 || len(pemBytes) > maxSigningKey {
 		return fmt.Errorf("storage: signing key copy of %d bytes (want 1 to %d)", len(pemBytes), maxSigningKey)

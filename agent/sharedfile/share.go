@@ -149,10 +149,9 @@ func (c *Client) Share(ctx context.Context, target, fileID, path, ttlText string
 }
 
 // put sends the signature block head and the size bytes of f (from its start, checked
-// against hash) to fileURL with the TTL ttlText. With expect, a large body waits for the relay's "100 Continue", so
-// that a relay refusing the file (too large, disk full, bad signature block) answers before
-// the body is sent and that answer is what the user sees, not a reset connection (as curl
-// does).
+// against hash) to fileURL with the TTL ttlText. With expect, a large body waits for the
+// relay's "100 Continue" (as curl does), so that a relay refusing the file (too large, disk
+// full, bad signature block) answers before the body is sent.
 func (c *Client) put(ctx context.Context, dog *watchdog, f *os.File, head []byte, size int64, hash, fileURL, ttlText string, expect bool) (*http.Response, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Name(), err)

@@ -58,14 +58,22 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 // ReadFile returns the PEM bytes of the signing key file at path after checking that they
 // hold an Ed25519 key (for a backup to copy), or an error wrapping fs.ErrNotExist.
 func ReadFile(path string) ([]byte, error) {
+	b, _, err := readKey(path)
+	return b, err
+}
+
+// readKey reads and parses the signing key file at path (refused when group or others may
+// read it, Unix).
+func readKey(path string) ([]byte, ed25519.PrivateKey, error) {
 	b, err := secretfile.Read(path, maxFile)
 	if err != nil {
-		return nil, fmt.Errorf("edge signing key: %w", err)
+		return nil, nil, fmt.Errorf("edge signing key: %w", err)
 	}
-	if _, err := ParsePrivateKey(b); err != nil {
-		return nil, fmt.Errorf("edge signing key %s: %w", path, err)
+	key, err := ParsePrivateKey(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("edge signing key %s: %w", path, err)
 	}
-	return b, nil
+	return b, key, nil
 }
 
 // Install writes pemBytes, an Ed25519 private key as Load reads it, to path (mode 0600,
@@ -89,11 +97,8 @@ func Install(path string, pemBytes []byte) (replaced bool, err error) {
 // Load reads the Ed25519 private key at path (PEM "PRIVATE KEY", PKCS#8). A file readable by
 // group or others is refused (Unix).
 func Load(path string) (ed25519.PrivateKey, error) {
-	b, err := ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParsePrivateKey(b)
+	_, key, err := readKey(path)
+	return key, err
 }
 
 // LoadPublicKey reads an Ed25519 public key file (PEM "PUBLIC KEY", PKIX).

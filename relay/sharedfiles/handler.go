@@ -300,13 +300,14 @@ func (sw storeWriter) Write(p []byte) (int, error) {
 
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	switch {
-	case errors.Is(err, storage.ErrQueueFull):
-		log.Error("shared file refused: no room", "err", err)
-		reply(w, r, http.StatusInsufficientStorage, "insufficient storage: the forward queue is full; nothing was stored")
-	case errors.Is(err, storage.ErrNoSpace), isNoSpace(err):
+	case errors.Is(err, storage.ErrQueueFull), errors.Is(err, storage.ErrNoSpace), isNoSpace(err):
 		// The log has the details (free bytes, data directory); the client gets no paths.
 		log.Error("shared file refused: no room", "err", err)
-		reply(w, r, http.StatusInsufficientStorage, "insufficient storage: the relay's disk is full; nothing was stored")
+		full := "the relay's disk is full"
+		if errors.Is(err, storage.ErrQueueFull) {
+			full = "the forward queue is full"
+		}
+		reply(w, r, http.StatusInsufficientStorage, "insufficient storage: "+full+"; nothing was stored")
 	default:
 		log.Error("shared file not stored", "err", err)
 		reply(w, r, http.StatusInternalServerError, "storage failure; nothing was stored")
