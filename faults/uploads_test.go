@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
@@ -54,38 +53,6 @@ type upload struct {
 	start time.Duration // delay before the PUT starts
 	pace  time.Duration // pause between two pieces of the body
 	acked atomic.Bool
-}
-
-// piecewisePut sends body in 16 KiB pieces with a pause between them, so that many uploads
-// are in flight at once, and returns the status code (0 when the request failed).
-func piecewisePut(c *http.Client, url string, body []byte, pace time.Duration) int {
-	pr, pw := io.Pipe()
-	go func() {
-		const piece = 16 << 10
-		for off := 0; off < len(body); off += piece {
-			if _, err := pw.Write(body[off:min(off+piece, len(body))]); err != nil {
-				return // the request failed and the transport closed the pipe
-			}
-			time.Sleep(pace)
-		}
-		pw.Close()
-	}()
-	req, err := http.NewRequest(http.MethodPut, url, pr)
-	if err != nil {
-		pr.CloseWithError(err)
-		return 0
-	}
-	req.ContentLength = int64(len(body))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.Do(req)
-	if err != nil {
-		pr.CloseWithError(err)
-		return 0
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	pr.CloseWithError(io.ErrClosedPipe)
-	return resp.StatusCode
 }
 
 // TestKill9DuringUploads: 20 rounds on one data directory. Each round sends 100 signed uploads
@@ -143,7 +110,7 @@ func TestKill9DuringUploads(t *testing.T) {
 		for _, u := range ups {
 			wg.Go(func() {
 				time.Sleep(u.start)
-				if piecewisePut(client, filesURL(p.api, tgt.ID, src.ID, u.file.id), u.body, u.pace) == http.StatusOK {
+				if relaytest.PacedPut(client, filesURL(p.api, tgt.ID, src.ID, u.file.id), u.body, 16<<10, u.pace) == http.StatusOK {
 					u.acked.Store(true)
 					acks <- struct{}{}
 				}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"path/filepath"
@@ -25,38 +24,6 @@ type crashUpload struct {
 	start   time.Duration // delay before the upload starts
 	acked   bool          // the relay answered 200
 	present bool          // found whole after the restart
-}
-
-// slowPut sends body in 32 KiB pieces with a pause between them, so that the upload is
-// still in flight for a while, and returns the status code (0 when the request failed).
-func slowPut(client *http.Client, url string, body []byte, pace time.Duration) int {
-	pr, pw := io.Pipe()
-	go func() {
-		const piece = 32 << 10
-		for off := 0; off < len(body); off += piece {
-			if _, err := pw.Write(body[off:min(off+piece, len(body))]); err != nil {
-				return // the request failed; the transport closed the pipe
-			}
-			time.Sleep(pace)
-		}
-		pw.Close()
-	}()
-	req, err := http.NewRequest(http.MethodPut, url, pr)
-	if err != nil {
-		pr.CloseWithError(err)
-		return 0
-	}
-	req.ContentLength = int64(len(body))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := client.Do(req)
-	if err != nil {
-		pr.CloseWithError(err)
-		return 0
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	pr.CloseWithError(io.ErrClosedPipe)
-	return resp.StatusCode
 }
 
 // TestCrashDuringUploads kills the relay with SIGKILL while uploads are in flight, three
@@ -104,7 +71,7 @@ func TestCrashDuringUploads(t *testing.T) {
 		for _, u := range ups {
 			wg.Go(func() {
 				time.Sleep(u.start)
-				if slowPut(client, filesURL(p.api, tgt.ID, src.ID, u.id), u.body, u.pace) == http.StatusOK {
+				if relaytest.PacedPut(client, filesURL(p.api, tgt.ID, src.ID, u.id), u.body, 32<<10, u.pace) == http.StatusOK {
 					u.acked = true
 					acks.Add(1)
 					ackCh <- struct{}{}

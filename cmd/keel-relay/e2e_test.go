@@ -115,7 +115,7 @@ func startSlowPut(url string, body []byte, d time.Duration) <-chan int {
 	res := make(chan int, 1)
 	pieces := (len(body) + 32<<10 - 1) / (32 << 10)
 	go func() {
-		res <- slowPut(newClient(time.Minute), url, body, d/time.Duration(pieces))
+		res <- relaytest.PacedPut(newClient(time.Minute), url, body, 32<<10, d/time.Duration(pieces))
 	}()
 	return res
 }

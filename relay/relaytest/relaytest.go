@@ -235,3 +235,35 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// PacedPut sends body with c as a PUT to url in pieces of piece bytes with a pause of pace
+// between them, so that the upload stays in flight for a while, and returns the status code
+// (0 when the request failed).
+func PacedPut(c *http.Client, url string, body []byte, piece int, pace time.Duration) int {
+	pr, pw := io.Pipe()
+	go func() {
+		for off := 0; off < len(body); off += piece {
+			if _, err := pw.Write(body[off:min(off+piece, len(body))]); err != nil {
+				return // the request failed and the transport closed the pipe
+			}
+			time.Sleep(pace)
+		}
+		pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPut, url, pr)
+	if err != nil {
+		pr.CloseWithError(err)
+		return 0
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.Do(req)
+	if err != nil {
+		pr.CloseWithError(err)
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	pr.CloseWithError(io.ErrClosedPipe)
+	return resp.StatusCode
+}
