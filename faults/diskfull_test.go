@@ -112,7 +112,7 @@ func refusedWith507(t *testing.T, p *proc, what, path string, code int, body []b
 	}
 	logged := regexp.MustCompile(`msg=request method=PUT path=` + regexp.QuoteMeta(path) + ` .*status=(\d+)`)
 	var m []string
-	eventually(t, 2*time.Second, what+": the request is logged", func() bool {
+	relaytest.Eventually(t, 2*time.Second, what+": the request is logged", func() bool {
 		m = logged.FindStringSubmatch(p.out.String())
 		return m != nil
 	})
@@ -141,7 +141,7 @@ func TestDiskFull(t *testing.T) {
 	src := relaytest.NewNode("src", "root", 1)
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	filler := filepath.Join(mnt, "filler")
 	if err := os.WriteFile(filler, make([]byte, 16<<20), 0o600); err != nil {
 		t.Fatal(err)

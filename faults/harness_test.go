@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -128,41 +127,11 @@ func writeConfig(t testing.TB, dir, name string, s settings) string {
 	return path
 }
 
-// writeFileAtomic replaces path with data through a rename.
-func writeFileAtomic(t testing.TB, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a running keel-relay.
 type proc struct {
 	name  string
 	cmd   *exec.Cmd
-	out   *syncBuffer
+	out   *relaytest.SyncBuffer
 	done  chan struct{}
 	api   string // API base URL
 	admin string // admin base URL
@@ -182,7 +151,7 @@ func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	out := &syncBuffer{}
+	out := &relaytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -375,18 +344,6 @@ func status(t testing.TB, base string) relay.Status {
 		t.Fatalf("status: %v in %s", err, body)
 	}
 	return st
-}
-
-// eventually polls cond every 20ms until it holds, or fails the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // percentile returns the p-th percentile (0-100) of ds.

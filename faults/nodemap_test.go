@@ -76,7 +76,7 @@ func TestNodeMapGarbage(t *testing.T) {
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	good := relaytest.NodeMap(rootN, src, tgt)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, good)
+	relaytest.WriteFileAtomic(t, nodes, good)
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
 	s["nodes_poll_interval"] = "100ms"
@@ -130,10 +130,10 @@ func TestNodeMapGarbage(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			writeFileAtomic(t, nodes, c.data)
+			relaytest.WriteFileAtomic(t, nodes, c.data)
 		}
 		var got string
-		eventually(t, 5*time.Second, c.name+": status shows the refused map", func() bool {
+		relaytest.Eventually(t, 5*time.Second, c.name+": status shows the refused map", func() bool {
 			got = status(t, p.api).NodeMap.LastError
 			return got != ""
 		})
@@ -147,8 +147,8 @@ func TestNodeMapGarbage(t *testing.T) {
 			t.Fatalf("%s: the map in force changed: %+v, want %+v", c.name, m, want)
 		}
 		t.Logf("%s: refused, last_error %q", c.name, got)
-		writeFileAtomic(t, nodes, good)
-		eventually(t, 5*time.Second, c.name+": the good map is back, the error cleared", func() bool {
+		relaytest.WriteFileAtomic(t, nodes, good)
+		relaytest.Eventually(t, 5*time.Second, c.name+": the good map is back, the error cleared", func() bool {
 			return status(t, p.api).NodeMap.LastError == ""
 		})
 	}
@@ -161,7 +161,7 @@ func TestNodeMapGarbage(t *testing.T) {
 
 	// A restart with a garbage file: the last good map, kept in the store, routes.
 	p.stop(t)
-	writeFileAtomic(t, nodes, garbage)
+	relaytest.WriteFileAtomic(t, nodes, garbage)
 	p = startRelay(t, "relay (restarted)", cfg, api, admin)
 	st := status(t, p.api).NodeMap
 	if st.Nodes != want.Nodes || st.Digest != want.Digest || st.LastError == "" {

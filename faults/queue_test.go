@@ -134,9 +134,9 @@ func newForwardSetup(t *testing.T, subSettings settings) *forwardSetup {
 	fs.a = relaytest.NewNode("a", "relay1", 2)
 	fs.b = relaytest.NewNode("b", "root", 3)
 	rootNodes := filepath.Join(fs.dir, "root-nodes.json")
-	writeFileAtomic(t, rootNodes, relaytest.NodeMap(rootN, relay1, fs.a, fs.b))
+	relaytest.WriteFileAtomic(t, rootNodes, relaytest.NodeMap(rootN, relay1, fs.a, fs.b))
 	subNodes := filepath.Join(fs.dir, "relay1-nodes.json")
-	writeFileAtomic(t, subNodes, relaytest.NodeMap(relay1, fs.a))
+	relaytest.WriteFileAtomic(t, subNodes, relaytest.NodeMap(relay1, fs.a))
 
 	fs.rootAPI, fs.rootAd = relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	fs.rootCfg = writeConfig(t, fs.dir, "root.yaml", baseSettings("root", filepath.Join(fs.dir, "root-data"), rootNodes, fs.rootAPI, fs.rootAd))
@@ -228,7 +228,7 @@ func TestKill9DuringDelivery(t *testing.T) {
 		base := fs.proxy.delivered()
 		fs.proxy.open.Store(true)
 		killAfter := 1 + rng.IntN(perRound*95/100)
-		eventually(t, 30*time.Second, fmt.Sprintf("round %d: %d deliveries", round, killAfter), func() bool {
+		relaytest.Eventually(t, 30*time.Second, fmt.Sprintf("round %d: %d deliveries", round, killAfter), func() bool {
 			return fs.proxy.delivered()-base >= killAfter
 		})
 		time.Sleep(time.Duration(rng.IntN(10)) * time.Millisecond)
@@ -238,7 +238,7 @@ func TestKill9DuringDelivery(t *testing.T) {
 
 		fs.sub = startRelay(t, fmt.Sprintf("relay1 (restart %d)", round+1), fs.subCfg, fs.subAPI, fs.subAdm)
 		left := status(t, fs.sub.api).QueueDepth
-		eventually(t, 60*time.Second, fmt.Sprintf("round %d: relay1's queue is empty", round), func() bool {
+		relaytest.Eventually(t, 60*time.Second, fmt.Sprintf("round %d: relay1's queue is empty", round), func() bool {
 			return status(t, fs.sub.api).QueueDepth == 0
 		})
 		fs.requireAtRoot(t, files)
@@ -324,7 +324,7 @@ func TestUpstreamDownThenBack(t *testing.T) {
 
 	back := time.Now()
 	fs.root = startRelay(t, "root (restarted)", fs.rootCfg, fs.rootAPI, fs.rootAd)
-	eventually(t, 30*time.Second, "relay1's queue is empty", func() bool { return status(t, fs.sub.api).QueueDepth == 0 })
+	relaytest.Eventually(t, 30*time.Second, "relay1's queue is empty", func() bool { return status(t, fs.sub.api).QueueDepth == 0 })
 	drained := time.Since(back)
 	fs.requireAtRoot(t, sent)
 	time.Sleep(500 * time.Millisecond)

@@ -113,7 +113,7 @@ func TestSlowClients(t *testing.T) {
 	src := relaytest.NewNode("src", "root", 1)
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
 	s["http.read_header_timeout"] = readHeaderTimeout.String()
@@ -307,7 +307,7 @@ func slotRelay(t *testing.T, extra map[string]string) (*proc, *relaytest.Node, *
 	src := relaytest.NewNode("src", "root", 1)
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
 	for k, v := range extra {

@@ -70,7 +70,7 @@ func TestKill9DuringUploads(t *testing.T) {
 	src := relaytest.NewNode("src", "root", 1)
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
 	s["storage.sync_writes"] = strconv.FormatBool(*syncWrites)

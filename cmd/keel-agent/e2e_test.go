@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/agent/nodekey"
+	"github.com/keel-relay/keel/relay/relaytest"
 )
 
 const testVersion = "v0.0.0-agent-e2e"
@@ -146,7 +147,7 @@ func runRelay(t *testing.T, dir string, m map[string]map[string]string, edgeYAML
 	}
 	cmd := exec.Command(relayBin, "run", "--config", conf)
 	cmd.Env = cleanEnv()
-	out := &lockedBuffer{}
+	out := &relaytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

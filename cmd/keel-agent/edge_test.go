@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/keel-relay/keel/relay/relaytest"
 )
 
 // edgeRelay runs keel-relay with its edge API on a free port and a node map holding node.
@@ -135,7 +137,7 @@ func TestEdgeDaemonBinary(t *testing.T) {
 
 	daemon := exec.Command(agentBin, "edge", "run", "--config", conf)
 	daemon.Env = cleanEnv()
-	logs := &lockedBuffer{}
+	logs := &relaytest.SyncBuffer{}
 	daemon.Stdout, daemon.Stderr = logs, logs
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kardianos/service"
+
+	"github.com/keel-relay/keel/relay/relaytest"
 )
 
 // loaderFor returns the config loader `service ... --config path` would use.
@@ -35,7 +37,7 @@ func writeAgentYAML(t *testing.T, body string) string {
 // TestServiceProgramIdle: without edge.relay the service starts, does nothing, and stops
 // at once when asked.
 func TestServiceProgramIdle(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &relaytest.SyncBuffer{}
 	prog := &program{load: loaderFor(t, writeAgentYAML(t, "node_id: n1\n")), logOut: logs, exit: func(code int) {
 		t.Errorf("program exited with %d on its own", code)
 	}}
@@ -62,7 +64,7 @@ func TestServiceProgramIdle(t *testing.T) {
 // ends without being asked to, the program exits non-zero so the service manager restarts it.
 func TestServiceProgramEdge(t *testing.T) {
 	exited := make(chan int, 1)
-	logs := &lockedBuffer{}
+	logs := &relaytest.SyncBuffer{}
 	dir := t.TempDir()
 	prog := &program{load: loaderFor(t, writeAgentYAML(t, "node_id: n1\nedge: {relay: '127.0.0.1:7443', key_file: "+dir+"/edge.key, token_file: "+dir+"/token}\n")), logOut: logs, exit: func(code int) { exited <- code }}
 	if err := prog.Start(nil); err != nil {
@@ -89,7 +91,7 @@ func TestServiceProgramStartFails(t *testing.T) {
 		{"missing config", filepath.Join(t.TempDir(), "missing.yaml"), "missing.yaml"},
 		{"bad config", writeAgentYAML(t, "edge: {relay: nowhere}\n"), "edge.relay"},
 	} {
-		prog := &program{load: loaderFor(t, tc.conf), logOut: &lockedBuffer{}, exit: func(int) { t.Error("exit called") }}
+		prog := &program{load: loaderFor(t, tc.conf), logOut: &relaytest.SyncBuffer{}, exit: func(int) { t.Error("exit called") }}
 		if err := prog.Start(nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Start: %v, want %q", tc.name, err, tc.want)
 		}

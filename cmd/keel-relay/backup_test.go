@@ -22,7 +22,7 @@ func TestBackupRestore(t *testing.T) {
 	sub.Hostname = relaytest.DownAddr(t)
 	below := relaytest.NewNode("below", "sub", 4)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt, sub, below))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt, sub, below))
 
 	type instance struct {
 		cfg, api, admin string

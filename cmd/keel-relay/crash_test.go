@@ -36,7 +36,7 @@ func TestCrashDuringUploads(t *testing.T) {
 	src := relaytest.NewNode("src", "root", 1)
 	tgt := relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	cfg := writeConfig(t, dir, "relay.yaml", relayConf{
 		NodeID: "root", DataDir: filepath.Join(dir, "data"), Nodes: nodes, Listen: api, Admin: admin,
@@ -104,7 +104,7 @@ func TestCrashDuringUploads(t *testing.T) {
 		p = startRelay(t, fmt.Sprintf("relay (restart %d)", round+1), cfg, api, admin)
 		if cut > 0 {
 			// The cleaner's first run at start-up removes the chunks the cut uploads left.
-			eventually(t, 5*time.Second, "the restarted relay swept the chunks of the cut uploads", func() bool {
+			relaytest.Eventually(t, 5*time.Second, "the restarted relay swept the chunks of the cut uploads", func() bool {
 				return strings.Contains(p.out.String(), "swept_uploads=")
 			})
 		}

@@ -101,7 +101,7 @@ func oneRelay(t *testing.T, dir string) (p *proc, cfg string, src, tgt *relaytes
 	src = relaytest.NewNode("src", "root", 1)
 	tgt = relaytest.NewNode("tgt", "root", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, tgt))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	cfg = writeConfig(t, dir, "relay.yaml", relayConf{
 		NodeID: "root", DataDir: filepath.Join(dir, "data"), Nodes: nodes, Listen: api, Admin: admin,
@@ -233,7 +233,7 @@ func TestReload(t *testing.T) {
 	old := relaytest.NewNode("old", "root", 2)
 	fresh := relaytest.NewNode("fresh", "root", 3)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, old))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, old))
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	rc := relayConf{NodeID: "root", DataDir: filepath.Join(dir, "data"), Nodes: nodes, Listen: api, Admin: admin}
 	cfg := writeConfig(t, dir, "relay.yaml", rc)
@@ -250,9 +250,9 @@ func TestReload(t *testing.T) {
 	}
 
 	// A new map, then SIGHUP.
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, old, fresh))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, old, fresh))
 	p.signal(t, syscall.SIGHUP)
-	eventually(t, 5*time.Second, "the new node map is in force", func() bool { return status(t, p.api).NodeMap.Nodes == 4 })
+	relaytest.Eventually(t, 5*time.Second, "the new node map is in force", func() bool { return status(t, p.api).NodeMap.Nodes == 4 })
 	if code, msg := conn.do(t, http.MethodPut, path(fresh.ID, "f1"), body); code != http.StatusOK {
 		t.Fatalf("PUT for the new node after SIGHUP, on the connection opened before: %d %s", code, msg)
 	}
@@ -262,9 +262,9 @@ func TestReload(t *testing.T) {
 	}
 
 	// A broken map, then SIGHUP: refused, the previous map stays.
-	writeFileAtomic(t, nodes, []byte(`{"fresh": {"hostname": "x", `))
+	relaytest.WriteFileAtomic(t, nodes, []byte(`{"fresh": {"hostname": "x", `))
 	p.signal(t, syscall.SIGHUP)
-	eventually(t, 5*time.Second, "the broken node map is reported", func() bool { return status(t, p.api).NodeMap.LastError != "" })
+	relaytest.Eventually(t, 5*time.Second, "the broken node map is reported", func() bool { return status(t, p.api).NodeMap.LastError != "" })
 	st := status(t, p.api)
 	if st.NodeMap.Nodes != 4 {
 		t.Errorf("nodes in force after a broken map: %d, want 4", st.NodeMap.Nodes)
@@ -285,9 +285,9 @@ func TestReload(t *testing.T) {
 	}
 
 	// A good map again clears the error.
-	writeFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, old, fresh))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, old, fresh))
 	p.signal(t, syscall.SIGHUP)
-	eventually(t, 5*time.Second, "the error is cleared by a good map", func() bool { return status(t, p.api).NodeMap.LastError == "" })
+	relaytest.Eventually(t, 5*time.Second, "the error is cleared by a good map", func() bool { return status(t, p.api).NodeMap.LastError == "" })
 
 	// A changed config: the log level applies at once, a storage setting needs a restart.
 	const statusLine = "path=/rudder/relay-api/1/system/status"
@@ -297,7 +297,7 @@ func TestReload(t *testing.T) {
 	rc.LogLevel, rc.Extra = "warn", "storage:\n  block_cache_size: 16MiB\n"
 	writeConfig(t, dir, "relay.yaml", rc)
 	p.signal(t, syscall.SIGHUP)
-	eventually(t, 5*time.Second, "the changed config is reloaded", func() bool {
+	relaytest.Eventually(t, 5*time.Second, "the changed config is reloaded", func() bool {
 		return strings.Contains(p.out.String(), `msg="config change needs a restart to take effect" key=storage`)
 	})
 	before := strings.Count(p.out.String(), statusLine)

@@ -97,9 +97,9 @@ func TestForwardUpstream(t *testing.T) {
 	b := relaytest.NewNode("b", "root", 3)
 
 	rootNodes := filepath.Join(dir, "root-nodes.json")
-	writeFileAtomic(t, rootNodes, relaytest.NodeMap(rootN, relay1, a, b))
+	relaytest.WriteFileAtomic(t, rootNodes, relaytest.NodeMap(rootN, relay1, a, b))
 	relayNodes := filepath.Join(dir, "relay1-nodes.json")
-	writeFileAtomic(t, relayNodes, relaytest.NodeMap(relay1, a))
+	relaytest.WriteFileAtomic(t, relayNodes, relaytest.NodeMap(relay1, a))
 
 	rootAPI, rootAdmin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	rootCfg := writeConfig(t, dir, "root.yaml", relayConf{
@@ -122,11 +122,11 @@ func TestForwardUpstream(t *testing.T) {
 	if code, body := putFile(t, sub.api, a, "b", "first", first); code != http.StatusOK {
 		t.Fatalf("PUT at relay1: %d %s", code, body)
 	}
-	eventually(t, 5*time.Second, "the root has the first file", func() bool {
+	relaytest.Eventually(t, 5*time.Second, "the root has the first file", func() bool {
 		return headFile(t, root.api, "b", "a", "first", first) == http.StatusOK
 	})
 	requireFile(t, root.api, b, "a", "first", first)
-	eventually(t, 5*time.Second, "relay1's queue is empty", func() bool { return status(t, sub.api).QueueDepth == 0 })
+	relaytest.Eventually(t, 5*time.Second, "relay1's queue is empty", func() bool { return status(t, sub.api).QueueDepth == 0 })
 	code, hdr := headHeaders(t, sub.api, "b", "a", "first", first)
 	if code != http.StatusOK || hdr.Get("Content-Length") != strconv.Itoa(len(first)) || hdr.Get("ETag") != `"`+sha256Hex(first)+`"` {
 		t.Errorf("HEAD at relay1, asked of the root: %d, Content-Length %q, ETag %q; want 200, %d and the hash",
@@ -143,7 +143,7 @@ func TestForwardUpstream(t *testing.T) {
 		t.Fatalf("PUT at relay1 with the root down: %d %s", code, body)
 	}
 	secondPath := "/rudder/relay-api/1/shared-files/b/a/second"
-	eventually(t, 5*time.Second, "relay1 tried to deliver the second file", func() bool {
+	relaytest.Eventually(t, 5*time.Second, "relay1 tried to deliver the second file", func() bool {
 		attempts, _ := proxy.counts(secondPath)
 		return attempts > 0
 	})
@@ -159,12 +159,12 @@ func TestForwardUpstream(t *testing.T) {
 
 	// Root back: the file is delivered, once.
 	root = startRelay(t, "root (restarted)", rootCfg, rootAPI, rootAdmin)
-	eventually(t, 10*time.Second, "the root has the second file", func() bool {
+	relaytest.Eventually(t, 10*time.Second, "the root has the second file", func() bool {
 		return headFile(t, root.api, "b", "a", "second", second) == http.StatusOK
 	})
 	requireFile(t, root.api, b, "a", "second", second)
 	requireFile(t, root.api, b, "a", "first", first)
-	eventually(t, 5*time.Second, "relay1's queue is empty", func() bool { return status(t, sub.api).QueueDepth == 0 })
+	relaytest.Eventually(t, 5*time.Second, "relay1's queue is empty", func() bool { return status(t, sub.api).QueueDepth == 0 })
 
 	// Longer than max_backoff: a duplicate delivery would have happened by now.
 	time.Sleep(1500 * time.Millisecond)
@@ -195,7 +195,7 @@ func TestForwardEarlyAnswer(t *testing.T) {
 	relay1 := relaytest.NewNode("relay1", "root", 1)
 	a := relaytest.NewNode("a", "relay1", 2)
 	nodes := filepath.Join(dir, "nodes.json")
-	writeFileAtomic(t, nodes, relaytest.NodeMap(relay1, a))
+	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(relay1, a))
 
 	var mu sync.Mutex
 	attempts := 0
@@ -220,7 +220,7 @@ func TestForwardEarlyAnswer(t *testing.T) {
 			t.Fatalf("PUT: %d %s", code, body)
 		}
 	}
-	eventually(t, 15*time.Second, "40 delivery attempts", func() bool {
+	relaytest.Eventually(t, 15*time.Second, "40 delivery attempts", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return attempts >= 40 || p.exited()

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,36 +115,6 @@ forward:
 	return path
 }
 
-// writeFileAtomic replaces path with data through a rename, so a reader never sees half.
-func writeFileAtomic(t testing.TB, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // cleanEnv returns the test process's environment without KEEL_* variables, plus extra.
 func cleanEnv(extra ...string) []string {
 	var env []string
@@ -161,7 +130,7 @@ func cleanEnv(extra ...string) []string {
 type proc struct {
 	name  string
 	cmd   *exec.Cmd
-	out   *syncBuffer
+	out   *relaytest.SyncBuffer
 	done  chan struct{}
 	api   string // API base URL
 	admin string // admin base URL ("" when disabled)
@@ -194,7 +163,7 @@ func startProc(t testing.TB, name string, o procOptions, args ...string) *proc {
 	cmd := exec.Command(relayBin, args...)
 	cmd.Dir = o.dir
 	cmd.Env = cleanEnv(o.env...)
-	out := &syncBuffer{}
+	out := &relaytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -399,18 +368,6 @@ func status(t testing.TB, base string) relay.Status {
 		t.Fatalf("status: %v in %s", err, body)
 	}
 	return st
-}
-
-// eventually polls cond every 20ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // metricValue returns the value of the sample name{labels} in the relay's /metrics (0 when

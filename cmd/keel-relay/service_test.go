@@ -43,7 +43,7 @@ func TestServiceProgramStartStop(t *testing.T) {
 	conf := writeConfig(t, dir, "relay.yaml", relayConf{
 		NodeID: "root", DataDir: filepath.Join(dir, "data"), Listen: listen, Admin: relaytest.FreeAddr(t),
 	})
-	logs := &syncBuffer{}
+	logs := &relaytest.SyncBuffer{}
 	prog := &program{load: loaderFor(t, conf), logOut: logs, exit: func(code int) {
 		t.Errorf("program exited with %d on its own", code)
 	}}
