@@ -94,7 +94,11 @@ func (s *Server) adminHandler() http.Handler {
 	admin := func(route string, h httprouter.Handle) httprouter.Handle {
 		return s.wrap(route, loopback, s.withAdminToken(h))
 	}
-	r.Handler(http.MethodGet, "/metrics", s.reg.Handler())
+	scrapers := func(l *accessLists) *access.List { return l.metrics }
+	metricsHandler := s.reg.Handler()
+	r.GET("/metrics", s.wrap("admin/metrics", scrapers, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		metricsHandler.ServeHTTP(w, r)
+	}))
 	r.GET("/status", admin("admin/status", s.status))
 	r.POST("/reload", admin("admin/reload", s.reload))
 	r.GET("/backup", admin("admin/backup", s.backup))
@@ -122,7 +126,8 @@ func (s *Server) withAdminToken(h httprouter.Handle) httprouter.Handle {
 	}
 }
 
-// wrap adds access control (list == nil means loopback only), request logging and metrics.
+// wrap adds access control (list == nil means loopback only), request logging and metrics,
+// and answers 500 for a handler that returned without answering.
 func (s *Server) wrap(route string, list func(*accessLists) *access.List, h httprouter.Handle) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		s.inflight.Add(1)
@@ -133,7 +138,7 @@ func (s *Server) wrap(route string, list func(*accessLists) *access.List, h http
 		r.Body = body
 		defer func() {
 			code := strconv.Itoa(rec.code)
-			s.m.requests.With(route, r.Method, code).Inc()
+			s.m.requests.With(route, methodLabel(r.Method), code).Inc()
 			s.m.bytesIn.With(route).Add(float64(body.n))
 			s.m.bytesOut.With(route).Add(float64(rec.n))
 			s.m.duration.With(route).Observe(time.Since(start).Seconds())
@@ -160,7 +165,25 @@ func (s *Server) wrap(route string, list func(*accessLists) *access.List, h http
 			return
 		}
 		h(rec, r, ps)
+		if !rec.wrote {
+			// net/http would send an empty 200: a success that did nothing. Every handler
+			// answers on every path; this is the net under a path that forgot to.
+			s.log.Error("handler returned without an answer; answering 500", "route", route, "method", r.Method, "path", r.URL.Path, "peer", r.RemoteAddr)
+			http.Error(rec, "internal error: the relay gave no answer to this request; retry it", http.StatusInternalServerError)
+		}
 	}
+}
+
+// methodLabel is the method label of keel_http_requests_total: one of the methods of RFC 9110
+// and PATCH, else "other". A label value taken from the request as sent would let any peer
+// create series without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // recorder captures the status code and body size of a response.
@@ -172,7 +195,7 @@ type recorder struct {
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
+	if !r.wrote && code >= 200 { // a 1xx is not the answer
 		r.code, r.wrote = code, true
 	}
 	r.ResponseWriter.WriteHeader(code)

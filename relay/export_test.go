@@ -1,6 +1,12 @@
 package relay
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/keel-relay/keel/relay/access"
+)
 
 // APIHandler returns the relay API listener's handler, so that the external tests can call it
 // in process with a peer address of their choosing: a test machine has no non-loopback peer to
@@ -13,4 +19,11 @@ func (s *Server) AdminHandler() http.Handler {
 		return nil
 	}
 	return s.admin.Handler
+}
+
+// WrapLoopback returns h behind the relay's request middleware (loopback only), so that the
+// external tests can check what the middleware does for any handler.
+func (s *Server) WrapLoopback(route string, h http.HandlerFunc) http.Handler {
+	wrapped := s.wrap(route, func(*accessLists) *access.List { return nil }, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { h(w, r) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wrapped(w, r, nil) })
 }
