@@ -91,6 +91,7 @@ type Server struct {
 type accessLists struct {
 	shared       *access.List // shared files, status, info
 	policyServer *access.List // remote run, reload (plus loopback)
+	metrics      *access.List // GET /metrics on the admin listener
 }
 
 func buildLists(cfg *config.Config) (*accessLists, error) {
@@ -102,7 +103,11 @@ func buildLists(cfg *config.Config) (*accessLists, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http.policy_server_networks: %w", err)
 	}
-	return &accessLists{shared: shared, policyServer: ps}, nil
+	scrapers, err := access.Parse(append([]string{"127.0.0.0/8", "::1/128"}, cfg.Admin.MetricsNetworks...))
+	if err != nil {
+		return nil, fmt.Errorf("admin.metrics_networks: %w", err)
+	}
+	return &accessLists{shared: shared, policyServer: ps, metrics: scrapers}, nil
 }
 
 // New opens the store, loads the node map and binds the listeners; Run serves.
@@ -449,6 +454,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *confi
 	live.HTTP.AllowedNetworks = cfg.HTTP.AllowedNetworks
 	live.HTTP.PolicyServerNetworks = cfg.HTTP.PolicyServerNetworks
 	live.HTTP.MaxBody = cfg.HTTP.MaxBody
+	live.Admin.MetricsNetworks = cfg.Admin.MetricsNetworks
 	live.NodesFile = cfg.NodesFile
 	if !reflect.DeepEqual(live, *cfg) {
 		for _, key := range changedKeys(live, *cfg) {

@@ -74,6 +74,9 @@ type HTTPConfig struct {
 // AdminConfig is the "admin" section: /metrics and the local admin API.
 type AdminConfig struct {
 	Listen string `mapstructure:"listen"` // empty = disabled
+	// MetricsNetworks are the clients (CIDRs or IPs) that may scrape GET /metrics besides
+	// loopback; the rest of the admin API is loopback only, whatever this says.
+	MetricsNetworks []string `mapstructure:"metrics_networks"`
 	// TokenFile, when set, holds the bearer token every admin request but GET /metrics must
 	// carry (the relay creates it, 0600, on first start; the CLI reads it). Empty: the
 	// admin API trusts every loopback client.

@@ -91,6 +91,7 @@ func (c *Config) Validate() error {
 	}{
 		{"http.allowed_networks", h.AllowedNetworks},
 		{"http.policy_server_networks", h.PolicyServerNetworks},
+		{"admin.metrics_networks", c.Admin.MetricsNetworks},
 	} {
 		for i, s := range nets.list {
 			if _, err := parseNetwork(s); err != nil {
