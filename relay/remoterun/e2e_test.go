@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -891,5 +892,47 @@ func TestSubRelayDisconnect(t *testing.T) {
 	cancel()
 	for _, pid := range procs {
 		waitFor(t, fmt.Sprintf("process %d to be killed", pid), func() bool { return gone(pid) })
+	}
+}
+
+// TestHalfClosedCaller: a synchronous caller that shuts down its sending side after the request
+// is taken as gone (net/http cancels the request then): its runs are cancelled and killed, and
+// the answer it can still read is a real one, saying why, never an empty success.
+func TestHalfClosedCaller(t *testing.T) {
+	t.Parallel()
+	pids := t.TempDir()
+	r := startRelay(t, "root", rootWith("h1"), agentCommand(pids, "-lines", "1", "-hang", "-child"), nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	form := "keep_output=false&asynchronous=false&nodes=h1"
+	fmt.Fprintf(conn, "POST %s/remote-run/nodes HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", api, len(form), form)
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(waitLong))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200 (the stream starts at once)", resp.StatusCode)
+	}
+	a := parseAnswer(t, string(body))
+	checkResults(t, a, map[string]int{"h1": remoterun.NoExitCode})
+	if got := a.results["h1"].Stderr; !strings.Contains(got, "cancelled") || !strings.Contains(got, remoterun.ErrCallerGone.Error()) {
+		t.Errorf("stderr %q, want it to say the run was cancelled because the caller closed its connection", got)
+	}
+	for _, f := range []string{"h1.pid", "h1.child.pid"} {
+		if exists(pids, f) {
+			pid := readPid(t, pids, f)
+			waitFor(t, f+" to be gone", func() bool { return gone(pid) })
+		}
 	}
 }

@@ -67,7 +67,7 @@ type Handler struct {
 	calls chan struct{} // calls in progress
 
 	base     context.Context // parent of asynchronous runs; cancelled by Shutdown
-	stopBase context.CancelFunc
+	stopBase context.CancelCauseFunc
 	async    sync.WaitGroup
 }
 
@@ -76,7 +76,7 @@ type Handler struct {
 func New(opts Options, nodes func() *nodemap.Map, hops *forward.Hops, edge EdgeRunner, m *Metrics, log *slog.Logger) *Handler {
 	opts.Concurrency = max(opts.Concurrency, 1)
 	opts.MaxCalls = max(opts.MaxCalls, 1)
-	base, stop := context.WithCancel(context.Background())
+	base, stop := context.WithCancelCause(context.Background())
 	return &Handler{
 		opts: opts, nodes: nodes, hops: hops, edge: edge, log: log, metrics: m,
 		slots: make(chan struct{}, opts.Concurrency), calls: make(chan struct{}, opts.MaxCalls),
@@ -87,7 +87,7 @@ func New(opts Options, nodes func() *nodemap.Map, hops *forward.Hops, edge EdgeR
 // Shutdown cancels the asynchronous runs still going (their processes are killed) and waits
 // for them to end, at most until ctx is done.
 func (h *Handler) Shutdown(ctx context.Context) {
-	h.stopBase()
+	h.stopBase(errStopping)
 	done := make(chan struct{})
 	go func() { h.async.Wait(); close(done) }()
 	select {
@@ -150,7 +150,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, kind, pathNode s
 		defer func() { <-h.calls }()
 		startStream(w)
 		st := newStream(w)
-		h.execute(r.Context(), p, plan, st, log)
+		ctx, cancel := callerContext(r.Context())
+		defer cancel()
+		h.execute(ctx, p, plan, st, log)
 		st.close()
 		return
 	}
@@ -181,6 +183,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, kind, pathNode s
 			st.detach()
 		}
 	}
+}
+
+// ErrCallerGone is the cause of a synchronous call's cancellation when its caller closed the
+// connection. net/http also takes a client that only half-closes (shuts down its sending side
+// after the request) as gone, as nginx does: its runs are cancelled and the answer it may
+// still read says so.
+var ErrCallerGone = errors.New("the caller closed its connection")
+
+// errStopping is the cause of the cancellation of asynchronous runs by Shutdown.
+var errStopping = errors.New("the relay is stopping")
+
+// callerContext returns the context of a synchronous call's runs: cancelled, with cause
+// ErrCallerGone, when the request's context is.
+func callerContext(req context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(req))
+	stop := context.AfterFunc(req, func() { cancel(ErrCallerGone) })
+	return ctx, func() { stop(); cancel(context.Canceled) }
 }
 
 func startStream(w http.ResponseWriter) {
@@ -270,7 +289,7 @@ func (h *Handler) execute(ctx context.Context, p Params, pl plan, st *stream, lo
 		select {
 		case h.slots <- struct{}{}:
 		case <-ctx.Done():
-			finish("command", Result{Node: n.ID, ExitCode: NoExitCode, Stderr: "keel-relay: run cancelled before it started\n"})
+			finish("command", Result{Node: n.ID, ExitCode: NoExitCode, Stderr: "keel-relay: run cancelled before it started: " + context.Cause(ctx).Error() + "\n"})
 			continue
 		}
 		wg.Go(func() {

@@ -28,7 +28,10 @@ func runCommand(ctx context.Context, node string, argv []string, timeout time.Du
 	stdout := &lineSplitter{prefix: node + ":", out: out}
 	cmd.Stderr, cmd.Stdout = stderr, stdout
 	if err := cmd.Start(); err != nil {
-		res.Stderr = fmt.Sprintf("cannot run %s: %v", argv[0], err)
+		res.Stderr = fmt.Sprintf("cannot run %s: %v\n", argv[0], err)
+		if ctx.Err() != nil {
+			res.Stderr = "keel-relay: run cancelled before it started: " + context.Cause(ctx).Error() + "\n"
+		}
 		res.DurationMS = time.Since(start).Milliseconds()
 		return res
 	}
@@ -47,7 +50,7 @@ func runCommand(ctx context.Context, node string, argv []string, timeout time.Du
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		res.Stderr += fmt.Sprintf("keel-relay: run cut at its deadline of %s\n", timeout)
 	case ctx.Err() != nil:
-		res.Stderr += "keel-relay: run cancelled\n"
+		res.Stderr += "keel-relay: run cancelled: " + context.Cause(ctx).Error() + "\n"
 	default:
 		res.Stderr += fmt.Sprintf("keel-relay: %v\n", waitErr)
 	}
