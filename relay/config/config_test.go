@@ -36,7 +36,7 @@ func contractDefault() *Config {
 			MinUploadRate:        512,
 			UploadSlotWait:       time.Minute,
 		},
-		Admin:       AdminConfig{Listen: "127.0.0.1:3031"},
+		Admin:       AdminConfig{Listen: "127.0.0.1:3031", MetricsNetworks: []string{}},
 		SharedFiles: SharedFilesConfig{CleanupInterval: time.Minute},
 		Forward: ForwardConfig{
 			MinBackoff:     time.Second,
@@ -112,6 +112,7 @@ func customEnv() map[string]string {
 		"KEEL_HTTP_UPLOAD_SLOT_WAIT":            "20s",
 		"KEEL_ADMIN_LISTEN":                     "",
 		"KEEL_ADMIN_TOKEN_FILE":                 "/run/keel/admin.token",
+		"KEEL_ADMIN_METRICS_NETWORKS":           "192.0.2.0/24,2001:db8::9",
 		"KEEL_SHARED_FILES_CLEANUP_INTERVAL":    "30s",
 		"KEEL_FORWARD_MIN_BACKOFF":              "500ms",
 		"KEEL_FORWARD_MAX_BACKOFF":              "1h",
@@ -182,7 +183,7 @@ func customConfig() *Config {
 			MinUploadRate:        4 * KiB,
 			UploadSlotWait:       20 * time.Second,
 		},
-		Admin:       AdminConfig{Listen: "", TokenFile: "/run/keel/admin.token"},
+		Admin:       AdminConfig{Listen: "", TokenFile: "/run/keel/admin.token", MetricsNetworks: []string{"192.0.2.0/24", "2001:db8::9"}},
 		SharedFiles: SharedFilesConfig{CleanupInterval: 30 * time.Second},
 		Forward: ForwardConfig{
 			MinBackoff:     500 * time.Millisecond,
