@@ -35,7 +35,7 @@ import (
 
 // harness is a real edge server on 127.0.0.1:0 over a real store, with a gRPC client.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	store  *storage.Store
 	reg    *metrics.Registry
@@ -46,7 +46,7 @@ type harness struct {
 	stop   sync.Once
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("EDGE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -65,7 +65,7 @@ func testOptions() Options {
 	}
 }
 
-func newHarness(t *testing.T, mod func(*Options)) *harness {
+func newHarness(t testing.TB, mod func(*Options)) *harness {
 	t.Helper()
 	opts := testOptions()
 	if mod != nil {
@@ -114,7 +114,7 @@ func (h *harness) close() {
 	})
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
