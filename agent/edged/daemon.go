@@ -138,6 +138,9 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Daemon, error) {
 	if e.Relay == "" {
 		return nil, errors.New("edge.relay is not set")
 	}
+	if err := checkCapabilities(e); err != nil {
+		return nil, err
+	}
 	if e.Tools.MaxConcurrent < 1 {
 		e.Tools.MaxConcurrent = 1
 	}

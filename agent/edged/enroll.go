@@ -15,6 +15,7 @@ import (
 
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/edge/capabilities"
 	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgetoken"
 )
@@ -41,6 +42,16 @@ func Capabilities(e config.EdgeConfig) *edgepb.EdgeCapabilities {
 		}
 	}
 	return c
+}
+
+// checkCapabilities checks that the capabilities e declares are within the relay's bounds
+// (package capabilities), which refuses them otherwise: better said at once, naming the
+// config key, than by every attestation and stream.
+func checkCapabilities(e config.EdgeConfig) error {
+	if err := capabilities.Check(Capabilities(e)); err != nil {
+		return fmt.Errorf("edge.labels: the capabilities of this node: %w", err)
+	}
+	return nil
 }
 
 // localTools lists the enabled tools, sorted.
@@ -87,6 +98,9 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	p := Paths{Key: cfg.Edge.KeyFile, Token: cfg.Edge.TokenFile}
 	if req.Token == "" {
 		return nil, errors.New("enroll: no enrollment token")
+	}
+	if err := checkCapabilities(cfg.Edge); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	if _, err := os.Stat(p.Key); err == nil && !req.Force {
 		return nil, fmt.Errorf("enroll: %s exists (this node is enrolled); use --force to replace its key", p.Key)
