@@ -1,7 +1,8 @@
 package faults
 
-// The harness: TestMain builds keel-relay once; a test writes a YAML config, starts the binary
-// on free loopback ports, waits for /system/status to answer 200, and kills it when it wants.
+// The harness: TestMain builds keel-relay and keel-agent once; a test writes a YAML config,
+// starts the relay on free loopback ports, waits for /system/status to answer 200, and kills
+// it when it wants.
 // It is a small copy of cmd/keel-relay's harness (a _test.go file of package main, which
 // cannot be imported).
 
@@ -35,9 +36,10 @@ import (
 // enableEnv must be set to a non-empty value for the fault tests to run.
 const enableEnv = "KEEL_FAULT_TESTS"
 
-// relayBin is the keel-relay binary TestMain builds; it is set once, before any test runs,
-// and only read afterwards ("" when the fault tests are not enabled).
-var relayBin string
+// relayBin and agentBin are the keel-relay and keel-agent binaries TestMain builds; they
+// are set once, before any test runs, and only read afterwards ("" when the fault tests
+// are not enabled).
+var relayBin, agentBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
@@ -53,14 +55,19 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "keel-relay")
-	build := exec.Command("go", "build", "-o", bin, "github.com/keel-relay/keel/cmd/keel-relay")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "faults: go build ./cmd/keel-relay:", err)
-		return 1
+	for _, b := range []struct {
+		bin *string
+		cmd string
+	}{{&relayBin, "keel-relay"}, {&agentBin, "keel-agent"}} {
+		out := filepath.Join(dir, b.cmd)
+		build := exec.Command("go", "build", "-o", out, "github.com/keel-relay/keel/cmd/"+b.cmd)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "faults: go build ./cmd/%s: %v\n", b.cmd, err)
+			return 1
+		}
+		*b.bin = out
 	}
-	relayBin = bin
 	return m.Run()
 }
 
@@ -146,11 +153,7 @@ type proc struct {
 func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	t.Helper()
 	cmd := exec.Command(relayBin, "run", "--config", cfg)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEEL_") { // the config file alone decides
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = withoutKeelEnv()
 	out := &relaytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -169,6 +172,18 @@ func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	})
 	p.waitReady(t)
 	return p
+}
+
+// withoutKeelEnv is the test's environment without KEEL_* variables: the config file alone
+// decides.
+func withoutKeelEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEEL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // tail returns the last n lines of s.

@@ -38,6 +38,9 @@ const (
 	MaxEdgeIDSize = 256
 	// MaxDaemonRecordSize bounds an encoded daemon row (capabilities and tags included).
 	MaxDaemonRecordSize = 256 << 10
+	// MaxChallengeRecordSize bounds an encoded challenge record (capabilities included).
+	// Anyone may ask for a challenge: its record must stay small.
+	MaxChallengeRecordSize = 16 << 10
 	// expiryMargin is kept beyond the expiry asked for redeemed jtis, blacklisted tokens and
 	// seen nonces, so a validator allowing some clock leeway past a token's exp still finds
 	// them. Keeping them longer costs a few bytes; forgetting them early would allow a replay.
@@ -76,6 +79,11 @@ type Challenge struct {
 	Capabilities     []byte
 	SourceIP         string
 	Expires          time.Time
+	// Issued is when the challenge was issued. Pool, Network and Quota say which share
+	// of the pending challenges it holds; they are opaque to the store, kept so that the
+	// caller can count the pending challenges again after a restart (see Challenges).
+	Issued               time.Time
+	Pool, Network, Quota string
 }
 
 // daemonRecord is Daemon's stored form (version 1). Times are Unix nanoseconds, 0 for none.
@@ -108,6 +116,10 @@ type challengeRecord struct {
 	Capabilities []byte `json:"capabilities,omitempty"`
 	SourceIP     string `json:"source_ip,omitempty"`
 	Expires      int64  `json:"expires"`
+	Issued       int64  `json:"issued,omitempty"`
+	Pool         string `json:"pool,omitempty"`
+	Network      string `json:"network,omitempty"`
+	Quota        string `json:"quota,omitempty"`
 }
 
 func nanos(t time.Time) int64 {
@@ -196,11 +208,33 @@ func decodeDaemon(b []byte) (Daemon, error) {
 	return d, nil
 }
 
-func encodeChallenge(c Challenge) ([]byte, error) {
-	return json.Marshal(challengeRecord{
+// encodeChallenge checks and encodes a challenge record; an oversized one is ErrInvalid.
+func encodeChallenge(c Challenge, now time.Time) ([]byte, error) {
+	if err := checkID("challenge id", c.ID); err != nil {
+		return nil, err
+	}
+	if !c.Expires.After(now) {
+		return nil, fmt.Errorf("expiry %s is not in the future: %w", c.Expires, ErrInvalid)
+	}
+	// A record much larger than the bound is refused before it is encoded (base64 makes
+	// the bytes a third larger).
+	raw := len(c.ID) + len(c.NodeID) + len(c.Role) + len(c.PublicKey) + len(c.Nonce) + len(c.Capabilities) +
+		len(c.SourceIP) + len(c.Pool) + len(c.Network) + len(c.Quota)
+	if raw > MaxChallengeRecordSize {
+		return nil, fmt.Errorf("record of more than %d bytes, at most %d: %w", raw, MaxChallengeRecordSize, ErrInvalid)
+	}
+	b, err := json.Marshal(challengeRecord{
 		V: 1, ID: c.ID, NodeID: c.NodeID, Role: c.Role, PublicKey: c.PublicKey, Nonce: c.Nonce,
 		Capabilities: c.Capabilities, SourceIP: c.SourceIP, Expires: nanos(c.Expires),
+		Issued: nanos(c.Issued), Pool: c.Pool, Network: c.Network, Quota: c.Quota,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	if len(b) > MaxChallengeRecordSize {
+		return nil, fmt.Errorf("record of %d bytes, at most %d: %w", len(b), MaxChallengeRecordSize, ErrInvalid)
+	}
+	return b, nil
 }
 
 func decodeChallenge(b []byte) (Challenge, error) {
@@ -217,6 +251,7 @@ func decodeChallenge(b []byte) (Challenge, error) {
 	return Challenge{
 		ID: r.ID, NodeID: r.NodeID, Role: r.Role, PublicKey: r.PublicKey, Nonce: r.Nonce,
 		Capabilities: r.Capabilities, SourceIP: r.SourceIP, Expires: fromNanos(r.Expires),
+		Issued: fromNanos(r.Issued), Pool: r.Pool, Network: r.Network, Quota: r.Quota,
 	}, nil
 }
 
@@ -283,19 +318,37 @@ func putDaemon(txn *badger.Txn, d Daemon) error {
 
 // PutChallenge stores a pending challenge until c.Expires (Badger drops it by itself then).
 // It fails with ErrTooMany when maxPending unexpired challenges exist already (maxPending <= 0:
-// no bound), and with ErrConflict when a challenge with the same id is pending. A pending
-// challenge is not synced: one lost in a crash only makes its daemon attest again.
+// no bound), with ErrConflict when a challenge with the same id is pending, and with
+// ErrInvalid for a record it refuses (no id, an expiry already passed, more than
+// MaxChallengeRecordSize bytes). A pending challenge is not synced: one lost in a crash only
+// makes its daemon attest again. Counting walks every pending challenge: a caller that keeps
+// its own count uses AdmitChallenge.
 func (s *Store) PutChallenge(c Challenge, maxPending int) error {
-	if err := checkID("challenge id", c.ID); err != nil {
-		return fmt.Errorf("storage: put challenge: %w", err)
+	return s.putChallenge(c, maxPending, nil)
+}
+
+// AdmitChallenge stores a pending challenge as PutChallenge does, and deletes the pending
+// challenges whose ids are in evict, in the same transaction: either both happen or neither.
+// It counts nothing; the caller bounds the pending challenges (evicting some to make room)
+// and can count them again after a restart with Challenges. Evicting an id that is not
+// pending is not an error.
+func (s *Store) AdmitChallenge(c Challenge, evict []string) error {
+	for _, id := range evict {
+		if err := checkID("evicted challenge id", id); err != nil {
+			return fmt.Errorf("storage: put challenge %s: %w", c.ID, err)
+		}
+		if id == c.ID {
+			return fmt.Errorf("storage: put challenge %s: it evicts itself: %w", c.ID, ErrInvalid)
+		}
 	}
+	return s.putChallenge(c, 0, evict)
+}
+
+func (s *Store) putChallenge(c Challenge, maxPending int, evict []string) error {
 	now := time.Now()
-	if !c.Expires.After(now) {
-		return fmt.Errorf("storage: put challenge %s: expiry %s is not in the future: %w", c.ID, c.Expires, ErrInvalid)
-	}
-	val, err := encodeChallenge(c)
+	val, err := encodeChallenge(c, now)
 	if err != nil {
-		return fmt.Errorf("storage: put challenge %s: encode: %w", c.ID, err)
+		return fmt.Errorf("storage: put challenge %s: %w", c.ID, err)
 	}
 	s.challengeMu.Lock()
 	defer s.challengeMu.Unlock()
@@ -315,6 +368,11 @@ func (s *Store) PutChallenge(c Challenge, maxPending int) error {
 		}
 		if exists {
 			return fmt.Errorf("id already pending: %w", ErrConflict)
+		}
+		for _, id := range evict {
+			if err := txn.Delete(challengeKey(id)); err != nil {
+				return fmt.Errorf("evict %s: %w", id, err)
+			}
 		}
 		return setUntil(txn, challengeKey(c.ID), val, c.Expires, now)
 	})
@@ -372,6 +430,45 @@ func (s *Store) PendingChallenges(now time.Time) (int, error) {
 		return 0, fmt.Errorf("storage: count pending challenges: %w", err)
 	}
 	return n, nil
+}
+
+// Challenges returns the challenges pending at now (not taken, not expired), oldest issued
+// first (by expiry when they have no issue time), so that a caller keeping its own count of
+// them (AdmitChallenge) can start again from the store after a restart. A record that does
+// not decode is left out and counted in skipped: such a record cannot be taken either, and
+// Badger drops it at its expiry.
+func (s *Store) Challenges(now time.Time) (pending []Challenge, skipped int, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		pending, skipped = nil, 0
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixChallenge)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c Challenge
+			err := it.Item().Value(func(b []byte) error {
+				var err error
+				c, err = decodeChallenge(b)
+				return err
+			})
+			if err != nil {
+				skipped++
+				continue
+			}
+			if c.Expires.After(now) {
+				pending = append(pending, c)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("storage: list pending challenges: %w", err)
+	}
+	slices.SortStableFunc(pending, func(a, b Challenge) int {
+		if c := a.Issued.Compare(b.Issued); c != 0 {
+			return c
+		}
+		return a.Expires.Compare(b.Expires)
+	})
+	return pending, skipped, nil
 }
 
 func pendingChallenges(txn *badger.Txn, now time.Time) (int, error) {

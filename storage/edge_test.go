@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -299,6 +300,104 @@ func TestChallengeExpiresByItself(t *testing.T) {
 	}
 	if _, err := s.TakeChallenge("short", time.Time{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("TakeChallenge after the TTL = %v, want ErrNotFound", err)
+	}
+}
+
+// TestChallengeRecordBound: a challenge record over MaxChallengeRecordSize (the 4 MB
+// capabilities of issue 12) is refused with ErrInvalid, by both PutChallenge and
+// AdmitChallenge, and nothing is stored.
+func TestChallengeRecordBound(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	exp := time.Now().Add(time.Minute)
+	for _, tc := range []struct {
+		name string
+		caps int
+		want error
+	}{
+		{"small", 4 << 10, nil},
+		{"just over once encoded", MaxChallengeRecordSize * 3 / 4, ErrInvalid},
+		{"over the bound", MaxChallengeRecordSize + 1, ErrInvalid},
+		{"the 4 MB of the report", 4 << 20, ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for name, put := range map[string]func(Challenge) error{
+				"PutChallenge":   func(c Challenge) error { return s.PutChallenge(c, 0) },
+				"AdmitChallenge": func(c Challenge) error { return s.AdmitChallenge(c, nil) },
+			} {
+				c := Challenge{ID: name + "-" + tc.name, NodeID: "n", PublicKey: edgeKey(t), Nonce: make([]byte, 32),
+					Capabilities: bytes.Repeat([]byte{'x'}, tc.caps), Expires: exp}
+				err := put(c)
+				if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+					t.Fatalf("%s = %v, want %v", name, err, tc.want)
+				}
+				if tc.want != nil && !strings.Contains(err.Error(), fmt.Sprintf("at most %d", MaxChallengeRecordSize)) {
+					t.Errorf("%s: the error does not name the bound: %v", name, err)
+				}
+				_, err = s.TakeChallenge(c.ID, time.Now())
+				if stored := err == nil; stored != (tc.want == nil) {
+					t.Errorf("%s: stored = %v (take: %v)", name, stored, err)
+				}
+			}
+		})
+	}
+}
+
+// TestAdmitChallenge: AdmitChallenge stores a challenge and evicts others in one
+// transaction, refuses what PutChallenge refuses (evicting nothing then), and Challenges
+// lists what is pending, oldest issued first, with every field.
+func TestAdmitChallenge(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	now := time.Now()
+	ch := func(id string, issued time.Duration) Challenge {
+		return Challenge{ID: id, NodeID: "node-" + id, Role: "edge", PublicKey: edgeKey(t), Nonce: bytes.Repeat([]byte{7}, 32),
+			Capabilities: []byte{1}, SourceIP: "127.0.0.1", Expires: now.Add(time.Minute), Issued: now.Add(issued),
+			Pool: "anonymous", Network: "127.0.0.0/24", Quota: "q-" + id}
+	}
+	ids := func(cs []Challenge) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	steps := []struct {
+		name  string
+		c     Challenge
+		evict []string
+		want  error
+		after []string // pending afterwards, oldest issued first
+	}{
+		{"first", ch("a", 0), nil, nil, []string{"a"}},
+		{"older issue time", ch("b", -time.Second), nil, nil, []string{"b", "a"}},
+		{"evicts one", ch("c", time.Second), []string{"b"}, nil, []string{"a", "c"}},
+		{"evicts an unknown id", ch("d", 2*time.Second), []string{"gone"}, nil, []string{"a", "c", "d"}},
+		{"evicts itself", ch("e", 3*time.Second), []string{"e"}, ErrInvalid, []string{"a", "c", "d"}},
+		{"same id: nothing evicted", ch("a", 3*time.Second), []string{"c"}, ErrConflict, []string{"a", "c", "d"}},
+		{"empty evicted id", ch("f", 3*time.Second), []string{""}, ErrInvalid, []string{"a", "c", "d"}},
+		{"oversized: nothing evicted", func() Challenge { c := ch("g", 0); c.Capabilities = make([]byte, MaxChallengeRecordSize); return c }(),
+			[]string{"a"}, ErrInvalid, []string{"a", "c", "d"}},
+		{"expired: nothing evicted", func() Challenge { c := ch("h", 0); c.Expires = now.Add(-time.Second); return c }(),
+			[]string{"a"}, ErrInvalid, []string{"a", "c", "d"}},
+	}
+	for _, st := range steps {
+		err := s.AdmitChallenge(st.c, st.evict)
+		if st.want == nil && err != nil || st.want != nil && !errors.Is(err, st.want) {
+			t.Errorf("%s: AdmitChallenge = %v, want %v", st.name, err, st.want)
+		}
+		got, skipped, err := s.Challenges(time.Now())
+		if err != nil || skipped != 0 || !slices.Equal(ids(got), st.after) {
+			t.Errorf("%s: Challenges = %v, %d skipped, %v; want %v", st.name, ids(got), skipped, err, st.after)
+		}
+	}
+	got, _, _ := s.Challenges(time.Now())
+	if want := ch("a", 0); len(got) == 0 || got[0].ID != "a" || !got[0].Issued.Equal(want.Issued) || got[0].Pool != want.Pool ||
+		got[0].Network != want.Network || got[0].Quota != want.Quota || got[0].SourceIP != want.SourceIP {
+		t.Errorf("Challenges()[0] = %+v, want %+v", got, want)
+	}
+	if got, _, err := s.Challenges(now.Add(2 * time.Minute)); err != nil || len(got) != 0 {
+		t.Errorf("Challenges after their expiry = %v, %v", ids(got), err)
 	}
 }
 
@@ -815,7 +914,8 @@ func FuzzDecodeDaemon(f *testing.F) {
 
 func FuzzDecodeChallenge(f *testing.F) {
 	good, err := encodeChallenge(Challenge{ID: "c", NodeID: "n", Role: "edge", PublicKey: make([]byte, 32),
-		Nonce: make([]byte, 32), SourceIP: "127.0.0.1", Expires: time.Now()})
+		Nonce: make([]byte, 32), SourceIP: "127.0.0.1", Expires: time.Now(), Issued: time.Now(),
+		Pool: "anonymous", Network: "127.0.0.0/24", Quota: "q"}, time.Time{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -826,8 +926,13 @@ func FuzzDecodeChallenge(f *testing.F) {
 		if err != nil {
 			return
 		}
-		enc, err := encodeChallenge(c)
+		enc, err := encodeChallenge(c, time.Time{})
 		if err != nil {
+			// Decoding is lenient (records written before the size bound still decode);
+			// encoding refuses what is over a bound (the id's, the record's) as ErrInvalid.
+			if errors.Is(err, ErrInvalid) {
+				return
+			}
 			t.Fatalf("decoded %q but cannot encode it: %v", b, err)
 		}
 		var r challengeRecord

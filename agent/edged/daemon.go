@@ -19,6 +19,7 @@ import (
 
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/envelope"
 )
 
@@ -136,6 +137,9 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Daemon, error) {
 	e := cfg.Edge
 	if e.Relay == "" {
 		return nil, errors.New("edge.relay is not set")
+	}
+	if err := checkCapabilities(e); err != nil {
+		return nil, err
 	}
 	if e.Tools.MaxConcurrent < 1 {
 		e.Tools.MaxConcurrent = 1
@@ -484,7 +488,7 @@ func (d *Daemon) session(life context.Context) error {
 		case <-sctx.Done():
 		}
 	}()
-	md := metadata.Pairs("authorization", "Bearer "+creds.Token)
+	md := metadata.Pairs(edgetoken.AuthorizationKey, edgetoken.Bearer(creds.Token))
 	stream, err := edgepb.NewNodeClusterServiceClient(conn).ConnectEdge(metadata.NewOutgoingContext(sctx, md))
 	if err != nil {
 		return fmt.Errorf("ConnectEdge: %w", err)

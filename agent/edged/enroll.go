@@ -11,9 +11,13 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/edge/capabilities"
 	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/edge/edgetoken"
 )
 
 // Tool names the daemon serves.
@@ -38,6 +42,16 @@ func Capabilities(e config.EdgeConfig) *edgepb.EdgeCapabilities {
 		}
 	}
 	return c
+}
+
+// checkCapabilities checks that the capabilities e declares are within the relay's bounds
+// (package capabilities), which refuses them otherwise: better said at once, naming the
+// config key, than by every attestation and stream.
+func checkCapabilities(e config.EdgeConfig) error {
+	if err := capabilities.Check(Capabilities(e)); err != nil {
+		return fmt.Errorf("edge.labels: the capabilities of this node: %w", err)
+	}
+	return nil
 }
 
 // localTools lists the enabled tools, sorted.
@@ -74,7 +88,8 @@ type EnrollRequest struct {
 }
 
 // Enroll generates a node key, attests it to the relay (AttestNode with role
-// NODE_ROLE_EDGE, then ChallengeNode with the signed nonce and the enrollment token) and
+// NODE_ROLE_EDGE and the enrollment token as its authorization metadata, then
+// ChallengeNode with the signed nonce and the enrollment token) and
 // stores the key and the NodeSecurityToken the relay returns (0600). The new key is
 // written before the relay is asked, as edge.key_file + ".new"; both files are put in
 // place only once the token is stored, so a failure leaves any previous enrollment as it
@@ -83,6 +98,9 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	p := Paths{Key: cfg.Edge.KeyFile, Token: cfg.Edge.TokenFile}
 	if req.Token == "" {
 		return nil, errors.New("enroll: no enrollment token")
+	}
+	if err := checkCapabilities(cfg.Edge); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	if _, err := os.Stat(p.Key); err == nil && !req.Force {
 		return nil, fmt.Errorf("enroll: %s exists (this node is enrolled); use --force to replace its key", p.Key)
@@ -119,7 +137,10 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 
 	actx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	att, err := client.AttestNode(actx, &edgepb.AttestNodeRequest{
+	// The token also goes with the attestation: a relay that knows it counts the challenge
+	// in its reserved pool, which anonymous callers cannot fill (an older relay ignores it).
+	mdctx := metadata.AppendToOutgoingContext(actx, edgetoken.AuthorizationKey, edgetoken.Bearer(req.Token))
+	att, err := client.AttestNode(mdctx, &edgepb.AttestNodeRequest{
 		NodeId: nodeID, Role: edgepb.NodeRole_NODE_ROLE_EDGE, PublicKey: pub, Capabilities: Capabilities(cfg.Edge),
 	})
 	if err != nil {

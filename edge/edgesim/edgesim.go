@@ -12,18 +12,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/envelope"
 )
 
@@ -59,15 +63,35 @@ func (id *Identity) SetToken(t string) {
 	id.token = t
 }
 
-// Enroll attests the daemon's key and answers the challenge with enrollToken (empty: a
-// token refresh of an enrolled daemon), keeping the node security token it gets.
-func (id *Identity) Enroll(ctx context.Context, c edgepb.NodeClusterServiceClient, enrollToken string, caps *edgepb.EdgeCapabilities) error {
+// Attest asks the relay for a challenge for the daemon's key. A non-empty bearer (an
+// enrollment token, or the daemon's current node security token) goes as the call's
+// authorization metadata, which puts the challenge in the relay's reserved pool.
+func (id *Identity) Attest(ctx context.Context, c edgepb.NodeClusterServiceClient, bearer string, caps *edgepb.EdgeCapabilities) (*edgepb.AttestNodeResponse, error) {
+	if bearer != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, edgetoken.AuthorizationKey, edgetoken.Bearer(bearer))
+	}
 	ar, err := c.AttestNode(ctx, &edgepb.AttestNodeRequest{
 		NodeId: id.NodeID, Role: edgepb.NodeRole_NODE_ROLE_EDGE,
 		PublicKey: id.Key.Public().(ed25519.PublicKey), Capabilities: caps,
 	})
 	if err != nil {
-		return fmt.Errorf("edgesim: attest %s: %w", id.NodeID, err)
+		return nil, fmt.Errorf("edgesim: attest %s: %w", id.NodeID, err)
+	}
+	return ar, nil
+}
+
+// Enroll attests the daemon's key and answers the challenge with enrollToken (empty: a
+// token refresh of an enrolled daemon), keeping the node security token it gets. The
+// attestation carries enrollToken, or for a refresh the daemon's current token, as its
+// authorization.
+func (id *Identity) Enroll(ctx context.Context, c edgepb.NodeClusterServiceClient, enrollToken string, caps *edgepb.EdgeCapabilities) error {
+	bearer := enrollToken
+	if bearer == "" {
+		bearer = id.Token()
+	}
+	ar, err := id.Attest(ctx, c, bearer, caps)
+	if err != nil {
+		return err
 	}
 	req := &edgepb.ChallengeNodeRequest{
 		ChallengeId: ar.GetChallengeId(), NodeId: id.NodeID,
@@ -82,6 +106,23 @@ func (id *Identity) Enroll(ctx context.Context, c edgepb.NodeClusterServiceClien
 	}
 	id.SetToken(cr.GetNodeSecurityToken())
 	return nil
+}
+
+// DialFrom returns a plaintext client connection to target (host:port) whose TCP
+// connections leave from the local address source, so that one test process can play
+// callers from many addresses (on Linux every 127.0.0.0/8 address is the loopback's).
+func DialFrom(target string, source netip.Addr, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	local := &net.TCPAddr{IP: source.AsSlice()}
+	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: local}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dialer)}, opts...)
+	conn, err := grpc.NewClient("passthrough:///"+target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("edgesim: dial %s from %s: %w", target, source, err)
+	}
+	return conn, nil
 }
 
 // Handler answers one InvokeTool. progress sends an output chunk to the relay (it may block
@@ -133,7 +174,7 @@ func (id *Identity) Run(ctx context.Context, c edgepb.NodeClusterServiceClient, 
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	mdctx := metadata.AppendToOutgoingContext(sctx, "authorization", "Bearer "+id.Token())
+	mdctx := metadata.AppendToOutgoingContext(sctx, edgetoken.AuthorizationKey, edgetoken.Bearer(id.Token()))
 	cs, err := c.ConnectEdge(mdctx, callOpts...)
 	if err != nil {
 		return fmt.Errorf("edgesim: connect %s: %w", id.NodeID, err)

@@ -9,5 +9,6 @@
 // key, refuses critical header parameters, and checks issuer, signature, audience,
 // expiry (required), not-before and issued-at with a configurable leeway. Replay (jti),
 // blacklists, tenants and key binding (cnf) are the caller's business; [Thumbprint] and
-// [Claims.BoundTo] help with the last.
+// [Claims.BoundTo] help with the last. [Bearer] and [ParseBearer] carry a token in gRPC
+// authorization metadata ("Bearer <token>").
 package edgetoken

@@ -1,6 +1,7 @@
 // Package ratelimit limits how often a source may do something: at most N times in any
 // sliding window, with a bounded number of tracked sources. It is used for the anonymous
-// AttestNode RPC (5 per minute per source IP).
+// AttestNode RPC (5 per minute per source IP). SourceKey and NetworkKey name a peer's
+// source and network.
 package ratelimit
 
 import (
@@ -90,8 +91,37 @@ func (l *Limiter) Len() int {
 // SourceKey returns the rate-limit key of a peer address: its IP for IPv4, its /64 prefix
 // for IPv6 (one host usually holds a whole /64), and the address string otherwise.
 func SourceKey(addr net.Addr) string {
+	ip, ok := addrIP(addr)
+	if !ok {
+		return otherKey(addr)
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// NetworkKey returns the network of a peer address, wider than its SourceKey: its /24
+// prefix for IPv4, its /48 for IPv6 (a site usually holds a /48 to a /56), and the address
+// string otherwise.
+func NetworkKey(addr net.Addr) string {
+	ip, ok := addrIP(addr)
+	if !ok {
+		return otherKey(addr)
+	}
+	bits := 24
+	if ip.Is6() {
+		bits = 48
+	}
+	p, _ := ip.Prefix(bits)
+	return p.String()
+}
+
+// addrIP returns the IP of a peer address, IPv4-mapped addresses unmapped and zones dropped.
+func addrIP(addr net.Addr) (netip.Addr, bool) {
 	if addr == nil {
-		return "unknown"
+		return netip.Addr{}, false
 	}
 	var ip netip.Addr
 	switch a := addr.(type) {
@@ -103,12 +133,15 @@ func SourceKey(addr net.Addr) string {
 		}
 	}
 	if !ip.IsValid() {
-		return addr.Network() + ":" + addr.String()
+		return netip.Addr{}, false
 	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
+	return ip.Unmap().WithZone(""), true
+}
+
+// otherKey is the key of an address without an IP.
+func otherKey(addr net.Addr) string {
+	if addr == nil {
+		return "unknown"
 	}
-	return ip.String()
+	return addr.Network() + ":" + addr.String()
 }

@@ -69,3 +69,24 @@ func TestSourceKey(t *testing.T) {
 		}
 	}
 }
+
+func TestNetworkKey(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1234}, "192.0.2.0/24"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.0/24"},
+		{&net.TCPAddr{IP: net.ParseIP("127.0.3.250"), Port: 1}, "127.0.3.0/24"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1::/48"},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0", Port: 1}, "fe80::/48"},
+		{&net.TCPAddr{IP: net.IP{1, 2, 3}, Port: 1}, "tcp:?010203:1"},
+		{&net.UDPAddr{IP: net.ParseIP("198.51.100.9"), Port: 53}, "198.51.100.0/24"},
+		{&net.UnixAddr{Name: "/run/x", Net: "unix"}, "unix:/run/x"},
+		{nil, "unknown"},
+	} {
+		if got := NetworkKey(tc.addr); got != tc.want {
+			t.Errorf("NetworkKey(%v) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -15,7 +18,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/keel-relay/keel/edge/capabilities"
 	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/edge/quota"
 	"github.com/keel-relay/keel/edge/ratelimit"
 	"github.com/keel-relay/keel/storage"
 )
@@ -40,15 +46,20 @@ func (s *Server) refuse(code codes.Code, reason, msg string, attrs ...any) error
 }
 
 // AttestNode starts an attestation: it stores a challenge (a random nonce) the daemon must
-// sign with the key it attests. Anonymous; rate-limited per source IP.
+// sign with the key it attests. Anonymous callers are rate-limited per source IP and share
+// the anonymous pool of pending challenges; a caller whose authorization metadata carries a
+// valid enrollment token, or its node's current security token, is limited per token and
+// counted in the reserved pool (see attestCaller and package quota). A pool or share that
+// is full makes room by evicting its oldest pending challenge.
 func (s *Server) AttestNode(ctx context.Context, req *edgepb.AttestNodeRequest) (*edgepb.AttestNodeResponse, error) {
 	now := s.now()
-	src := "unknown"
+	src, network := "unknown", "unknown"
 	if p, ok := peer.FromContext(ctx); ok {
-		src = ratelimit.SourceKey(p.Addr)
+		src, network = ratelimit.SourceKey(p.Addr), ratelimit.NetworkKey(p.Addr)
 	}
-	if !s.limiter.Allow(src, now) {
-		return nil, s.refuse(codes.ResourceExhausted, "attest_rate", "too many attestations from this address; retry in a minute", "source", src)
+	caller, err := s.attestCaller(ctx, req, src, now)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case !validUUID(req.GetNodeId()):
@@ -59,6 +70,9 @@ func (s *Server) AttestNode(ctx context.Context, req *edgepb.AttestNodeRequest) 
 		return nil, s.refuse(codes.Unimplemented, "role", "this relay attests edge daemons only (role NODE_ROLE_EDGE)", "source", src)
 	case len(req.GetPublicKey()) != ed25519.PublicKeySize:
 		return nil, s.refuse(codes.InvalidArgument, "malformed", fmt.Sprintf("public_key must be a raw %d-byte Ed25519 key", ed25519.PublicKeySize), "source", src)
+	}
+	if err := capabilities.Check(req.GetCapabilities()); err != nil {
+		return nil, s.refuse(codes.InvalidArgument, "capabilities", err.Error(), "source", src, "node", req.GetNodeId())
 	}
 	var capsBytes []byte
 	if req.GetCapabilities() != nil {
@@ -76,16 +90,113 @@ func (s *Server) AttestNode(ctx context.Context, req *edgepb.AttestNodeRequest) 
 		ID: uuid.NewString(), NodeID: req.GetNodeId(), Role: NodeRole,
 		PublicKey: bytes.Clone(req.GetPublicKey()), Nonce: nonce, Capabilities: capsBytes,
 		SourceIP: src, Expires: now.Add(s.opts.ChallengeTTL),
+		Issued: now, Pool: caller.pool.String(), Network: network, Quota: caller.quota,
 	}
-	if err := s.store.PutChallenge(c, s.opts.MaxPendingChallenges); err != nil {
-		if errors.Is(err, storage.ErrTooMany) {
-			return nil, s.refuse(codes.ResourceExhausted, "challenges_full", "too many pending challenges; retry later", "source", src)
-		}
+	entry := quota.Entry{ID: c.ID, Pool: caller.pool, Source: src, Network: network, Token: caller.quota, Issued: now}
+	evicted, err := s.challenges.Admit(entry, now, func(evict []string) error { return s.store.AdmitChallenge(c, evict) })
+	if err != nil {
 		s.log.Error("store challenge", "err", err)
 		return nil, status.Error(codes.Internal, "cannot store the challenge")
 	}
-	s.log.Debug("attestation challenge issued", "node", c.NodeID, "source", src)
+	for _, v := range evicted {
+		s.m.evicted.With(string(v.Share)).Inc()
+		s.log.Debug("pending challenge evicted", "challenge", v.ID, "pool", v.Pool, "full", v.Share, "source", v.Source, "issued", v.Issued)
+	}
+	s.log.Debug("attestation challenge issued", "node", c.NodeID, "source", src, "pool", caller.pool, "token", caller.kind)
 	return &edgepb.AttestNodeResponse{ChallengeId: c.ID, ChallengeNonce: nonce}, nil
+}
+
+// attestCaller is who asks AttestNode for a challenge.
+type attestCaller struct {
+	pool quota.Pool
+	// For the reserved pool: kind is "enrollment" or "node", quota identifies the token.
+	kind, quota string
+}
+
+// attestCaller admits an AttestNode call and says in which pool it counts. A call with a
+// token that is valid for it (see attestToken: the checks that cost no write; nothing is
+// redeemed) goes to the reserved pool and is limited per token, not per source, so that a
+// fleet behind one address, each agent with its own token, is not held back by the
+// address's rate. Any other call is anonymous and within its source's rate: a call without
+// authorization metadata, or whose token does not validate (expired, say: the call is then
+// served as an anonymous one, and ChallengeNode says what is wrong with the token). Metadata
+// that is not "Bearer <token>" is refused (InvalidArgument), within the source's rate too.
+func (s *Server) attestCaller(ctx context.Context, req *edgepb.AttestNodeRequest, src string, now time.Time) (attestCaller, error) {
+	tok, present, err := bearerToken(ctx)
+	if present && err == nil {
+		c, terr := s.attestToken(tok, req)
+		if terr == nil {
+			if !s.tokenLimiter.Allow(c.quota, now) {
+				return c, s.refuse(codes.ResourceExhausted, "attest_token_rate", "too many attestations with this token; retry in a minute", "source", src, "token", c.kind)
+			}
+			return c, nil
+		}
+		if st, ok := status.FromError(terr); ok {
+			return c, st.Err()
+		}
+		s.log.Debug("attestation token not accepted; the call counts as anonymous", "source", src, "err", terr)
+	}
+	if !s.limiter.Allow(src, now) {
+		return attestCaller{}, s.refuse(codes.ResourceExhausted, "attest_rate", "too many attestations from this address; retry in a minute", "source", src)
+	}
+	if err != nil {
+		return attestCaller{}, s.refuse(codes.InvalidArgument, "bearer", "authorization: "+err.Error(), "source", src)
+	}
+	return attestCaller{pool: quota.Anonymous}, nil
+}
+
+// attestToken checks the token of an AttestNode's authorization: an enrollment token
+// (signature, issuer, audience, expiry; tid and jti present), or the current security token
+// of the node the request names, which must attest the node's current key (a refresh), the
+// node not revoked. An error that is a gRPC status is the relay's own failure; any other
+// is the token's.
+func (s *Server) attestToken(tok string, req *edgepb.AttestNodeRequest) (attestCaller, error) {
+	_, parsed, err := edgetoken.Parse(tok)
+	if err != nil {
+		return attestCaller{}, err
+	}
+	switch parsed.Audience {
+	case edgetoken.AudienceEnrollment:
+		c, err := s.enrollV.Validate(tok)
+		if err != nil {
+			return attestCaller{}, fmt.Errorf("enrollment token: %w", err)
+		}
+		if c.Tenant == "" || c.ID == "" {
+			return attestCaller{}, errors.New("enrollment token: tid and jti are required")
+		}
+		return attestCaller{pool: quota.Reserved, kind: "enrollment", quota: tokenQuotaKey("enrollment", c)}, nil
+	case edgetoken.AudienceNode:
+		c, err := s.validateNodeToken(tok)
+		if err != nil {
+			return attestCaller{}, fmt.Errorf("node token: %w", err)
+		}
+		if c.Subject != req.GetNodeId() {
+			return attestCaller{}, fmt.Errorf("node token: for node %s, not %q", c.Subject, req.GetNodeId())
+		}
+		d, err := s.store.Daemon(c.Subject)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return attestCaller{}, fmt.Errorf("node token: node %s is not enrolled", c.Subject)
+		case err != nil:
+			s.log.Error("read daemon", "node", c.Subject, "err", err)
+			return attestCaller{}, status.Error(codes.Internal, "cannot read the daemon")
+		case d.Revoked:
+			return attestCaller{}, fmt.Errorf("node token: node %s is revoked", c.Subject)
+		case d.TokenID != c.ID || d.Tenant != c.Tenant:
+			return attestCaller{}, fmt.Errorf("node token: not the current token of node %s", c.Subject)
+		case !bytes.Equal(d.PublicKey, req.GetPublicKey()):
+			return attestCaller{}, fmt.Errorf("node token: the attested key is not node %s's current key", c.Subject)
+		}
+		return attestCaller{pool: quota.Reserved, kind: "node", quota: tokenQuotaKey("node", c)}, nil
+	}
+	return attestCaller{}, fmt.Errorf("token audience %q is neither %q nor %q", parsed.Audience, edgetoken.AudienceEnrollment, edgetoken.AudienceNode)
+}
+
+// tokenQuotaKey identifies a token in the reserved pool and its rate limiter: a digest of
+// its kind, issuer and jti (short, whatever the issuer's length).
+func tokenQuotaKey(kind string, c edgetoken.Claims) string {
+	sum := sha256.Sum256([]byte(kind + "\x00" + c.Issuer + "\x00" + c.ID))
+	return hex.EncodeToString(sum[:16])
 }
 
 // ChallengeNode finishes an attestation: the nonce must be signed with the attested key.
@@ -95,14 +206,20 @@ func (s *Server) AttestNode(ctx context.Context, req *edgepb.AttestNodeRequest) 
 func (s *Server) ChallengeNode(ctx context.Context, req *edgepb.ChallengeNodeRequest) (*edgepb.ChallengeNodeResponse, error) {
 	now := s.now()
 	node := req.GetNodeId()
-	c, err := s.store.TakeChallenge(req.GetChallengeId(), now)
+	id := req.GetChallengeId()
+	if !validUUID(id) { // every challenge id is one: nothing else is looked up
+		return nil, s.refuse(codes.NotFound, "challenge", "challenge unknown, already answered, expired or evicted", "node", node)
+	}
+	c, err := s.store.TakeChallenge(id, now)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, s.refuse(codes.NotFound, "challenge", "challenge unknown, already answered or expired", "node", node)
+			s.challenges.Remove(id)
+			return nil, s.refuse(codes.NotFound, "challenge", "challenge unknown, already answered, expired or evicted", "node", node)
 		}
 		s.log.Error("take challenge", "err", err)
 		return nil, status.Error(codes.Internal, "cannot read the challenge")
 	}
+	s.challenges.Remove(id)
 	if c.NodeID != node {
 		return nil, s.refuse(codes.Unauthenticated, "challenge", "the challenge was issued to another node id", "node", node)
 	}

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/storage"
@@ -96,6 +98,22 @@ func (s *Server) enrollmentKeys(iss, _ string) (ed25519.PublicKey, bool) {
 
 // errToken marks a node token that is well signed but unusable.
 var errToken = errors.New("edge: node token refused")
+
+// bearerToken returns the token of the call's authorization metadata. present is false
+// when the call has none; err is set when it has more than one value or a value that is
+// not "Bearer <token>" (edgetoken.ParseBearer).
+func bearerToken(ctx context.Context) (tok string, present bool, err error) {
+	vals := metadata.ValueFromIncomingContext(ctx, edgetoken.AuthorizationKey)
+	switch len(vals) {
+	case 0:
+		return "", false, nil
+	case 1:
+	default:
+		return "", true, fmt.Errorf("want one authorization value, got %d", len(vals))
+	}
+	tok, err = edgetoken.ParseBearer(vals[0])
+	return tok, true, err
+}
 
 // validateNodeToken checks a node security token's signature, issuer, audience, expiry and
 // shape (sub, tid, jti, role, cnf). The blacklist is the caller's.

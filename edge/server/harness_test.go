@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +24,8 @@ import (
 
 	"github.com/keel-relay/keel/edge/dispatch"
 	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/edge/edgesim"
+	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/envelope"
 	"github.com/keel-relay/keel/edge/keys"
 	"github.com/keel-relay/keel/relay/config"
@@ -31,7 +35,7 @@ import (
 
 // harness is a real edge server on 127.0.0.1:0 over a real store, with a gRPC client.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	store  *storage.Store
 	reg    *metrics.Registry
@@ -42,7 +46,7 @@ type harness struct {
 	stop   sync.Once
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("EDGE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -61,7 +65,7 @@ func testOptions() Options {
 	}
 }
 
-func newHarness(t *testing.T, mod func(*Options)) *harness {
+func newHarness(t testing.TB, mod func(*Options)) *harness {
 	t.Helper()
 	opts := testOptions()
 	if mod != nil {
@@ -110,10 +114,32 @@ func (h *harness) close() {
 	})
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// clientFrom returns a client whose connections leave from the loopback address src
+// (127.0.0.0/8: any of them works on Linux), so that a test plays callers from many
+// sources and networks.
+func (h *harness) clientFrom(src string) edgepb.NodeClusterServiceClient {
+	h.t.Helper()
+	conn, err := edgesim.DialFrom(h.srv.Addr().String(), netip.MustParseAddr(src))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { conn.Close() })
+	return edgepb.NewNodeClusterServiceClient(conn)
+}
+
+// metrics returns the server's metrics in the text exposition format.
+func (h *harness) metrics() string {
+	var b strings.Builder
+	if err := h.reg.WriteText(&b); err != nil {
+		h.t.Fatal(err)
+	}
+	return b.String()
 }
 
 // enrollToken signs an enrollment token of the relay.
@@ -143,7 +169,16 @@ func (d *daemon) pub() ed25519.PublicKey { return d.key.Public().(ed25519.Public
 
 // attest runs AttestNode and signs the nonce.
 func (d *daemon) attest(ctx context.Context) (*edgepb.AttestNodeResponse, []byte, error) {
-	a, err := d.h.client.AttestNode(ctx, &edgepb.AttestNodeRequest{
+	return d.attestWith(ctx, d.h.client, "")
+}
+
+// attestWith runs AttestNode through client, with bearer (when not empty) as the call's
+// authorization, and signs the nonce.
+func (d *daemon) attestWith(ctx context.Context, client edgepb.NodeClusterServiceClient, bearer string) (*edgepb.AttestNodeResponse, []byte, error) {
+	if bearer != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, edgetoken.AuthorizationKey, edgetoken.Bearer(bearer))
+	}
+	a, err := client.AttestNode(ctx, &edgepb.AttestNodeRequest{
 		NodeId: d.id, Role: edgepb.NodeRole_NODE_ROLE_EDGE, PublicKey: d.pub(),
 		Capabilities: &edgepb.EdgeCapabilities{Os: "linux", Arch: "amd64", LocalTools: []string{"agent-run"}},
 	})
@@ -193,7 +228,7 @@ func (d *daemon) open(t *testing.T, bearer string) *stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if bearer != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+bearer)
+		ctx = metadata.AppendToOutgoingContext(ctx, edgetoken.AuthorizationKey, edgetoken.Bearer(bearer))
 	}
 	s, err := d.h.client.ConnectEdge(ctx)
 	if err != nil {

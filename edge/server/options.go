@@ -26,6 +26,18 @@ const (
 	DefaultAgentRunTimeout = 5 * time.Minute
 	// AgentRunTool is the tool that runs the node's agent (argument "classes").
 	AgentRunTool = "agent-run"
+	// DefaultReservedChallenges is the pool of pending challenges kept for callers with a
+	// valid enrollment or node token (edge.reserved_challenges).
+	DefaultReservedChallenges = 256
+	// DefaultChallengesPerSource bounds the pending anonymous challenges of one source
+	// address (an IPv6 /64) (edge.challenges_per_source).
+	DefaultChallengesPerSource = 8
+	// DefaultChallengesPerNetwork bounds the pending anonymous challenges of one IPv4 /24
+	// or IPv6 /48 (edge.challenges_per_network).
+	DefaultChallengesPerNetwork = 32
+	// DefaultChallengesPerToken bounds the pending challenges of one token in the reserved
+	// pool.
+	DefaultChallengesPerToken = 2
 )
 
 // Options configure a Server. FromConfig builds them from the relay configuration.
@@ -38,12 +50,18 @@ type Options struct {
 	TokenTTL                time.Duration
 	OverlapWindow           time.Duration
 	AttestPerMinute         int
-	MaxPendingChallenges    int
-	HelloTimeout            time.Duration
-	StreamQueue             int
-	FlushInterval           time.Duration
-	DrainGrace              time.Duration
-	MaxStreams              int
+	// MaxPendingChallenges bounds the anonymous pool of pending challenges, in which one
+	// source holds at most ChallengesPerSource and one network ChallengesPerNetwork;
+	// ReservedChallenges is the pool of callers with a valid token (package quota).
+	MaxPendingChallenges int
+	ReservedChallenges   int
+	ChallengesPerSource  int
+	ChallengesPerNetwork int
+	HelloTimeout         time.Duration
+	StreamQueue          int
+	FlushInterval        time.Duration
+	DrainGrace           time.Duration
+	MaxStreams           int
 
 	// SigningKey signs node security tokens (and this relay's enrollment tokens); Issuer is
 	// their iss (keys.Issuer of the relay's node id).
@@ -58,6 +76,8 @@ type Options struct {
 	EnrollmentLeeway time.Duration
 	MaxMessageSize   int
 	AgentRunTimeout  time.Duration
+	// ChallengesPerToken bounds the pending challenges of one token in the reserved pool.
+	ChallengesPerToken int
 	// ReconnectGrace is how long the commands of a node whose stream closed wait for it to
 	// reconnect (default 2 × HelloTimeout).
 	ReconnectGrace time.Duration
@@ -84,8 +104,9 @@ func FromConfig(cfg *config.Config) (Options, error) {
 	return Options{
 		Listen: e.Listen, TLSCertFile: e.TLS.CertFile, TLSKeyFile: e.TLS.KeyFile, Role: e.Role,
 		HeartbeatInterval: e.HeartbeatInterval, StaleThreshold: e.StaleThreshold,
-		TokenTTL: e.TokenTTL, OverlapWindow: e.OverlapWindow,
-		AttestPerMinute: e.AttestPerMinute, MaxPendingChallenges: e.MaxPendingChallenges,
+		TokenTTL: e.TokenTTL, OverlapWindow: e.OverlapWindow, AttestPerMinute: e.AttestPerMinute,
+		MaxPendingChallenges: e.MaxPendingChallenges, ReservedChallenges: e.ReservedChallenges,
+		ChallengesPerSource: e.ChallengesPerSource, ChallengesPerNetwork: e.ChallengesPerNetwork,
 		HelloTimeout: e.HelloTimeout, StreamQueue: e.StreamQueue, FlushInterval: e.FlushInterval,
 		DrainGrace: e.DrainGrace, MaxStreams: e.MaxStreams,
 		SigningKey: key, Issuer: keys.Issuer(cfg.NodeID), TrustedIssuers: trusted,
@@ -111,6 +132,18 @@ func (o *Options) defaults() {
 	}
 	if o.AgentRunTimeout <= 0 {
 		o.AgentRunTimeout = DefaultAgentRunTimeout
+	}
+	if o.ReservedChallenges <= 0 {
+		o.ReservedChallenges = DefaultReservedChallenges
+	}
+	if o.ChallengesPerSource <= 0 {
+		o.ChallengesPerSource = DefaultChallengesPerSource
+	}
+	if o.ChallengesPerNetwork <= 0 {
+		o.ChallengesPerNetwork = DefaultChallengesPerNetwork
+	}
+	if o.ChallengesPerToken <= 0 {
+		o.ChallengesPerToken = DefaultChallengesPerToken
 	}
 	if o.ReconnectGrace <= 0 {
 		o.ReconnectGrace = 2 * o.HelloTimeout

@@ -104,9 +104,7 @@ func TestInvokeDeadlineSendsCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
-		var b strings.Builder
-		_ = h.reg.WriteText(&b)
-		return strings.Contains(b.String(), `keel_edge_dropped_total{kind="result",reason="late"} 1`)
+		return strings.Contains(h.metrics(), `keel_edge_dropped_total{kind="result",reason="late"} 1`)
 	})
 }
 

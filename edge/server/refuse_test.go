@@ -374,14 +374,23 @@ func TestAttest(t *testing.T) {
 		wantCode(t, err, codes.ResourceExhausted)
 	})
 	t.Run("pending challenges bound", func(t *testing.T) {
+		// A full pool makes room: the oldest challenge goes, the new one is issued.
 		h := newHarness(t, func(o *Options) { o.MaxPendingChallenges = 2 })
-		for range 2 {
-			if _, _, err := newDaemon(h).attest(ctxT(t)); err != nil {
+		var first *edgepb.AttestNodeResponse
+		for i := range 3 {
+			a, _, err := newDaemon(h).attest(ctxT(t))
+			if err != nil {
 				t.Fatal(err)
 			}
+			if i == 0 {
+				first = a
+			}
 		}
-		_, _, err := newDaemon(h).attest(ctxT(t))
-		wantCode(t, err, codes.ResourceExhausted)
+		if n, err := h.store.PendingChallenges(time.Now()); err != nil || n != 2 {
+			t.Fatalf("pending = %d, %v; want 2", n, err)
+		}
+		_, err := h.client.ChallengeNode(ctxT(t), &edgepb.ChallengeNodeRequest{ChallengeId: first.ChallengeId})
+		wantCode(t, err, codes.NotFound)
 	})
 	t.Run("bad requests", func(t *testing.T) {
 		h := newHarness(t, nil)

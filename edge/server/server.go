@@ -32,6 +32,7 @@ import (
 	"github.com/keel-relay/keel/edge/dispatch"
 	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/edge/quota"
 	"github.com/keel-relay/keel/edge/ratelimit"
 	"github.com/keel-relay/keel/edge/registry"
 	"github.com/keel-relay/keel/relay/config"
@@ -59,7 +60,11 @@ type Server struct {
 	reg     *registry.Registry
 	seen    *registry.Seen
 	disp    *dispatch.Dispatcher
-	limiter *ratelimit.Limiter
+	limiter *ratelimit.Limiter // AttestNode per anonymous source
+	// tokenLimiter limits AttestNode per token for callers with a valid token.
+	tokenLimiter *ratelimit.Limiter
+	// challenges counts the pending challenges in their pools and shares.
+	challenges *quota.Ledger
 
 	pub     ed25519.PublicKey
 	kid     string
@@ -94,9 +99,14 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 	pub := opts.SigningKey.Public().(ed25519.PublicKey)
 	s := &Server{
 		opts: opts, log: log, store: store, now: opts.Now,
-		reg:       registry.New(opts.MaxStreams, opts.StreamQueue),
-		seen:      registry.NewSeen(),
-		limiter:   ratelimit.New(opts.AttestPerMinute, time.Minute, 0),
+		reg:          registry.New(opts.MaxStreams, opts.StreamQueue),
+		seen:         registry.NewSeen(),
+		limiter:      ratelimit.New(opts.AttestPerMinute, time.Minute, 0),
+		tokenLimiter: ratelimit.New(opts.AttestPerMinute, time.Minute, 0),
+		challenges: quota.New(quota.Limits{
+			Anonymous: opts.MaxPendingChallenges, PerSource: opts.ChallengesPerSource, PerNetwork: opts.ChallengesPerNetwork,
+			Reserved: opts.ReservedChallenges, PerToken: opts.ChallengesPerToken, TTL: opts.ChallengeTTL,
+		}),
 		pub:       pub,
 		kid:       edgetoken.Thumbprint(pub),
 		blacklist: make(map[string]time.Time),
@@ -148,7 +158,39 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 		return nil, fmt.Errorf("edge.listen: %w", err)
 	}
 	s.ln = ln
+	s.restoreChallenges()
 	return s, nil
+}
+
+// restoreChallenges counts again the challenges still pending in the store (issued before
+// a restart), so that they keep their place in the pools until answered, evicted or expired.
+// A store that cannot be listed is logged: the challenges it holds then go uncounted until
+// they expire.
+func (s *Server) restoreChallenges() {
+	now := s.now()
+	pending, skipped, err := s.store.Challenges(now)
+	if err != nil {
+		s.log.Error("pending challenges not counted", "err", err)
+		return
+	}
+	if skipped > 0 {
+		s.log.Warn("unreadable pending challenges left to expire", "count", skipped)
+	}
+	entries := make([]quota.Entry, 0, len(pending))
+	for _, c := range pending {
+		pool, ok := quota.ParsePool(c.Pool)
+		if !ok {
+			pool = quota.Anonymous
+		}
+		issued := c.Issued
+		if issued.IsZero() {
+			issued = c.Expires.Add(-s.opts.ChallengeTTL)
+		}
+		entries = append(entries, quota.Entry{ID: c.ID, Pool: pool, Source: c.SourceIP, Network: c.Network, Token: c.Quota, Issued: issued})
+	}
+	if n := s.challenges.Restore(entries, now); n > 0 {
+		s.log.Info("pending challenges restored", "count", n)
+	}
 }
 
 // Addr returns the address the edge API listens on.
@@ -292,16 +334,23 @@ type serverMetrics struct {
 	rpcs     *metrics.CounterVec // method, code
 	refused  *metrics.CounterVec // reason
 	messages *metrics.CounterVec // kind
+	evicted  *metrics.CounterVec // share
 	flushErr *metrics.Counter
 }
 
 func newServerMetrics(reg *metrics.Registry, s *Server) *serverMetrics {
 	reg.GaugeFunc("keel_edge_streams", "Live ConnectEdge streams.", func() float64 { return float64(s.reg.Len()) })
 	reg.GaugeFunc("keel_edge_commands_pending", "Edge commands waiting for their result.", func() float64 { return float64(s.disp.Pending()) })
+	reg.GaugeFunc("keel_edge_challenges_pending", "Attestation challenges of anonymous callers waiting for their answer.",
+		func() float64 { return float64(s.challenges.Len(quota.Anonymous, s.now())) })
+	reg.GaugeFunc("keel_edge_challenges_reserved_pending", "Attestation challenges of callers with a valid token waiting for their answer.",
+		func() float64 { return float64(s.challenges.Len(quota.Reserved, s.now())) })
 	return &serverMetrics{
 		rpcs:     reg.Counter("keel_edge_rpcs_total", "Edge gRPC calls by method and status code.", "method", "code"),
 		refused:  reg.Counter("keel_edge_refusals_total", "Edge requests and stream messages refused, by reason.", "reason"),
 		messages: reg.Counter("keel_edge_messages_total", "Verified stream messages from edge daemons, by kind.", "kind"),
+		evicted: reg.Counter("keel_edge_challenges_evicted_total",
+			"Pending attestation challenges evicted to make room, by the share that was full (source, network, token, pool).", "share"),
 		flushErr: reg.Counter("keel_edge_flush_errors_total", "Failed writes of last-seen times or capabilities.").With(),
 	}
 }

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keel-relay/keel/edge/capabilities"
 	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/envelope"
@@ -49,13 +48,12 @@ func fail(reason string, format string, args ...any) *check {
 
 // bearer checks the stream's authorization metadata and returns the authenticated node.
 func (s *Server) bearer(ctx context.Context, now time.Time) (*streamState, *check) {
-	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(vals) != 1 {
-		return nil, fail("bearer", "want exactly one authorization header, got %d", len(vals))
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
-		return nil, fail("bearer", "authorization is not \"Bearer <token>\"")
+	tok, present, err := bearerToken(ctx)
+	switch {
+	case err != nil:
+		return nil, &check{reason: "bearer", err: err}
+	case !present:
+		return nil, fail("bearer", "no authorization metadata (want \"Bearer <token>\")")
 	}
 	c, err := s.validateNodeToken(tok)
 	if err != nil {
@@ -310,6 +308,9 @@ func (es *edgeStream) hello(ctx context.Context, st *streamState, first *edgepb.
 	if chk := s.checkEvent(st, first, s.now()); chk != nil {
 		return s.refuse(codes.Unauthenticated, chk.reason, chk.err.Error(), "node", st.node)
 	}
+	if err := capabilities.Check(hello.GetCapabilities()); err != nil {
+		return s.refuse(codes.InvalidArgument, "capabilities", "Hello: "+err.Error(), "node", st.node)
+	}
 	if s.draining.Load() {
 		return errShutdown
 	}
@@ -375,6 +376,9 @@ func (es *edgeStream) serve(ctx context.Context) error {
 			s.m.messages.With("command_progress").Inc()
 			s.disp.Progress(ctx, st.node, e.CommandProgress)
 		case *edgepb.EdgeEvent_CapabilityUpdate:
+			if err := capabilities.Check(e.CapabilityUpdate.GetCapabilities()); err != nil {
+				return s.refuse(codes.InvalidArgument, "capabilities", "CapabilityUpdate: "+err.Error(), "node", st.node)
+			}
 			s.m.messages.With("capability_update").Inc()
 			s.noteCaps(st.node, e.CapabilityUpdate.GetCapabilities())
 		}

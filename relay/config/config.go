@@ -143,6 +143,9 @@ type EdgeConfig struct {
 	OverlapWindow        time.Duration   `mapstructure:"overlap_window"`
 	AttestPerMinute      int             `mapstructure:"attest_per_minute"`
 	MaxPendingChallenges int             `mapstructure:"max_pending_challenges"`
+	ChallengesPerSource  int             `mapstructure:"challenges_per_source"`
+	ChallengesPerNetwork int             `mapstructure:"challenges_per_network"`
+	ReservedChallenges   int             `mapstructure:"reserved_challenges"`
 	TrustedIssuers       []TrustedIssuer `mapstructure:"trusted_issuers"`
 	HelloTimeout         time.Duration   `mapstructure:"hello_timeout"`
 	StreamQueue          int             `mapstructure:"stream_queue"`

@@ -264,6 +264,20 @@ func (e *EdgeConfig) validate(add func(key, format string, args ...any)) {
 	if e.MaxPendingChallenges < 1 || e.MaxPendingChallenges > 1_000_000 {
 		add("edge.max_pending_challenges", "must be between 1 and 1000000, got %d", e.MaxPendingChallenges)
 	}
+	if e.ReservedChallenges < 1 || e.ReservedChallenges > 1_000_000 {
+		add("edge.reserved_challenges", "must be between 1 and 1000000, got %d", e.ReservedChallenges)
+	}
+	// A share larger than the pool is the pool (the server lowers it): old configs with a
+	// small max_pending_challenges stay valid.
+	switch {
+	case e.ChallengesPerSource < 1 || e.ChallengesPerSource > 1_000_000:
+		add("edge.challenges_per_source", "must be between 1 and 1000000, got %d", e.ChallengesPerSource)
+	case e.ChallengesPerSource > e.ChallengesPerNetwork && e.ChallengesPerNetwork >= 1:
+		add("edge.challenges_per_source", "%d is more than edge.challenges_per_network (%d): a source is in one network", e.ChallengesPerSource, e.ChallengesPerNetwork)
+	}
+	if e.ChallengesPerNetwork < 1 || e.ChallengesPerNetwork > 1_000_000 {
+		add("edge.challenges_per_network", "must be between 1 and 1000000, got %d", e.ChallengesPerNetwork)
+	}
 	seen := map[string]bool{}
 	for i, ti := range e.TrustedIssuers {
 		key := fmt.Sprintf("edge.trusted_issuers[%d]", i)
