@@ -129,6 +129,9 @@ func Read(r *bufio.Reader) (*Block, error) {
 	if err := b.decode(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	// Raw grew by appending; a block may be kept a while (an upload waiting for a slot), so
+	// it keeps no more memory than its length.
+	b.Raw = bytes.Clone(b.Raw)
 	return b, nil
 }
 
