@@ -355,6 +355,7 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 // stored.
 func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logger, client uploadslots.Client, err error) {
 	o := h.slots.Options()
+	held, _ := h.slots.InUse()
 	var msg, reason string
 	switch {
 	case errors.Is(err, uploadslots.ErrGone):
@@ -363,7 +364,7 @@ func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		reason = "gone"
 		log.Info("upload refused: the connection was closed while it waited for a slot")
 		msg = "the connection was closed while the upload waited for an upload slot; nothing was stored; retry later"
-	case h.slots.Held(client) >= o.PerClient:
+	case held < o.Slots && h.slots.Held(client) >= o.PerClient:
 		reason = "busy"
 		log.Warn("upload refused: the client's share of upload slots stayed in use", "client", client.String(), "share", o.PerClient, "waited", h.opts.UploadSlotWait)
 		msg = fmt.Sprintf("busy: your address (%s) already has %d uploads in progress (http.max_uploads_per_client) and none ended within %s; nothing was stored; retry later", client, o.PerClient, h.opts.UploadSlotWait)
