@@ -263,6 +263,10 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 		return
 	}
 	blockBytes := body.received - int64(br.Buffered())
+	// While it waits for a slot, the upload keeps what it needs of its block: its bytes (Raw,
+	// stored with the file) and the parsed key, digest and lines used below; the copy of every
+	// line in Fields would double what a block padded to sigblock.MaxSize keeps.
+	block.Fields = nil
 
 	client := uploadslots.ClientOf(r.RemoteAddr)
 	slot, err := h.slots.Acquire(r.Context(), client, h.opts.UploadSlotWait, body.preempt)

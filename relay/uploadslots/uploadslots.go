@@ -75,6 +75,13 @@ type Pool struct {
 	holders map[*Slot]struct{}
 	waiting []*waiter // in arrival order
 	cutting int       // holders cut but not released yet
+	checked time.Time // last look for holders to cut
+}
+
+// recheck is how often waiting uploads look for holders to cut: holders become candidates as
+// they age and their rate drops. The pool looks at most this often, however many wait.
+func (p *Pool) recheck() time.Duration {
+	return max(min(p.opts.PreemptAfter/4, time.Second), 10*time.Millisecond)
 }
 
 // waiter is an upload waiting for a slot; slot is set (under Pool.mu) when it is granted one,
@@ -155,8 +162,7 @@ func (p *Pool) Acquire(ctx context.Context, client Client, wait time.Duration, c
 	}
 	var recheck <-chan time.Time
 	if p.opts.PreemptBelow > 0 {
-		// Holders become candidates as they age: look again now and then.
-		t := time.NewTicker(max(min(p.opts.PreemptAfter/4, time.Second), 10*time.Millisecond))
+		t := time.NewTicker(p.recheck())
 		defer t.Stop()
 		recheck = t.C
 	}
@@ -226,18 +232,23 @@ func (p *Pool) dropWaiter(w *waiter) {
 // preempt cuts slow holders for waiters that could take a slot if one were free, one holder
 // per such waiter (minus the holders already cut and not yet released); p.mu is held. A holder
 // is a candidate once it has held its slot for PreemptAfter, with an average rate since then
-// below PreemptBelow; the slowest goes first.
+// below PreemptBelow; the slowest goes first. It looks at most once per recheck interval (the
+// waiters' tickers call it), so that many waiters cost no more than one.
 func (p *Pool) preempt() {
 	if p.opts.PreemptBelow <= 0 || len(p.holders) < p.opts.Slots {
 		return
 	}
+	now := p.now()
+	if now.Sub(p.checked) < p.recheck()/2 {
+		return
+	}
+	p.checked = now
 	want := -p.cutting
 	for _, w := range p.waiting {
 		if p.held[w.client] < p.opts.PerClient {
 			want++
 		}
 	}
-	now := p.now()
 	for ; want > 0; want-- {
 		var victim *Slot
 		var lowest float64

@@ -299,3 +299,24 @@ func TestNoPreempt(t *testing.T) {
 	}
 	s.Release()
 }
+
+// BenchmarkAcquireRelease measures taking and giving back a free slot, from many goroutines
+// and clients at once.
+func BenchmarkAcquireRelease(b *testing.B) {
+	p := New(Options{Slots: 64, PerClient: 64, PreemptBelow: 16 << 10, PreemptAfter: 30 * time.Second})
+	var n atomic.Uint32
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := n.Add(1)
+		c := client(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}).String())
+		for pb.Next() {
+			s, err := p.Acquire(context.Background(), c, time.Second, func() {})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			s.Add(1)
+			s.Release()
+		}
+	})
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -662,4 +663,77 @@ func pemDecode(data []byte) ([]byte, []byte) {
 		return nil, rest
 	}
 	return blk.Bytes, rest
+}
+
+// BenchmarkRead measures reading a block as the relay does for an upload that has no slot yet
+// (a 4 KiB read buffer): what it allocates is what a waiting upload keeps, at most (B/op).
+func BenchmarkRead(b *testing.B) {
+	lines := fixtureLines(b)
+	block := join(lines, "")
+	padded := block + "pad=" + strings.Repeat("a", MaxSize-len(block)-len("pad=\n\n")) + "\n"
+	for _, bc := range []struct{ name, block string }{{"rudder", block}, {"padded-to-MaxSize", padded}} {
+		body := []byte(bc.block + "\n" + "file bytes")
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.block)))
+			for b.Loop() {
+				if _, err := Read(bufio.NewReaderSize(bytes.NewReader(body), 4096)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadKept measures the heap a parsed block keeps while it is held (an upload waiting
+// for a slot holds one): "kept_B/block" with every field, "kept_no_fields_B/block" once Fields
+// is dropped, as the relay does while the upload waits.
+func BenchmarkReadKept(b *testing.B) {
+	lines := fixtureLines(b)
+	block := join(lines, "")
+	padded := block + "pad=" + strings.Repeat("a", MaxSize-len(block)-len("pad=\n\n")) + "\n"
+	for _, bc := range []struct{ name, block string }{{"rudder", block}, {"padded-to-MaxSize", padded}} {
+		body := []byte(bc.block + "\n" + "file bytes")
+		b.Run(bc.name, func(b *testing.B) {
+			const n = 200
+			kept := func(dropFields bool) float64 {
+				keep := make([]*Block, n)
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for i := range keep {
+					blk, err := Read(bufio.NewReaderSize(bytes.NewReader(body), 4096))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if dropFields {
+						blk.Fields = nil
+					}
+					keep[i] = blk
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(keep)
+				return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+			}
+			var all, noFields float64
+			for b.Loop() {
+				all, noFields = kept(false), kept(true)
+			}
+			b.ReportMetric(all, "kept_B/block")
+			b.ReportMetric(noFields, "kept_no_fields_B/block")
+		})
+	}
+}
+
+// BenchmarkRelayed measures the rewriting of a block before it is stored.
+func BenchmarkRelayed(b *testing.B) {
+	raw := []byte(join(fixtureLines(b), ""))
+	hash := strings.Repeat("ab", 32)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Relayed(raw, hash, 1767225600); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
