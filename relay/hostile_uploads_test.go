@@ -397,3 +397,33 @@ func TestRefusedBeforeSlot(t *testing.T) {
 	}
 	holder.Conn.Close()
 }
+
+// TestPipelinedHalfCloseHead: a HEAD for a file below a sub-relay, pipelined after another
+// request by a client that half-closes, is asked of the sub-relay and answered 200: net/http
+// has cancelled the request's context by then (the client's EOF), which used to cut the
+// question to the next hop short and answer 502.
+func TestPipelinedHalfCloseHead(t *testing.T) {
+	t.Parallel()
+	root := relaytest.NewNode("root", "root", 0)
+	sub := relaytest.NewNode("sub", "root", 0)
+	n3 := relaytest.NewNode("n3", "sub", 2)
+	n4 := relaytest.NewNode("n4", "sub", 3)
+	s := startRelay(t, "sub", relaytest.NodeMap(sub, n3, n4), func(c *config.Config) {
+		c.Role = config.RoleRelay
+		c.Upstream = "http://" + relaytest.DownAddr(t)
+	})
+	sub.Hostname = s.APIAddr().String()
+	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n3, n4), nil)
+	file := content(1000, 24)
+	if a := put(t, s, "/shared-files/n3/n4/f?ttl=1h", relaytest.SignedBody(t, n4, file, "")); a.code != http.StatusOK {
+		t.Fatalf("PUT on the sub-relay: %d %s", a.code, a.body)
+	}
+	for i := range 20 {
+		answers := relaytest.PipelineHalfClose(r.APIAddr().String(),
+			relaytest.RawRequest(http.MethodGet, "/rudder/relay-api/1/system/info", nil),
+			relaytest.RawRequest(http.MethodHead, "/shared-files/n3/n4/f?hash="+sha256hex(file), nil))
+		if last := answers[len(answers)-1]; len(answers) != 2 || last.Code != http.StatusOK {
+			t.Fatalf("try %d: HEAD via the root after a half-close: %+v, want 200 from the sub-relay", i, last)
+		}
+	}
+}
