@@ -65,7 +65,8 @@ func benchDir(tb testing.TB) string {
 }
 
 // startRelay runs keel-relay as root with the given node map; maxUploads sets
-// http.max_concurrent_uploads.
+// http.max_concurrent_uploads, and http.max_uploads_per_client too (the benchmarks' load comes
+// from one address).
 func startRelay(tb testing.TB, nodes []byte, maxUploads int) *relayProc {
 	tb.Helper()
 	dir := benchDir(tb)
@@ -73,8 +74,8 @@ func startRelay(tb testing.TB, nodes []byte, maxUploads int) *relayProc {
 		tb.Fatal(err)
 	}
 	api, admin := relaytest.FreeAddr(tb), relaytest.FreeAddr(tb)
-	cfg := fmt.Sprintf("data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n  max_concurrent_uploads: %d\nadmin:\n  listen: %s\nedge:\n  enabled: false\n",
-		filepath.Join(dir, "data"), filepath.Join(dir, "nodes.json"), api, maxUploads, admin)
+	cfg := fmt.Sprintf("data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n  max_concurrent_uploads: %d\n  max_uploads_per_client: %d\nadmin:\n  listen: %s\nedge:\n  enabled: false\n",
+		filepath.Join(dir, "data"), filepath.Join(dir, "nodes.json"), api, maxUploads, maxUploads, admin)
 	cfgPath := filepath.Join(dir, "relay.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)

@@ -235,12 +235,14 @@ func TestSlowClients(t *testing.T) {
 }
 
 // TestTrickledUploadsReleaseSlots shows that uploads trickling a byte per second cannot keep
-// the upload slots (http.max_concurrent_uploads, here 2): the minimum rate cuts them once
-// body_idle_timeout has passed, and a normal upload waiting behind them goes through.
+// the upload slots (http.max_concurrent_uploads, here 2, both for one client): the minimum
+// rate cuts them once body_idle_timeout has passed, and a normal upload waiting behind them
+// goes through. (Preemption is off: the minimum rate alone releases the slots.)
 func TestTrickledUploadsReleaseSlots(t *testing.T) {
 	needBinary(t)
 	const bodyIdle = 2 * time.Second
-	p, src, tgt := slotRelay(t, map[string]string{"http.body_idle_timeout": bodyIdle.String(), "http.max_concurrent_uploads": "2"})
+	p, src, tgt := slotRelay(t, map[string]string{"http.body_idle_timeout": bodyIdle.String(), "http.max_concurrent_uploads": "2",
+		"http.max_uploads_per_client": "2", "http.upload_preempt_rate": "0"})
 	trickles := startTrickles(t, p, src, tgt, 2)
 	time.Sleep(200 * time.Millisecond) // the trickles take the slots
 	start := time.Now()
@@ -271,7 +273,7 @@ func TestUploadSlotWait(t *testing.T) {
 	needBinary(t)
 	const slotWait = 2 * time.Second
 	p, src, tgt := slotRelay(t, map[string]string{"http.body_idle_timeout": "30s", "http.max_concurrent_uploads": "2",
-		"http.min_upload_rate": "0", "http.upload_slot_wait": slotWait.String()})
+		"http.max_uploads_per_client": "2", "http.min_upload_rate": "0", "http.upload_slot_wait": slotWait.String()})
 	trickles := startTrickles(t, p, src, tgt, 2)
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
@@ -316,11 +318,13 @@ func slotRelay(t *testing.T, extra map[string]string) (*proc, *relaytest.Node, *
 	return startRelay(t, "relay", writeConfig(t, dir, "relay.yaml", s), api, admin), src, tgt
 }
 
-// startTrickles opens n uploads of a 1 MiB signed body sent at a byte per second, until the
-// relay cuts them or the test ends.
+// startTrickles opens n uploads of a 1 MiB signed body, its signature block at once (an
+// upload takes a slot once its block is checked) and then its file at a byte per second, until
+// the relay cuts them or the test ends.
 func startTrickles(t *testing.T, p *proc, src, tgt *relaytest.Node, n int) []*slowConn {
 	t.Helper()
 	body := relaytest.SignedBody(t, src, content(2, 1<<20), "1d")
+	blockLen := bytes.Index(body, []byte("\n\n")) + 2
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	api := strings.TrimPrefix(p.api, "http://")
@@ -331,10 +335,10 @@ func startTrickles(t *testing.T, p *proc, src, tgt *relaytest.Node, n int) []*sl
 			t.Fatal(err)
 		}
 		trickles[i] = c
-		if _, err := io.WriteString(c.conn, putHeader(filesPath(tgt.ID, src.ID, fmt.Sprintf("trickle%d", i)), len(body))); err != nil {
+		if _, err := io.WriteString(c.conn, putHeader(filesPath(tgt.ID, src.ID, fmt.Sprintf("trickle%d", i)), len(body))+string(body[:blockLen])); err != nil {
 			t.Fatal(err)
 		}
-		go c.trickle(ctx, body, time.Second)
+		go c.trickle(ctx, body[blockLen:], time.Second)
 	}
 	return trickles
 }

@@ -74,6 +74,7 @@ func TestKill9DuringUploads(t *testing.T) {
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
 	s["storage.sync_writes"] = strconv.FormatBool(*syncWrites)
+	s["http.max_uploads_per_client"] = "64" // the 100 uploads of a round come from one address: up to 64 at once, as before shares
 	cfg := writeConfig(t, dir, "relay.yaml", s)
 	p := startRelay(t, "relay", cfg, api, admin)
 

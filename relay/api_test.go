@@ -738,8 +738,11 @@ func TestForwardExpectationFailed(t *testing.T) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 || !bytes.Equal(got[0], body) {
-		t.Errorf("the next hop received %d bodies; the first identical to the upload: %v", len(got), len(got) > 0 && bytes.Equal(got[0], body))
+	// The upload as sent, with the relay's expires line added to its block.
+	block, file, _ := bytes.Cut(body, []byte("\n\n"))
+	want := regexp.MustCompile(`^` + regexp.QuoteMeta(string(block)) + `\nexpires=\d{10}\n\n`)
+	if len(got) != 1 || !want.Match(got[0]) || !bytes.HasSuffix(got[0], file) || len(got[0]) != len(body)+len("expires=1234567890\n") {
+		t.Errorf("the next hop received %d bodies; the first is the upload with the relay's expires line: %v", len(got), len(got) > 0 && want.Match(got[0]))
 	}
 }
 

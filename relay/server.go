@@ -168,8 +168,11 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		MaxBody:              func() int64 { return int64(s.cfg.Load().HTTP.MaxBody) },
 		BodyIdleTimeout:      cfg.HTTP.BodyIdleTimeout,
 		MaxConcurrentUploads: cfg.HTTP.MaxConcurrentUploads,
+		MaxUploadsPerClient:  cfg.HTTP.MaxUploadsPerClient,
 		MinUploadRate:        int64(cfg.HTTP.MinUploadRate),
 		UploadSlotWait:       cfg.HTTP.UploadSlotWait,
+		UploadPreemptRate:    int64(cfg.HTTP.UploadPreemptRate),
+		Metrics:              s.reg,
 	}, s.store, s.nodes.Current, s.hops, s.worker.Wake, log.With("component", "shared-files"))
 
 	// Remote runs go down only: sub-relays are reached with remote_run.sub_relay_url and

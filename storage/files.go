@@ -13,8 +13,9 @@ import (
 // FileMeta describes a stored shared file.
 type FileMeta struct {
 	Key FileKey
-	// Header is the signature block exactly as the source sent it (without the empty line
-	// that ends it), so the file can be forwarded or served with its proof intact.
+	// Header is the signature block (without the empty line that ends it) as the relay keeps
+	// it: the source's lines, with the relay's hash_value and expires (sigblock.Relayed), so
+	// that the file can be forwarded or served with its proof intact and no client claim.
 	Header []byte
 	// Algorithm is the hash algorithm of the block ("sha256", ...); Hash is the hex hash of
 	// the content, computed by the relay.

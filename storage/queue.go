@@ -13,7 +13,8 @@ import (
 
 // Job is a queued forward of a shared file to the next hop.
 type Job struct {
-	// File names the shared file; Header is its signature block as received.
+	// File names the shared file; Header is its signature block as the relay forwards it
+	// (the source's lines, with the relay's hash_value and expires; see FileMeta.Header).
 	File   FileKey
 	Header []byte
 	// NextHop is the node id of the sub-relay to deliver to, or "" for the upstream.

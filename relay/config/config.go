@@ -67,8 +67,10 @@ type HTTPConfig struct {
 	IdleTimeout          time.Duration `mapstructure:"idle_timeout"`
 	BodyIdleTimeout      time.Duration `mapstructure:"body_idle_timeout"`
 	MaxConcurrentUploads int           `mapstructure:"max_concurrent_uploads"`
-	MinUploadRate        ByteSize      `mapstructure:"min_upload_rate"`  // per second, after body_idle_timeout; 0 = no minimum
-	UploadSlotWait       time.Duration `mapstructure:"upload_slot_wait"` // longest wait for an upload slot before 503
+	MaxUploadsPerClient  int           `mapstructure:"max_uploads_per_client"` // slots one IPv4 address or IPv6 /64 may hold; 0 = a quarter of max_concurrent_uploads
+	MinUploadRate        ByteSize      `mapstructure:"min_upload_rate"`        // per second, after body_idle_timeout; 0 = no minimum
+	UploadSlotWait       time.Duration `mapstructure:"upload_slot_wait"`       // longest wait for an upload slot before 503
+	UploadPreemptRate    ByteSize      `mapstructure:"upload_preempt_rate"`    // per second: slower slot holders may be cut when others wait; 0 = never
 }
 
 // AdminConfig is the "admin" section: /metrics and the local admin API.

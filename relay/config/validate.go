@@ -114,10 +114,16 @@ func (c *Config) Validate() error {
 	if h.MaxConcurrentUploads < 1 {
 		add("http.max_concurrent_uploads", "must be >= 1, got %d", h.MaxConcurrentUploads)
 	}
+	if h.MaxUploadsPerClient < 0 || h.MaxUploadsPerClient > max(h.MaxConcurrentUploads, 1) {
+		add("http.max_uploads_per_client", "must be 0 (a quarter of http.max_concurrent_uploads) or 1 to http.max_concurrent_uploads (%d), got %d", h.MaxConcurrentUploads, h.MaxUploadsPerClient)
+	}
 	if h.MinUploadRate < 0 {
 		add("http.min_upload_rate", "must not be negative, got %s", h.MinUploadRate)
 	}
 	positive("http.upload_slot_wait", h.UploadSlotWait)
+	if h.UploadPreemptRate < 0 {
+		add("http.upload_preempt_rate", "must not be negative, got %s", h.UploadPreemptRate)
+	}
 
 	if c.Admin.Listen != "" {
 		if err := checkListen(c.Admin.Listen); err != nil {

@@ -15,13 +15,16 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/relay/forward"
+	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/relay/nodemap"
+	"github.com/keel-relay/keel/relay/uploadslots"
 	"github.com/keel-relay/keel/relay/wire/ids"
 	"github.com/keel-relay/keel/relay/wire/keyhash"
 	"github.com/keel-relay/keel/relay/wire/reqauth"
@@ -38,42 +41,95 @@ type Options struct {
 	MaxBody func() int64
 	// BodyIdleTimeout cuts an upload that sends nothing for this long.
 	BodyIdleTimeout time.Duration
-	// MaxConcurrentUploads bounds uploads in progress; more wait for a slot.
+	// MaxConcurrentUploads bounds uploads in progress; more wait for a slot. An upload takes
+	// its slot once its signature block is read and checked (key, algorithm, TTL): a client
+	// that cannot sign for the source never holds one.
 	MaxConcurrentUploads int
+	// MaxUploadsPerClient bounds the slots one client (an IPv4 address, or an IPv6 /64) holds
+	// at once; more of its uploads wait, while other clients' uploads may take free slots.
+	// 0: a quarter of MaxConcurrentUploads, at least 1.
+	MaxUploadsPerClient int
 	// MinUploadRate is the lowest average body rate, in bytes per second, an upload may keep
-	// once BodyIdleTimeout has passed since its body began: a client trickling its body is
-	// cut with 408 instead of holding an upload slot for as long as it likes. 0: no minimum.
+	// once BodyIdleTimeout has passed (counted from the start of the body for the signature
+	// block, then again from the moment it takes its slot): a client trickling its body is cut
+	// with 408 instead of holding an upload slot for as long as it likes, and a slot is held
+	// at most BodyIdleTimeout + declared size / MinUploadRate. 0: no minimum.
 	MinUploadRate int64
 	// UploadSlotWait bounds the wait for an upload slot; beyond it the answer is 503 with
 	// Retry-After. 0: wait as long as the client does.
 	UploadSlotWait time.Duration
+	// UploadPreemptRate: when uploads wait for a slot that no slot is free for, the holder
+	// with the lowest average rate since it took its slot, if below this many bytes per
+	// second and holding it for at least BodyIdleTimeout, is cut with 503 and Retry-After
+	// to make room. 0: never.
+	UploadPreemptRate int64
 	// HeadTimeout bounds a HEAD asked of the next hop.
 	HeadTimeout time.Duration
+	// Metrics, when not nil, is where the upload-slot metrics are registered.
+	Metrics *metrics.Registry
 }
 
 // Handler serves the shared-files routes.
 type Handler struct {
-	opts    Options
-	store   *storage.Store
-	nodes   func() *nodemap.Map
-	hops    *forward.Hops
-	queued  func() // wakes the forward worker
-	log     *slog.Logger
-	uploads chan struct{}
-	now     func() time.Time
+	opts   Options
+	store  *storage.Store
+	nodes  func() *nodemap.Map
+	hops   *forward.Hops
+	queued func() // wakes the forward worker
+	log    *slog.Logger
+	slots  *uploadslots.Pool
+	m      *handlerMetrics // nil: none
+	now    func() time.Time
+}
+
+// handlerMetrics count what happens to uploads around their slots.
+type handlerMetrics struct {
+	refused   *metrics.CounterVec // by reason, before any slot was taken
+	slotWaits *metrics.CounterVec // by result: busy, gone
+	preempted *metrics.Counter
 }
 
 // New returns a handler. queued is called after a forward job is committed.
 func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *forward.Hops, queued func(), log *slog.Logger) *Handler {
-	if opts.MaxConcurrentUploads < 1 {
-		opts.MaxConcurrentUploads = 1
+	opts.MaxConcurrentUploads = max(opts.MaxConcurrentUploads, 1)
+	if opts.MaxUploadsPerClient <= 0 {
+		opts.MaxUploadsPerClient = max(opts.MaxConcurrentUploads/4, 1)
 	}
 	if opts.HeadTimeout <= 0 {
 		opts.HeadTimeout = 5 * time.Second
 	}
-	return &Handler{
-		opts: opts, store: store, nodes: nodes, hops: hops, queued: queued, log: log,
-		uploads: make(chan struct{}, opts.MaxConcurrentUploads), now: time.Now,
+	h := &Handler{
+		opts: opts, store: store, nodes: nodes, hops: hops, queued: queued, log: log, now: time.Now,
+		slots: uploadslots.New(uploadslots.Options{
+			Slots: opts.MaxConcurrentUploads, PerClient: opts.MaxUploadsPerClient,
+			PreemptBelow: opts.UploadPreemptRate, PreemptAfter: opts.BodyIdleTimeout,
+		}),
+	}
+	if reg := opts.Metrics; reg != nil {
+		h.m = &handlerMetrics{
+			refused: reg.Counter("keel_upload_block_refusals_total",
+				"Shared-file uploads refused on their signature block (malformed, key not the source's, TTL), before taking an upload slot, by reason (block, key, ttl).", "reason"),
+			slotWaits: reg.Counter("keel_upload_slot_refusals_total",
+				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; gone: the client closed while waiting).", "reason"),
+			preempted: reg.Counter("keel_upload_preempted_total",
+				"Shared-file uploads cut to make room for waiting ones (below http.upload_preempt_rate).").With(),
+		}
+		reg.GaugeFunc("keel_upload_slots_in_use", "Upload slots held by uploads in progress.", func() float64 {
+			held, _ := h.slots.InUse()
+			return float64(held)
+		})
+		reg.GaugeFunc("keel_upload_slots_waiting", "Uploads waiting for an upload slot.", func() float64 {
+			_, waiting := h.slots.InUse()
+			return float64(waiting)
+		})
+	}
+	return h
+}
+
+// refusedBeforeSlot counts an upload refused before it took a slot.
+func (h *Handler) refusedBeforeSlot(reason string) {
+	if h.m != nil {
+		h.m.refused.With(reason).Inc()
 	}
 }
 
@@ -163,56 +219,69 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 		return
 	}
 
-	var slotWait <-chan time.Time
-	if h.opts.UploadSlotWait > 0 {
-		t := time.NewTimer(h.opts.UploadSlotWait)
-		defer t.Stop()
-		slotWait = t.C
-	}
-	select {
-	case h.uploads <- struct{}{}:
-		defer func() { <-h.uploads }()
-	case <-r.Context().Done():
-		return
-	case <-slotWait:
-		log.Warn("upload refused: no upload slot", "waited", h.opts.UploadSlotWait, "slots", cap(h.uploads))
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-		reply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("busy: all %d upload slots stayed in use for %s; retry later", cap(h.uploads), h.opts.UploadSlotWait))
-		return
-	}
-
+	// The signature block is read and checked before an upload slot is taken: a client that
+	// cannot sign for the source (wrong key, bad block, no TTL) never holds one. Reading it is
+	// bounded like the rest of the body (sigblock.MaxSize, body_idle_timeout, min_upload_rate)
+	// and buffers little: a small read buffer, then the block itself.
 	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBody), rc: http.NewResponseController(w),
 		idle: h.opts.BodyIdleTimeout, minRate: h.opts.MinUploadRate, start: time.Now()}
-	br := bufio.NewReaderSize(body, 32<<10)
+	br := bufio.NewReaderSize(body, blockReadBuffer)
 	block, err := sigblock.Read(br)
 	if err != nil {
 		code, msg := bodyError(err, maxBody)
 		if code == http.StatusBadRequest {
 			msg = "signature block: " + err.Error()
 		}
+		h.refusedBeforeSlot("block")
 		reply(w, r, code, msg)
 		return
 	}
 	if !pin.MatchRSA(block.PublicKey) {
 		err := fmt.Errorf("the key in the signature block is not the key of source node %s", k.Source)
 		log.Warn("shared file refused", "reason", err)
+		h.refusedBeforeSlot("key")
 		reply(w, r, http.StatusForbidden, err.Error())
 		return
 	}
 	if lifetime == 0 {
 		if block.TTL == "" {
+			h.refusedBeforeSlot("ttl")
 			reply(w, r, http.StatusBadRequest, "ttl: missing (give ?ttl= or a ttl line in the signature block)")
 			return
 		}
 		if lifetime, err = ttl.Parse(block.TTL); err != nil {
+			h.refusedBeforeSlot("ttl")
 			reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
 			return
 		}
 	}
+	// The block is stored and forwarded with the relay's hash_value and expires lines: it must
+	// still fit a next hop's limit with them (a hash of the algorithm's length stands in).
+	if _, err := sigblock.Relayed(block.Raw, strings.Repeat("0", 2*block.Hash.Size()), h.now().Add(lifetime).Unix()); err != nil {
+		h.refusedBeforeSlot("block")
+		reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
+		return
+	}
+	blockBytes := body.received - int64(br.Buffered())
+	// While it waits for a slot, the upload keeps what it needs of its block: its bytes (Raw,
+	// stored with the file) and the parsed key, digest and lines used below; the copy of every
+	// line in Fields would double what a block padded to sigblock.MaxSize keeps.
+	block.Fields = nil
+
+	client := uploadslots.ClientOf(r.RemoteAddr)
+	slot, err := h.slots.Acquire(r.Context(), client, h.opts.UploadSlotWait, body.preempt)
+	if err != nil {
+		h.noSlot(w, r, log, client, err)
+		return
+	}
+	defer slot.Release()
+	// From here the slot's clock runs: min_upload_rate counts again from now, so that a slot
+	// is held at most body_idle_timeout + the rest of the declared body / min_upload_rate.
+	body.holdSlot(slot)
 
 	size := int64(-1)
 	if r.ContentLength > 0 {
-		size = r.ContentLength - int64(len(block.Raw))
+		size = r.ContentLength - blockBytes
 	}
 	up, err := h.store.NewUpload(size)
 	if err != nil {
@@ -220,10 +289,24 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 		return
 	}
 	hasher := block.NewHash()
-	if _, err := io.Copy(io.MultiWriter(hasher, storeWriter{up}), br); err != nil {
+	// Large reads straight from the connection once the read buffer is drained (struct{...}
+	// hides bufio's WriteTo, which would read 4 KiB at a time); the buffer is bounded by the
+	// slots.
+	copyBuf := make([]byte, copyBufferSize)
+	if _, err := io.CopyBuffer(io.MultiWriter(hasher, storeWriter{up}), struct{ io.Reader }{br}, copyBuf); err != nil {
 		up.Abort()
 		if errors.Is(err, errStore) {
 			h.storeFailed(w, r, log, err)
+			return
+		}
+		if errors.Is(err, errPreempted) {
+			log.Warn("upload cut to make room for waiting uploads", "client", client.String(), "received", up.Size(),
+				"rate", fmt.Sprintf("%.0fB/s", slot.Rate()), "held", time.Since(slot.Since()).Round(time.Millisecond))
+			if h.m != nil {
+				h.m.preempted.Inc()
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+			reply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("upload cut: every upload slot was in use and other uploads were waiting; this one was the slowest (%.0f bytes/s, below http.upload_preempt_rate); nothing was stored; retry later", slot.Rate()))
 			return
 		}
 		code, msg := bodyError(err, maxBody)
@@ -244,8 +327,16 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	}
 	now := h.now()
 	expires := now.Add(lifetime)
+	// The client's hash_value and expires lines never reach storage: the block is stored and
+	// forwarded with the relay's values.
+	header, err := sigblock.Relayed(block.Raw, hash, expires.Unix())
+	if err != nil { // checked before the slot with values of the same length
+		up.Abort()
+		reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
+		return
+	}
 	if dest.local {
-		meta := storage.FileMeta{Key: k, Header: block.Raw, Algorithm: block.Algorithm, Hash: hash, Expires: expires, Stored: now}
+		meta := storage.FileMeta{Key: k, Header: header, Algorithm: block.Algorithm, Hash: hash, Expires: expires, Stored: now}
 		if err := h.store.CommitFile(up, meta); err != nil {
 			h.storeFailed(w, r, log, err)
 			return
@@ -254,7 +345,7 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 		reply(w, r, http.StatusOK, "stored")
 		return
 	}
-	job := storage.Job{File: k, Header: block.Raw, NextHop: dest.nextHop, Expires: expires}
+	job := storage.Job{File: k, Header: header, NextHop: dest.nextHop, Expires: expires}
 	if err := h.store.Enqueue(up, job); err != nil {
 		h.storeFailed(w, r, log, err)
 		return
@@ -262,6 +353,35 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	h.queued()
 	log.Info("shared file queued for forwarding", "bytes", up.Size(), "hop", hopName(dest.nextHop))
 	reply(w, r, http.StatusOK, "queued for "+hopName(dest.nextHop))
+}
+
+// noSlot answers an upload that got no slot: 503 with Retry-After, saying why; nothing was
+// stored.
+func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logger, client uploadslots.Client, err error) {
+	o := h.slots.Options()
+	held, _ := h.slots.InUse()
+	var msg, reason string
+	switch {
+	case errors.Is(err, uploadslots.ErrGone):
+		// net/http cancels a request's context when it reads the end of the client's side; a
+		// client that half-closed may still read this answer.
+		reason = "gone"
+		log.Info("upload refused: the connection was closed while it waited for a slot")
+		msg = "the connection was closed while the upload waited for an upload slot; nothing was stored; retry later"
+	case held < o.Slots && h.slots.Held(client) >= o.PerClient:
+		reason = "busy"
+		log.Warn("upload refused: the client's share of upload slots stayed in use", "client", client.String(), "share", o.PerClient, "waited", h.opts.UploadSlotWait)
+		msg = fmt.Sprintf("busy: your address (%s) already has %d uploads in progress (http.max_uploads_per_client) and none ended within %s; nothing was stored; retry later", client, o.PerClient, h.opts.UploadSlotWait)
+	default:
+		reason = "busy"
+		log.Warn("upload refused: no upload slot", "waited", h.opts.UploadSlotWait, "slots", o.Slots)
+		msg = fmt.Sprintf("busy: all %d upload slots stayed in use for %s; nothing was stored; retry later", o.Slots, h.opts.UploadSlotWait)
+	}
+	if h.m != nil {
+		h.m.slotWaits.With(reason).Inc()
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	reply(w, r, http.StatusServiceUnavailable, msg)
 }
 
 func hopName(nextHop string) string {
@@ -338,6 +458,17 @@ func bodyError(err error, maxBody int64) (int, string) {
 // retryAfterSeconds is the Retry-After of a 503 for want of an upload slot.
 const retryAfterSeconds = 10
 
+// blockReadBuffer is the read buffer of an upload's body while its signature block is read
+// (before it has a slot, so per connection: kept small); copyBufferSize is the buffer of the
+// copy into the store (per slot).
+const (
+	blockReadBuffer = 4 << 10
+	copyBufferSize  = 32 << 10
+)
+
+// errPreempted ends an upload that was cut to make room for waiting ones.
+var errPreempted = errors.New("upload cut to make room for waiting uploads")
+
 // errTooSlow ends an upload whose body came in below the minimum rate.
 var errTooSlow = errors.New("upload too slow: the body came in below http.min_upload_rate")
 
@@ -346,6 +477,10 @@ var errTooSlow = errors.New("upload too slow: the body came in below http.min_up
 // minimum rate, the time by which the bytes received so far were due (idle after the start,
 // plus one second per minRate bytes): a client trickling its body is cut too, as Apache's
 // mod_reqtimeout MinRate does, while a steady one of any size is not.
+//
+// Once the upload holds a slot (holdSlot), the rate counts from then on, every byte is
+// reported to the slot, and the upload pool may cut it (preempt): the read deadline is then
+// set in the past, and reads fail with errPreempted.
 type bodyReader struct {
 	r        io.Reader
 	rc       *http.ResponseController
@@ -353,9 +488,32 @@ type bodyReader struct {
 	minRate  int64 // bytes per second; 0 = none
 	start    time.Time
 	received int64
+	slot     *uploadslots.Slot
+
+	mu  sync.Mutex // serialises setting the read deadline with preempt
+	cut bool
+}
+
+// holdSlot starts the slot's part of the upload: the minimum rate is counted afresh from now.
+func (br *bodyReader) holdSlot(slot *uploadslots.Slot) {
+	br.slot, br.start, br.received = slot, time.Now(), 0
+}
+
+// preempt cuts the upload: its read in progress, if any, and every later one fail. The pool
+// calls it from another goroutine, while the handler holds its slot.
+func (br *bodyReader) preempt() {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	br.cut = true
+	_ = br.rc.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (br *bodyReader) Read(p []byte) (int, error) {
+	br.mu.Lock()
+	if br.cut {
+		br.mu.Unlock()
+		return 0, errPreempted
+	}
 	now := time.Now()
 	var deadline time.Time
 	if br.idle > 0 {
@@ -375,10 +533,22 @@ func (br *bodyReader) Read(p []byte) (int, error) {
 	if !deadline.IsZero() {
 		_ = br.rc.SetReadDeadline(deadline)
 	}
+	br.mu.Unlock()
 	n, err := br.r.Read(p)
 	br.received += int64(n)
-	if err != nil && rateBound && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("%w (%d bytes in %s, minimum %d bytes/s): %w", errTooSlow, br.received, time.Since(br.start).Round(time.Millisecond), br.minRate, err)
+	if br.slot != nil {
+		br.slot.Add(int64(n))
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		br.mu.Lock()
+		cut := br.cut
+		br.mu.Unlock()
+		switch {
+		case cut:
+			err = fmt.Errorf("%w: %w", errPreempted, err)
+		case rateBound:
+			err = fmt.Errorf("%w (%d bytes in %s, minimum %d bytes/s): %w", errTooSlow, br.received, time.Since(br.start).Round(time.Millisecond), br.minRate, err)
+		}
 	}
 	return n, err
 }
@@ -439,7 +609,9 @@ func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 		reply(w, r, http.StatusBadGateway, "")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.HeadTimeout)
+	// Not cancelled with the request: net/http cancels it when a client half-closes its side
+	// (golang/go#18527), and such a client still reads the answer. HeadTimeout bounds it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.opts.HeadTimeout)
 	defer cancel()
 	status, hdr, err := forward.Head(ctx, hop, k, hash)
 	if err != nil {

@@ -118,8 +118,8 @@ func (c relayConfig) yaml(api string) string {
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) } // JSON strings are YAML strings
 	fmt.Fprintf(&b, "data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n",
 		q(c.dataDir()), q(filepath.Join(c.dir, "nodes.json")), q(api))
-	if c.maxUploads > 0 {
-		fmt.Fprintf(&b, "  max_concurrent_uploads: %d\n", c.maxUploads)
+	if c.maxUploads > 0 { // the load comes from one address: it may take every slot
+		fmt.Fprintf(&b, "  max_concurrent_uploads: %d\n  max_uploads_per_client: %d\n", c.maxUploads, c.maxUploads)
 	}
 	if c.edge == nil {
 		b.WriteString("admin:\n  listen: \"\"\nedge:\n  enabled: false\n")

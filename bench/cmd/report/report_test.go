@@ -99,7 +99,7 @@ func TestRelayConfigAccepted(t *testing.T) {
 			return c.DataDir == "/tmp/x/data" && c.Admin.Listen == "" && c.Log.Level == "warn" && c.HTTP.MaxBody == 1<<30
 		}},
 		{"uploads and cleanup", relayConfig{dir: "/tmp/x y", maxUploads: 128, cleanup: time.Second}, func(c *config.Config) bool {
-			return c.DataDir == "/tmp/x y/data" && c.HTTP.MaxConcurrentUploads == 128 && c.SharedFiles.CleanupInterval == time.Second
+			return c.DataDir == "/tmp/x y/data" && c.HTTP.MaxConcurrentUploads == 128 && c.HTTP.MaxUploadsPerClient == 128 && c.SharedFiles.CleanupInterval == time.Second
 		}},
 		{"remote run", relayConfig{dir: "/tmp/x", command: []string{"/bin/sleep", "0.2"}, concurrency: 32}, func(c *config.Config) bool {
 			return reflect.DeepEqual(c.RemoteRun.Command, []string{"/bin/sleep", "0.2"}) && c.RemoteRun.Concurrency == 32

@@ -622,7 +622,7 @@ func (b *bench) concurrentPuts(ctx context.Context, p *relayProc, rest memStatus
 		return err
 	}
 	n := strconv.Itoa(b.p.rssPuts)
-	cmd := fmt.Sprintf("%s concurrent `PUT %s` (1 MiB signed bodies, one connection each, max_concurrent_uploads: 128) on the relay above; "+
+	cmd := fmt.Sprintf("%s concurrent `PUT %s` (1 MiB signed bodies, one connection each, max_concurrent_uploads and max_uploads_per_client: 128) on the relay above; "+
 		"%s", n, putURL("/", "conc-N", "1h")[1:], peakNote)
 	b.rep.add(Scenario{Name: "rss_peak_puts", Section: storeSection, Title: "peak RSS during " + n + " concurrent 1 MiB PUTs", Unit: "MiB",
 		Command: cmd}, float64(end.HWM)/mib).

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -128,6 +129,9 @@ func Read(r *bufio.Reader) (*Block, error) {
 	if err := b.decode(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	// Raw grew by appending; a block may be kept a while (an upload waiting for a slot), so
+	// it keeps no more memory than its length.
+	b.Raw = bytes.Clone(b.Raw)
 	return b, nil
 }
 
@@ -345,6 +349,66 @@ func Sign(key *rsa.PrivateKey, algorithm string, file io.Reader, hostname, keyda
 	}
 	b.Raw = raw.Bytes()
 	return b, nil
+}
+
+// Relayed returns raw, a block as Read gives it in Block.Raw (each line with its ending, no
+// empty line), as a relay stores and forwards it: the client's lines in their order and with
+// their endings, except that the first "hash_value" line says hashValue (the hash the relay
+// computed over the file bytes; a line is added after "digest" when there is none, further
+// "hash_value" lines are dropped), every "expires" line is dropped (the relay decides when a
+// file expires, not the client), and a last line "expires=<expires>" (unix seconds) is added.
+// Keys are matched as Read matches them (spaces and tabs around them ignored). Added lines end
+// as the block's first line does. The result must still be a block a next hop accepts: an
+// error wrapping ErrMalformed says it would be longer than MaxSize with its empty line.
+func Relayed(raw []byte, hashValue string, expires int64) ([]byte, error) {
+	eol := "\n"
+	if first, _, _ := bytes.Cut(raw, []byte("\n")); bytes.HasSuffix(first, []byte("\r")) {
+		eol = "\r\n"
+	}
+	hashLine := "hash_value=" + hashValue + eol
+	out := make([]byte, 0, len(raw)+len(hashLine)+len("expires=")+20+len(eol))
+	hashDone, afterDigest := false, -1
+	for rest := raw; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		}
+		rest = rest[len(line):]
+		key, _, _ := strings.Cut(string(bytes.TrimRight(line, "\r\n")), "=")
+		switch strings.Trim(key, " \t") {
+		case "hash_value":
+			if !hashDone {
+				out = append(out, hashLine...)
+				hashDone = true
+			}
+			continue
+		case "expires":
+			continue
+		case "digest":
+			out = append(out, line...)
+			if !bytes.HasSuffix(line, []byte("\n")) { // a last line without its ending
+				out = append(out, eol...)
+			}
+			afterDigest = len(out)
+			continue
+		}
+		out = append(out, line...)
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			out = append(out, eol...)
+		}
+	}
+	if !hashDone {
+		at := len(out)
+		if afterDigest >= 0 {
+			at = afterDigest
+		}
+		out = append(out[:at], append([]byte(hashLine), out[at:]...)...)
+	}
+	out = append(out, "expires="+strconv.FormatInt(expires, 10)+eol...)
+	if len(out)+len(eol) > MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes once the relay's hash_value and expires lines are in, over %d", ErrMalformed, len(out), MaxSize)
+	}
+	return out, nil
 }
 
 // WriteTo writes the block as it must precede the file bytes in a PUT body:

@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -476,6 +478,101 @@ func TestVerifyZeroBlock(t *testing.T) {
 	}
 }
 
+func TestRelayed(t *testing.T) {
+	const h, exp = "abc123", int64(1767225600)
+	tests := []struct{ name, raw, want string }{
+		{"Rudder's layout",
+			"header=rudder-signature-v1\nalgorithm=sha256\ndigest=00\nhash_value=ffff\nshort_pubkey=K\nhostname=n\n",
+			"header=rudder-signature-v1\nalgorithm=sha256\ndigest=00\nhash_value=abc123\nshort_pubkey=K\nhostname=n\nexpires=1767225600\n"},
+		{"right hash_value kept in place",
+			"header=rudder-signature-v1\nhash_value=abc123\ndigest=00\n",
+			"header=rudder-signature-v1\nhash_value=abc123\ndigest=00\nexpires=1767225600\n"},
+		{"missing hash_value added after digest",
+			"header=rudder-signature-v1\nalgorithm=sha1\ndigest=00\nshort_pubkey=K\n",
+			"header=rudder-signature-v1\nalgorithm=sha1\ndigest=00\nhash_value=abc123\nshort_pubkey=K\nexpires=1767225600\n"},
+		{"missing hash_value and digest: added at the end",
+			"header=rudder-signature-v1\nx=y\n",
+			"header=rudder-signature-v1\nx=y\nhash_value=abc123\nexpires=1767225600\n"},
+		{"duplicate hash_value: the first one says the relay's hash",
+			"header=rudder-signature-v1\nhash_value=1\ndigest=00\nhash_value=2\n",
+			"header=rudder-signature-v1\nhash_value=abc123\ndigest=00\nexpires=1767225600\n"},
+		{"CRLF endings kept, added lines in CRLF",
+			"header=rudder-signature-v1\r\ndigest=00\r\nhash_value=1\r\nexpires=5\r\nttl=1d\r\n",
+			"header=rudder-signature-v1\r\ndigest=00\r\nhash_value=abc123\r\nttl=1d\r\nexpires=1767225600\r\n"},
+		{"mixed endings follow the first line",
+			"header=rudder-signature-v1\ndigest=00\r\nx=1\r\n",
+			"header=rudder-signature-v1\ndigest=00\r\nhash_value=abc123\nx=1\r\nexpires=1767225600\n"},
+		{"spaces around = and the key",
+			"header=rudder-signature-v1\n hash_value \t= wrong \ndigest=00\n\texpires = 9999999999\n",
+			"header=rudder-signature-v1\nhash_value=abc123\ndigest=00\nexpires=1767225600\n"},
+		{"expires given several times",
+			"header=rudder-signature-v1\nexpires=1\ndigest=00\nexpires=2\nkeyid=k\nexpires=\n",
+			"header=rudder-signature-v1\ndigest=00\nhash_value=abc123\nkeyid=k\nexpires=1767225600\n"},
+		{"keys that only look alike are kept",
+			"header=rudder-signature-v1\nhash_values=1\nx-expires=2\nexpires_at=3\ncomment=expires=4\n",
+			"header=rudder-signature-v1\nhash_values=1\nx-expires=2\nexpires_at=3\ncomment=expires=4\nhash_value=abc123\nexpires=1767225600\n"},
+		{"last line without an ending", "header=rudder-signature-v1\ndigest=00",
+			"header=rudder-signature-v1\ndigest=00\nhash_value=abc123\nexpires=1767225600\n"},
+		{"empty", "", "hash_value=abc123\nexpires=1767225600\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Relayed([]byte(tt.raw), h, exp)
+			if err != nil || string(got) != tt.want {
+				t.Errorf("Relayed(%q)\n got %q, %v\nwant %q", tt.raw, got, err, tt.want)
+			}
+		})
+	}
+
+	// The openssl-made blocks, with a client's expires and a wrong hash_value: the result
+	// parses, still verifies, and says the relay's values.
+	file := readFile(t, "file")
+	for _, fx := range fixtures {
+		sign := bytes.Replace(readFile(t, fx.sign), []byte("\nhash_value="), []byte("\nexpires=1\nhash_value=00"), 1)
+		b, _, err := readAll(t, putBody(sign, file))
+		if err != nil {
+			t.Fatalf("%s: %v", fx.sign, err)
+		}
+		sum := sumOf(b, file)
+		relayed, err := Relayed(b.Raw, hex.EncodeToString(sum), exp)
+		if err != nil {
+			t.Fatalf("%s: Relayed: %v", fx.sign, err)
+		}
+		b2, rest, err := readAll(t, putBody(relayed, file))
+		if err != nil || !bytes.Equal(rest, file) {
+			t.Fatalf("%s: reading the relayed block: %v", fx.sign, err)
+		}
+		if b2.HashValue != hex.EncodeToString(sum) || fieldValue(b2, "expires") != "1767225600" || b2.Verify(sum) != nil {
+			t.Errorf("%s: relayed block %q", fx.sign, relayed)
+		}
+	}
+
+	// The result must fit MaxSize with its empty line, or be refused.
+	lines := fixtureLines(t)
+	block := join(lines, "")
+	pad := "pad=" + strings.Repeat("a", MaxSize-len(block)-len("pad=\n\n")) + "\n"
+	if _, _, err := readAll(t, []byte(block+pad+"\n")); err != nil {
+		t.Fatalf("a block of exactly MaxSize: %v", err)
+	}
+	if _, err := Relayed([]byte(block+pad), strings.Repeat("0", 64), exp); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Relayed of a block of MaxSize: %v, want an error wrapping ErrMalformed", err)
+	}
+	short := block + pad[:len(pad)-len("expires=1767225600\n")-1] + "\n"
+	if got, err := Relayed([]byte(short), strings.Repeat("0", 64), exp); err != nil || len(got)+1 != MaxSize {
+		t.Errorf("Relayed of a block that just fits: %d bytes, %v", len(got), err)
+	}
+}
+
+// fieldValue returns the value of the key's line in b ("" when absent).
+func fieldValue(b *Block, key string) string {
+	for _, f := range b.Fields {
+		if f.Key == key {
+			return f.Value
+		}
+	}
+	return ""
+}
+
 func FuzzRead(f *testing.F) {
 	file := readFile(f, "file")
 	for _, fx := range fixtures {
@@ -522,7 +619,40 @@ func FuzzRead(f *testing.F) {
 		if err != nil || !bytes.Equal(b2.Raw, b.Raw) || !equalFields(b2.Fields, b.Fields) {
 			t.Fatalf("re-reading Raw: %v", err)
 		}
-		_ = b.Verify(sumOf(b, rest))
+		sum := sumOf(b, rest)
+		_ = b.Verify(sum)
+
+		// What a relay stores and forwards: the same lines in the same order, but for the
+		// relay's hash_value and expires; a next hop reads it, or Relayed says it is too long.
+		relayed, err := Relayed(b.Raw, hex.EncodeToString(sum), 1767225600)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || len(b.Raw)+len("hash_value=\r\nexpires=1767225600\r\n\r\n")+2*len(sum) <= MaxSize {
+				t.Fatalf("Relayed of a %d-byte block: %v", len(b.Raw), err)
+			}
+			return
+		}
+		b3, err := Read(bufio.NewReader(bytes.NewReader(append(relayed, '\n'))))
+		if err != nil {
+			t.Fatalf("reading the relayed block %q: %v", relayed, err)
+		}
+		var want []Field
+		for _, f := range b.Fields {
+			switch f.Key {
+			case "expires":
+				continue
+			case "hash_value":
+				f.Value = hex.EncodeToString(sum)
+			}
+			want = append(want, f)
+		}
+		if b.HashValue == "" { // added after digest
+			i := slices.IndexFunc(want, func(f Field) bool { return f.Key == "digest" })
+			want = slices.Insert(want, i+1, Field{"hash_value", hex.EncodeToString(sum)})
+		}
+		want = append(want, Field{"expires", "1767225600"})
+		if !equalFields(b3.Fields, want) || b3.HashValue != hex.EncodeToString(sum) {
+			t.Fatalf("relayed fields %q, want %q", b3.Fields, want)
+		}
 	})
 }
 
@@ -533,4 +663,77 @@ func pemDecode(data []byte) ([]byte, []byte) {
 		return nil, rest
 	}
 	return blk.Bytes, rest
+}
+
+// BenchmarkRead measures reading a block as the relay does for an upload that has no slot yet
+// (a 4 KiB read buffer): what it allocates is what a waiting upload keeps, at most (B/op).
+func BenchmarkRead(b *testing.B) {
+	lines := fixtureLines(b)
+	block := join(lines, "")
+	padded := block + "pad=" + strings.Repeat("a", MaxSize-len(block)-len("pad=\n\n")) + "\n"
+	for _, bc := range []struct{ name, block string }{{"rudder", block}, {"padded-to-MaxSize", padded}} {
+		body := []byte(bc.block + "\n" + "file bytes")
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.block)))
+			for b.Loop() {
+				if _, err := Read(bufio.NewReaderSize(bytes.NewReader(body), 4096)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadKept measures the heap a parsed block keeps while it is held (an upload waiting
+// for a slot holds one): "kept_B/block" with every field, "kept_no_fields_B/block" once Fields
+// is dropped, as the relay does while the upload waits.
+func BenchmarkReadKept(b *testing.B) {
+	lines := fixtureLines(b)
+	block := join(lines, "")
+	padded := block + "pad=" + strings.Repeat("a", MaxSize-len(block)-len("pad=\n\n")) + "\n"
+	for _, bc := range []struct{ name, block string }{{"rudder", block}, {"padded-to-MaxSize", padded}} {
+		body := []byte(bc.block + "\n" + "file bytes")
+		b.Run(bc.name, func(b *testing.B) {
+			const n = 200
+			kept := func(dropFields bool) float64 {
+				keep := make([]*Block, n)
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for i := range keep {
+					blk, err := Read(bufio.NewReaderSize(bytes.NewReader(body), 4096))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if dropFields {
+						blk.Fields = nil
+					}
+					keep[i] = blk
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(keep)
+				return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+			}
+			var all, noFields float64
+			for b.Loop() {
+				all, noFields = kept(false), kept(true)
+			}
+			b.ReportMetric(all, "kept_B/block")
+			b.ReportMetric(noFields, "kept_no_fields_B/block")
+		})
+	}
+}
+
+// BenchmarkRelayed measures the rewriting of a block before it is stored.
+func BenchmarkRelayed(b *testing.B) {
+	raw := []byte(join(fixtureLines(b), ""))
+	hash := strings.Repeat("ab", 32)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Relayed(raw, hash, 1767225600); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
