@@ -77,7 +77,7 @@ type Map struct {
 	nodes     []node   // sorted by id
 	parents   []string // the distinct policy servers; node.parent indexes it
 	routes    []route  // by node index
-	below     []int32  // the nodes below this relay, in id order
+	below     int      // how many nodes are Mine or BelowSubRelay
 	subRelays []int32  // in id order
 }
 
@@ -120,16 +120,21 @@ func (m *Map) Route(id string) Route {
 
 // Below returns the ids of every node below this relay (Mine and BelowSubRelay), sorted. This
 // relay itself is included only at the root, where it is its own policy server.
-func (m *Map) Below() []string { return m.ids(m.below) }
+func (m *Map) Below() []string {
+	out := make([]string, 0, m.below)
+	for i, r := range m.routes { // nodes are sorted by id
+		if r.kind != Unknown {
+			out = append(out, m.id(int32(i)))
+		}
+	}
+	return out
+}
 
 // SubRelays returns the ids of the nodes that are Mine and have at least one node below them,
 // sorted. This relay itself is never one of them.
-func (m *Map) SubRelays() []string { return m.ids(m.subRelays) }
-
-// ids returns the ids of the nodes at idx.
-func (m *Map) ids(idx []int32) []string {
-	out := make([]string, len(idx))
-	for k, i := range idx {
+func (m *Map) SubRelays() []string {
+	out := make([]string, len(m.subRelays))
+	for k, i := range m.subRelays {
 		out[k] = m.id(i)
 	}
 	return out
@@ -271,14 +276,13 @@ func childRoute(r route, parent int32) route {
 	return r
 }
 
-// finish precomputes Below and SubRelays once the map is known to be valid.
+// finish counts the nodes below this relay and lists the sub-relays, once the map is known to
+// be valid.
 func (m *Map) finish(parent []int32) {
 	isSub := make([]bool, len(m.nodes))
-	below := 0
 	for i := range m.nodes {
-		switch m.routes[i].kind {
-		case Mine, BelowSubRelay:
-			below++
+		if m.routes[i].kind != Unknown {
+			m.below++
 		}
 		if m.id(int32(i)) == m.self {
 			continue
@@ -287,12 +291,7 @@ func (m *Map) finish(parent []int32) {
 			isSub[pi] = true
 		}
 	}
-	m.below = make([]int32, 0, below)
-	for i := range m.nodes { // nodes are sorted, so both lists are too
-		switch m.routes[i].kind {
-		case Mine, BelowSubRelay:
-			m.below = append(m.below, int32(i))
-		}
+	for i := range m.nodes { // nodes are sorted, so the list is too
 		if isSub[i] && m.id(int32(i)) != m.self {
 			m.subRelays = append(m.subRelays, int32(i))
 		}
@@ -301,8 +300,8 @@ func (m *Map) finish(parent []int32) {
 
 // validID reports whether s is a valid node id: ^[A-Za-z0-9_.-]+$, at most 255 bytes,
 // not "." or "..".
-func validID(s string) bool {
-	if s == "" || len(s) > 255 || s == "." || s == ".." {
+func validID[T string | []byte](s T) bool {
+	if len(s) == 0 || len(s) > 255 || string(s) == "." || string(s) == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

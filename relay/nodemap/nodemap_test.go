@@ -1,14 +1,18 @@
 package nodemap
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 const (
@@ -192,8 +196,14 @@ func TestParseBad(t *testing.T) {
 		{"truncated in an entry", "root", `{"a": {"hostname": "h", "pol`, "node map: invalid JSON: unexpected end of JSON input"},
 		{"truncated after an entry", "root", `{"root": {"hostname": "h", "policy-server": "root"},`,
 			"node map: invalid JSON: unexpected end of JSON input"},
-		{"a second object after the map", "root", `{} {}`, "node map: invalid JSON: data after the top-level object"},
-		{"garbage after the map", "root", `{}x`, "node map: invalid JSON: invalid character 'x' looking for beginning of value"},
+		{"a second object after the map", "root", `{} {}`, "node map: invalid JSON: invalid character '{' after top-level value"},
+		{"garbage after the map", "root", `{}x`, "node map: invalid JSON: invalid character 'x' after top-level value"},
+		{"garbage for a value", "root", `{"a": x}`, "node map: invalid JSON: invalid character 'x' looking for beginning of value"},
+		{"garbage after a value", "root", `{"a": 1x}`, "node map: invalid JSON: invalid character 'x' after object key:value pair"},
+		{"garbage after a name", "root", `{"a" 1}`, "node map: invalid JSON: invalid character '1' after object key"},
+		{"a trailing comma", "root", `{"a": {}, }`, "node map: invalid JSON: invalid character '}' looking for beginning of object key string"},
+		{"a bad escape in a name", "root", `{"a\q": {}}`, "node map: invalid JSON: invalid character 'q' in string escape code"},
+		{"a bad literal", "root", `{"a": nul}`, "node map: invalid JSON: invalid character ' ' in literal null (expecting 'l')"},
 		{"garbage in an entry", "root", `{"a": {"hostname": "h", "policy-server": "root"}, "b": {"hostname": x}}`,
 			"node map: invalid JSON: invalid character 'x' looking for beginning of value"},
 		{"wrapped map truncated", "root", `{"data": {"a": {"hostname": "h", "policy-server": "root"}`,
@@ -512,4 +522,37 @@ func FuzzParse(f *testing.F) {
 		}
 		checkConsistent(t, m)
 	})
+}
+
+// TestParseReaderPieces reads maps one byte at a time, so that every value and name is cut
+// across reads, and from a reader that fails.
+func TestParseReaderPieces(t *testing.T) {
+	for _, name := range []string{"tree.json", "tree-data.json", "relay1.json", "empty.json"} {
+		data := readTestdata(t, name)
+		self := "root"
+		if name == "relay1.json" {
+			self = "relay1"
+		}
+		whole, err := Parse(data, self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pieces, err := ParseReader(iotest.OneByteReader(bytes.NewReader(data)), self)
+		if err != nil {
+			t.Fatalf("%s one byte at a time: %v", name, err)
+		}
+		if pieces.Digest() != whole.Digest() || !slices.Equal(pieces.Below(), whole.Below()) {
+			t.Errorf("%s one byte at a time: digest %s, below %q; want %s, %q", name, pieces.Digest(), pieces.Below(), whole.Digest(), whole.Below())
+		}
+		for i := range whole.nodes {
+			n := whole.nodeAt(int32(i))
+			if got, ok := pieces.Node(n.ID); !ok || got != n {
+				t.Errorf("%s one byte at a time: Node(%s) = %+v, %v; want %+v", name, n.ID, got, ok, n)
+			}
+		}
+	}
+	half := io.MultiReader(bytes.NewReader(flatMap(1000, "root")[:5000]), iotest.ErrReader(errors.New("disk on fire")))
+	if _, err := ParseReader(half, "root"); err == nil || err.Error() != "node map: read: disk on fire" {
+		t.Errorf("a reader failing half way: %v", err)
+	}
 }

@@ -1,7 +1,6 @@
 package nodemap
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 	"io"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -24,8 +24,9 @@ func Parse(data []byte, self string) (*Map, error) {
 	return ParseReader(bytes.NewReader(data), self)
 }
 
-// ParseReader is Parse reading the file from r, as a stream: memory holds the map being built,
-// never the whole file. The map's Digest is that of everything r returned.
+// ParseReader is Parse reading the file from r, as a stream: memory holds the map being built
+// and the entry being read, never the whole file. The map's Digest is that of everything r
+// returned.
 func ParseReader(r io.Reader, self string) (*Map, error) {
 	h := sha256.New()
 	m, err := parse(r, h, self)
@@ -38,15 +39,20 @@ func ParseReader(r io.Reader, self string) (*Map, error) {
 
 // parse decodes r, writing every byte it reads from r to h, and builds the map (without its
 // digest). On success r has been read to its end.
+//
+// The file is read in one pass. The structure of the top-level object (and of the "data"
+// wrapper) is followed here; each entry's value is cut out whole and decoded on its own: an
+// object of plain strings (every entry Rudder writes) by flatEntry, anything else by
+// encoding/json, which also checks it is valid JSON. The outcome is the same as decoding the
+// whole file with encoding/json (see reference_test.go), except that an id listed twice is
+// refused.
 func parse(r io.Reader, h hash.Hash, self string) (*Map, error) {
 	if !validID(self) {
 		return nil, fmt.Errorf("node map: invalid self node id %q", self)
 	}
 	src := &source{r: r, h: h}
-	dec := json.NewDecoder(bufio.NewReaderSize(src, 64<<10))
-	dec.UseNumber() // numbers are skipped, never converted
 	b := newBuilder(self)
-	if err := b.decode(dec); err != nil {
+	if err := b.decode(&scanner{r: src, buf: make([]byte, 0, 64<<10)}); err != nil {
 		if src.err != nil {
 			return nil, fmt.Errorf("node map: read: %w", src.err)
 		}
@@ -55,7 +61,7 @@ func parse(r io.Reader, h hash.Hash, self string) (*Map, error) {
 	return b.build()
 }
 
-// source reads the file for the decoder, hashes what it reads, and remembers a read error (so
+// source reads the file for the scanner, hashes what it reads, and remembers a read error (so
 // that it is not reported as invalid JSON).
 type source struct {
 	r   io.Reader
@@ -93,121 +99,102 @@ func (b *builder) reset() { *b = *newBuilder(b.self) }
 // errEmpty is the error for a file with nothing but whitespace.
 var errEmpty = errors.New("node map: the file is empty (a map with no nodes is {})")
 
-// decode reads the top-level object and adds its entries, unwrapping {"data": {...}}. The entries
-// are decoded one at a time; the shape is decided on the way (see dataMember).
-func (b *builder) decode(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if errors.Is(err, io.EOF) {
+// decode reads the top-level object and adds its entries, unwrapping {"data": {...}}.
+func (b *builder) decode(s *scanner) error {
+	c, ok := s.skipSpace()
+	if !ok {
 		// Most likely a file caught while being rewritten, or truncated by a full disk.
 		return errEmpty
 	}
-	if err != nil {
-		return invalidJSON(err)
+	if c != '{' {
+		return topLevelError(c)
 	}
-	switch tok {
-	case json.Delim('{'):
-	case nil:
+	s.pos++
+	first := true
+	err := s.members(func(name []byte) error {
+		if first && string(name) == "data" {
+			first = false
+			return b.dataMember(s)
+		}
+		first = false
+		v, err := s.value()
+		if err != nil {
+			return err
+		}
+		return b.add(name, v)
+	})
+	if err != nil {
+		return err
+	}
+	if c, ok := s.skipSpace(); ok {
+		return syntaxError(c, "after top-level value")
+	}
+	return nil
+}
+
+// topLevelError describes a file whose top level is not an object, as json.Unmarshal into a
+// map of entries did before the file was streamed.
+func topLevelError(c byte) error {
+	var kind string
+	switch {
+	case c == 'n':
 		return errors.New("node map: top level is null, want an object")
+	case c == '[':
+		kind = "array"
+	case c == '"':
+		kind = "string"
+	case c == '-' || c >= '0' && c <= '9':
+		kind = "number"
+	case c == 't' || c == 'f':
+		kind = "bool"
 	default:
-		// As json.Unmarshal into a map of entries said, before the file was streamed.
-		err := &json.UnmarshalTypeError{Value: kindOf(tok), Type: reflect.TypeFor[map[string]json.RawMessage]()}
-		return fmt.Errorf("node map: invalid JSON: %w", err)
+		return syntaxError(c, "looking for beginning of value")
 	}
-	for first := true; dec.More(); first = false {
-		id, err := memberName(dec)
-		if err != nil {
-			return err
-		}
-		if first && id == "data" {
-			err = b.dataMember(dec)
-		} else {
-			err = b.member(dec, id)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return invalidJSON(err)
-	}
-	switch _, err := dec.Token(); {
-	case errors.Is(err, io.EOF):
-		return nil
-	case err == nil:
-		return errors.New("node map: invalid JSON: data after the top-level object")
-	default:
-		return invalidJSON(err)
-	}
-}
-
-// memberName reads the name of the next member of an object.
-func memberName(dec *json.Decoder) (string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return "", invalidJSON(err)
-	}
-	name, ok := tok.(string)
-	if !ok { // the decoder allows only strings here
-		return "", fmt.Errorf("node map: invalid JSON: object member name is a %s", kindOf(tok))
-	}
-	return name, nil
-}
-
-// member decodes the value of the entry id and adds it.
-func (b *builder) member(dec *json.Decoder, id string) error {
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		return invalidJSON(err)
-	}
-	return b.add(id, raw)
+	err := &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeFor[map[string]json.RawMessage]()}
+	return fmt.Errorf("node map: invalid JSON: %w", err)
 }
 
 // dataMember handles a first member named "data". The file is {"data": {...}} (the wrapped
 // shape) when that is its only member, its value is an object, and that object has no
 // "policy-server" member whose value is a string; otherwise "data" is the id of a node in the
-// bare shape. Which one is known only at the end of the value (or of the file), so the members
-// of the object are added as entries, and what the object means as one entry of its own (its
-// members that can be entry fields) is kept on the side. When it turns out to be an entry, the
-// builder starts again from it.
-func (b *builder) dataMember(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return invalidJSON(err)
+// bare shape. Which one is known only at the end of the value, so the members of the object
+// are added as entries, and what the object means as one entry of its own (its members that
+// can be entry fields) is kept on the side. When it turns out to be an entry, the builder
+// starts again from it.
+func (b *builder) dataMember(s *scanner) error {
+	c, ok := s.skipSpace()
+	if !ok {
+		return errEOF
 	}
-	if tok != json.Delim('{') {
-		// Not an object: the bare shape, with an entry "data" that is not a node object.
-		if err := skipRest(dec, tok); err != nil {
-			return err
-		}
-		return b.add("data", nil)
-	}
-	var fields []byte // the members of the object that matter to it as an entry, as JSON
-	psString := false // its last "policy-server" member is a string
-	for dec.More() {
-		name, err := memberName(dec)
+	if c != '{' {
+		v, err := s.value()
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return invalidJSON(err)
-		}
-		if name == "policy-server" {
-			psString = isString(raw)
-		}
-		fields = appendField(fields, name, raw)
-		if err := b.add(name, raw); err != nil {
+		return b.add([]byte("data"), v)
+	}
+	s.pos++
+	var fields []byte // the members of the object that matter to it as an entry, as JSON
+	psString := false // its last "policy-server" member is a string
+	err := s.members(func(name []byte) error {
+		v, err := s.value()
+		if err != nil {
 			return err
 		}
+		if string(name) == "policy-server" {
+			psString = isString(v)
+		}
+		fields = appendField(fields, name, v)
+		return b.add(name, v)
+	})
+	if err != nil {
+		return err
 	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return invalidJSON(err)
-	}
-	if !dec.More() && !psString {
+	if c, ok := s.skipSpace(); (!ok || c != ',') && !psString {
 		return nil // wrapped: its members were the entries
 	}
 	b.reset()
-	return b.add("data", append(append([]byte{'{'}, fields...), '}'))
+	return b.add([]byte("data"), append(append([]byte{'{'}, fields...), '}'))
 }
 
 // appendField appends the member name: raw to fields (a comma-separated list of members) if it
@@ -215,14 +202,14 @@ func (b *builder) dataMember(dec *json.Decoder) error {
 // entry's fields as encoding/json matches them (strings.EqualFold); other members are ignored
 // whatever their value. The value of an object member is kept as {}: an object there is an
 // error (hostname, policy-server) or ignored (key-hash) whatever it holds.
-func appendField(fields []byte, name string, raw json.RawMessage) []byte {
-	if !strings.EqualFold(name, "hostname") && !strings.EqualFold(name, "policy-server") && !strings.EqualFold(name, "key-hash") {
+func appendField(fields, name, raw []byte) []byte {
+	if !isField(name) {
 		return fields
 	}
 	if len(fields) > 0 {
 		fields = append(fields, ',')
 	}
-	key, _ := json.Marshal(name) // a string always marshals
+	key, _ := json.Marshal(string(name)) // a string always marshals
 	fields = append(append(fields, key...), ':')
 	if isObject(raw) {
 		return append(fields, "{}"...)
@@ -230,117 +217,176 @@ func appendField(fields []byte, name string, raw json.RawMessage) []byte {
 	return append(fields, raw...)
 }
 
-// skipRest consumes the rest of a value whose first token was tok.
-func skipRest(dec *json.Decoder, tok json.Token) error {
-	depth := 0
-	for {
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-		var err error
-		if tok, err = dec.Token(); err != nil {
-			return invalidJSON(err)
-		}
-	}
+// Field names of an entry.
+const (
+	fieldHostname     = "hostname"
+	fieldPolicyServer = "policy-server"
+	fieldKeyHash      = "key-hash"
+)
+
+// isField reports whether encoding/json decodes a member called name into a field of entry.
+func isField(name []byte) bool {
+	return bytes.EqualFold(name, []byte(fieldHostname)) || bytes.EqualFold(name, []byte(fieldPolicyServer)) ||
+		bytes.EqualFold(name, []byte(fieldKeyHash))
 }
 
-// invalidJSON wraps a decoding error.
-func invalidJSON(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		err = errors.New("unexpected end of JSON input")
-	}
-	return fmt.Errorf("node map: invalid JSON: %w", err)
-}
+func isObject(v []byte) bool { return len(v) > 0 && v[0] == '{' }
 
-// kindOf names the JSON kind of a token that starts a value, as json.UnmarshalTypeError does.
-func kindOf(tok json.Token) string {
-	switch tok.(type) {
-	case json.Delim:
-		if tok == json.Delim('[') {
-			return "array"
-		}
-		return "object"
-	case string:
-		return "string"
-	case json.Number, float64:
-		return "number"
-	case bool:
-		return "bool"
-	}
-	return "null"
-}
+func isString(v []byte) bool { return len(v) > 0 && v[0] == '"' }
 
-func isObject(v json.RawMessage) bool {
-	v = bytes.TrimSpace(v)
-	return len(v) > 0 && v[0] == '{'
-}
-
-func isString(v json.RawMessage) bool {
-	v = bytes.TrimSpace(v)
-	return len(v) > 0 && v[0] == '"'
-}
-
-// entry is one raw entry of the file. KeyHash is decoded leniently: a key-hash that is not a
-// string is not a load error, the node just has no key.
+// entry is one raw entry of the file, as encoding/json decodes it. KeyHash is decoded
+// leniently: a key-hash that is not a string is not a load error, the node just has no key.
 type entry struct {
 	Hostname     *string         `json:"hostname"`
 	PolicyServer *string         `json:"policy-server"`
 	KeyHash      json.RawMessage `json:"key-hash"`
 }
 
-// add checks the entry id (its value v, nil when it is not an object) and adds it, or records
-// its problems.
-func (b *builder) add(id string, v json.RawMessage) error {
-	if !validID(id) {
-		b.p.add(catBadID, fmt.Sprintf("%q", id))
-		return nil
+// fields are the fields of one entry; nil when absent (or null).
+type fields struct {
+	hostname, policyServer, keyHash []byte
+}
+
+// decodeEntry decodes v, the value of an entry (valid JSON or not: it is checked here).
+// object is false when v is not a valid node object; err is set when v is not JSON.
+func decodeEntry(v []byte) (f fields, object bool, err error) {
+	if isObject(v) {
+		if f, ok := flatEntry(v); ok {
+			return f, true, nil
+		}
 	}
 	var e entry
-	if !isObject(v) || json.Unmarshal(v, &e) != nil {
-		b.p.add(catNotObject, id)
-		b.broken[id]++
+	err = json.Unmarshal(v, &e)
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return f, false, fmt.Errorf("node map: invalid JSON: %w", err)
+	}
+	if !isObject(v) || err != nil {
+		return f, false, nil
+	}
+	if e.Hostname != nil {
+		f.hostname = []byte(*e.Hostname)
+	}
+	if e.PolicyServer != nil {
+		f.policyServer = []byte(*e.PolicyServer)
+	}
+	var kh string
+	if json.Unmarshal(e.KeyHash, &kh) == nil {
+		f.keyHash = []byte(kh)
+	}
+	return f, true, nil
+}
+
+// flatEntry decodes v, an object, when all its members are plain strings (printable ASCII
+// without a backslash), as encoding/json would. ok is false for anything else.
+func flatEntry(v []byte) (f fields, ok bool) {
+	i := 1 // after the opening brace
+	space := func() {
+		for i < len(v) && isSpace(v[i]) {
+			i++
+		}
+	}
+	plain := func() ([]byte, bool) {
+		if i >= len(v) || v[i] != '"' {
+			return nil, false
+		}
+		start := i + 1
+		for i = start; i < len(v) && v[i] != '"'; i++ {
+			if c := v[i]; c < 0x20 || c > 0x7e || c == '\\' {
+				return nil, false
+			}
+		}
+		if i == len(v) {
+			return nil, false
+		}
+		i++
+		return v[start : i-1], true
+	}
+	space()
+	if i < len(v) && v[i] == '}' {
+		return f, i+1 == len(v)
+	}
+	for {
+		space()
+		name, ok := plain()
+		if !ok {
+			return f, false
+		}
+		space()
+		if i >= len(v) || v[i] != ':' {
+			return f, false
+		}
+		i++
+		space()
+		val, ok := plain()
+		if !ok {
+			return f, false
+		}
+		switch {
+		case bytes.EqualFold(name, []byte(fieldHostname)):
+			f.hostname = val
+		case bytes.EqualFold(name, []byte(fieldPolicyServer)):
+			f.policyServer = val
+		case bytes.EqualFold(name, []byte(fieldKeyHash)):
+			f.keyHash = val
+		}
+		space()
+		switch {
+		case i < len(v) && v[i] == ',':
+			i++
+		case i < len(v) && v[i] == '}':
+			return f, i+1 == len(v)
+		default:
+			return f, false
+		}
+	}
+}
+
+// add checks the entry id whose value is v and adds it, or records its problems. It fails only
+// when v is not valid JSON.
+func (b *builder) add(id, v []byte) error {
+	f, object, err := decodeEntry(v)
+	switch {
+	case err != nil:
+		return err
+	case !validID(id):
+		b.p.add(catBadID, strconv.Quote(string(id)))
+		return nil
+	case !object:
+		b.p.add(catNotObject, string(id))
+		b.broken[string(id)]++
 		return nil
 	}
 	ok := true
-	if e.Hostname == nil || *e.Hostname == "" {
-		b.p.add(catNoHostname, id)
+	if len(f.hostname) == 0 {
+		b.p.add(catNoHostname, string(id))
 		ok = false
 	}
 	switch {
-	case e.PolicyServer == nil || *e.PolicyServer == "":
-		b.p.add(catNoParent, id)
+	case len(f.policyServer) == 0:
+		b.p.add(catNoParent, string(id))
 		ok = false
-	case !validID(*e.PolicyServer):
-		b.p.add(catBadParent, fmt.Sprintf("%s -> %q", id, *e.PolicyServer))
+	case !validID(f.policyServer):
+		b.p.add(catBadParent, fmt.Sprintf("%s -> %q", id, f.policyServer))
 		ok = false
 	}
 	if !ok {
-		b.broken[id]++
+		b.broken[string(id)]++
 		return nil
 	}
-	var kh string
-	if json.Unmarshal(e.KeyHash, &kh) != nil {
-		kh = ""
-	}
-	ps := *e.PolicyServer
-	pi, seen := b.parent[ps]
+	pi, seen := b.parent[string(f.policyServer)]
 	if !seen {
+		ps := string(f.policyServer)
 		pi = uint32(len(b.parents))
 		b.parents = append(b.parents, ps)
 		b.parent[ps] = pi
 	}
-	off, err := b.text.add(id, *e.Hostname, kh)
+	off, err := b.text.add(id, f.hostname, f.keyHash)
 	if err != nil {
 		return err
 	}
-	b.nodes = append(b.nodes, node{off: off, idLen: uint8(len(id)), hostLen: uint32(len(*e.Hostname)),
-		keyLen: uint32(len(kh)), parent: pi})
+	b.nodes = append(b.nodes, node{off: off, idLen: uint8(len(id)), hostLen: uint32(len(f.hostname)),
+		keyLen: uint32(len(f.keyHash)), parent: pi})
 	return nil
 }
 
@@ -382,4 +428,207 @@ func (b *builder) build() (*Map, error) {
 	}
 	m.finish(parent)
 	return m, nil
+}
+
+// scanner follows the structure of the file as it is read: buf[pos:] is read and not consumed.
+type scanner struct {
+	r    io.Reader
+	buf  []byte
+	pos  int
+	done bool   // r returned an error (io.EOF included)
+	name []byte // the last member name, decoded
+}
+
+// errEOF is the error for a file that ends inside a value.
+var errEOF = errors.New("node map: invalid JSON: unexpected end of JSON input")
+
+// minRead is the least room the scanner reads into.
+const minRead = 16 << 10
+
+// more makes at least n bytes available from pos, reading as needed, and reports whether it
+// could. It may move the buffer: slices of it are invalid afterwards.
+func (s *scanner) more(n int) bool {
+	for len(s.buf)-s.pos < n {
+		if s.done {
+			return false
+		}
+		if s.pos > 0 {
+			s.buf = s.buf[:copy(s.buf, s.buf[s.pos:])]
+			s.pos = 0
+		}
+		if cap(s.buf)-len(s.buf) < minRead {
+			s.buf = slices.Grow(s.buf, max(cap(s.buf), minRead))
+		}
+		k, err := s.r.Read(s.buf[len(s.buf):cap(s.buf)])
+		s.buf = s.buf[:len(s.buf)+k]
+		if err != nil {
+			s.done = true
+		}
+	}
+	return true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// skipSpace consumes whitespace and returns the next byte, not consumed; ok is false at the
+// end of the file.
+func (s *scanner) skipSpace() (c byte, ok bool) {
+	for s.more(1) {
+		if c = s.buf[s.pos]; !isSpace(c) {
+			return c, true
+		}
+		s.pos++
+	}
+	return 0, false
+}
+
+// members reads the members of an object whose opening brace was consumed, up to and including
+// its closing brace. For each, it calls fn with the member's name, decoded (valid until the
+// next name), and fn must consume its value.
+func (s *scanner) members(fn func(name []byte) error) error {
+	c, ok := s.skipSpace()
+	if !ok {
+		return errEOF
+	}
+	if c == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		if c, ok = s.skipSpace(); !ok {
+			return errEOF
+		}
+		if c != '"' {
+			return syntaxError(c, "looking for beginning of object key string")
+		}
+		n, err := s.stringLen(0)
+		if err != nil {
+			return err
+		}
+		if s.name, err = decodeName(s.name[:0], s.buf[s.pos:s.pos+n]); err != nil {
+			return err
+		}
+		s.pos += n
+		if c, ok = s.skipSpace(); !ok {
+			return errEOF
+		}
+		if c != ':' {
+			return syntaxError(c, "after object key")
+		}
+		s.pos++
+		if err := fn(s.name); err != nil {
+			return err
+		}
+		if c, ok = s.skipSpace(); !ok {
+			return errEOF
+		}
+		switch c {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return syntaxError(c, "after object key:value pair")
+		}
+	}
+}
+
+// decodeName appends the decoded JSON string q (quotes included) to dst.
+func decodeName(dst, q []byte) ([]byte, error) {
+	plain := true
+	for _, c := range q[1 : len(q)-1] {
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return append(dst, q[1:len(q)-1]...), nil
+	}
+	var name string
+	if err := json.Unmarshal(q, &name); err != nil {
+		return dst, fmt.Errorf("node map: invalid JSON: %w", err)
+	}
+	return append(dst, name...), nil
+}
+
+// stringLen returns the length of the JSON string starting at pos+i (its quotes included),
+// finding its end only: escapes and characters are checked when it is decoded.
+func (s *scanner) stringLen(i int) (int, error) {
+	for j := i + 1; ; j++ {
+		if !s.more(j + 1) {
+			return 0, errEOF
+		}
+		switch s.buf[s.pos+j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1 - i, nil
+		}
+	}
+}
+
+// value consumes the next value and returns it, whole; it is valid until the scanner reads
+// again. Only its end is found here: its content is checked when it is decoded.
+func (s *scanner) value() ([]byte, error) {
+	c, ok := s.skipSpace()
+	if !ok {
+		return nil, errEOF
+	}
+	n := 0
+	switch {
+	case c == '{' || c == '[':
+		for depth := 0; ; {
+			if !s.more(n + 1) {
+				return nil, errEOF
+			}
+			switch s.buf[s.pos+n] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+			case '"':
+				k, err := s.stringLen(n)
+				if err != nil {
+					return nil, err
+				}
+				n += k - 1
+			}
+			n++
+			if depth == 0 {
+				break
+			}
+		}
+	case c == '"':
+		k, err := s.stringLen(0)
+		if err != nil {
+			return nil, err
+		}
+		n = k
+	default: // a number or a literal
+		for s.more(n+1) && strings.IndexByte("+-.0123456789Eaeflnrstu", s.buf[s.pos+n]) >= 0 {
+			n++
+		}
+		if n == 0 {
+			return nil, syntaxError(c, "looking for beginning of value")
+		}
+	}
+	v := s.buf[s.pos : s.pos+n]
+	s.pos += n
+	return v, nil
+}
+
+// syntaxError is encoding/json's error for the unexpected byte c.
+func syntaxError(c byte, context string) error {
+	q := strconv.Quote(string(c))
+	switch c {
+	case '\'':
+		q = `'\''`
+	case '"':
+		q = `'"'`
+	default:
+		q = "'" + q[1:len(q)-1] + "'"
+	}
+	return fmt.Errorf("node map: invalid JSON: invalid character %s %s", q, context)
 }

@@ -81,7 +81,7 @@ func referenceDecode(data []byte) (map[string]Node, problems, error) {
 func checkSameAsReference(t *testing.T, data []byte) {
 	t.Helper()
 	b := newBuilder("root")
-	err := b.decode(json.NewDecoder(bytes.NewReader(data)))
+	err := b.decode(&scanner{r: bytes.NewReader(data)})
 	refNodes, refProblems, refErr := referenceDecode(data)
 	if (err == nil) != (refErr == nil) {
 		t.Fatalf("streaming decode: %v; reference: %v", err, refErr)

@@ -26,7 +26,7 @@ type text struct {
 }
 
 // add appends the strings of parts one after the other and returns the offset of the first.
-func (t *text) add(parts ...string) (uint32, error) {
+func (t *text) add(parts ...[]byte) (uint32, error) {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -38,7 +38,7 @@ func (t *text) add(parts ...string) (uint32, error) {
 	}
 	off := uint32(len(t.blocks))<<blockBits | uint32(t.cur.Len())
 	for _, p := range parts {
-		t.cur.WriteString(p)
+		t.cur.Write(p)
 	}
 	return off, nil
 }
