@@ -544,6 +544,9 @@ func (s *Server) loadNodeMapFrom(cfg *config.Config) error {
 
 // nodeMapLoaded records the outcome of a node map load (from start, reload or the watcher).
 func (s *Server) nodeMapLoaded(m *nodemap.Map, err error) {
+	// The previous map (and the garbage of a load, kept or refused) goes back to the system now
+	// rather than over the next minutes: a node map changes rarely and can be large.
+	defer debug.FreeOSMemory()
 	if err != nil {
 		msg := err.Error()
 		s.nodeLoadErr.Store(&msg)
@@ -557,9 +560,6 @@ func (s *Server) nodeMapLoaded(m *nodemap.Map, err error) {
 	s.m.nodeLoads.With("ok").Inc()
 	s.log.Info("node map loaded", "nodes", m.Len(), "digest", m.Digest())
 	s.keepNodeMap(m, now)
-	// The previous map (and, for a big one, the parse's garbage) goes back to the system now
-	// rather than over the next minutes: a node map changes rarely and can be large.
-	debug.FreeOSMemory()
 }
 
 // keepNodeMap keeps the file of the map just loaded in the store, so a restart with a broken or
