@@ -1,6 +1,7 @@
 // Package faults holds Keel's fault-injection tests: the real keel-relay binary, on loopback
 // only, is killed with SIGKILL during uploads and during queue delivery, loses its upstream,
-// runs out of disk, is attacked by slow clients, and sees its node map replaced by garbage.
+// runs out of disk, is attacked by slow clients, and sees its node map replaced by garbage
+// (also after a SIGKILL with a big map in force, kept or not kept for want of space).
 // Every load the tests generate goes to 127.0.0.1 and stops by itself.
 //
 // The package holds tests only. They are skipped unless KEEL_FAULT_TESTS=1 is set; `make

@@ -244,6 +244,10 @@ type NodeMapStatus struct {
 	LoadedAt  time.Time `json:"loaded_at"`
 	Digest    string    `json:"digest,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
+	// Kept says the map in force is the one kept in the store, which a restart with a broken or
+	// missing nodes file routes with; KeepError says why it is not, when keeping it failed.
+	Kept      bool   `json:"kept"`
+	KeepError string `json:"keep_error,omitempty"`
 }
 
 func (s *Server) currentStatus() (Status, int) {
@@ -261,6 +265,11 @@ func (s *Server) currentStatus() (Status, int) {
 	}
 	if e := s.nodeLoadErr.Load(); e != nil {
 		st.NodeMap.LastError = *e
+	}
+	if d := s.nodeKept.Load(); d != nil && *d == m.Digest() && m.Digest() != "" {
+		st.NodeMap.Kept = true
+	} else if e := s.nodeKeepErr.Load(); e != nil {
+		st.NodeMap.KeepError = *e
 	}
 	if s.draining.Load() {
 		st.Status, st.StatusReason = "draining", "the relay is stopping"

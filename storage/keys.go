@@ -25,6 +25,10 @@ const (
 	keySigningKey = "e/k/signing"
 )
 
+// keyNodeMapSuperseded marks the node map kept under keyNodeMap (whose content is the chunks
+// of an upload, see nodes.go) as older than the map in force.
+const keyNodeMapSuperseded = "n/superseded" // -> supersededValue
+
 // FileKey names a shared file: who it is for, who sent it, and its id.
 type FileKey struct {
 	Target string

@@ -390,9 +390,7 @@ func TestBackupRestore(t *testing.T) {
 	content := randomBytes(t, 50_000)
 	k := FileKey{"t", "s", "backed-up"}
 	putFile(t, src, k, content, time.Now().Add(time.Hour))
-	if err := src.SaveNodeMap(NodeMapRecord{Raw: []byte(`{}`), Source: "x", LoadedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	saveNodeMap(t, src, []byte(`{}`))
 	var backup bytes.Buffer
 	if err := src.Backup(&backup); err != nil {
 		t.Fatal(err)
@@ -407,8 +405,8 @@ func TestBackupRestore(t *testing.T) {
 	if !bytes.Equal(readFile(t, dst, k), content) || dst.FileCount() != 1 {
 		t.Error("restored store lacks the file")
 	}
-	if _, err := dst.LoadNodeMap(); err != nil {
-		t.Errorf("restored node map: %v", err)
+	if got := readNodeMap(t, dst); string(got) != `{}` {
+		t.Errorf("restored node map: %q", got)
 	}
 	// A second restore into a store with data is refused unless it replaces.
 	if err := dst.Restore(bytes.NewReader(backup.Bytes()), false); err == nil {
@@ -421,22 +419,6 @@ func TestBackupRestore(t *testing.T) {
 	putFile(t, dst, FileKey{"t", "s", "new"}, []byte("new"), time.Now().Add(time.Hour))
 	if !bytes.Equal(readFile(t, dst, k), content) {
 		t.Error("a new upload after restore overwrote restored content")
-	}
-}
-
-func TestNodeMapRecord(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	if _, err := s.LoadNodeMap(); !errors.Is(err, ErrNotFound) {
-		t.Errorf("LoadNodeMap on empty store: %v", err)
-	}
-	rec := NodeMapRecord{Raw: []byte(`{"a":1}`), Source: "/x.json", LoadedAt: time.Unix(100, 0).UTC()}
-	if err := s.SaveNodeMap(rec); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.LoadNodeMap()
-	if err != nil || !bytes.Equal(got.Raw, rec.Raw) || got.Source != rec.Source || !got.LoadedAt.Equal(rec.LoadedAt) {
-		t.Errorf("LoadNodeMap = %+v, %v", got, err)
 	}
 }
 

@@ -3,8 +3,10 @@ package nodemap
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -20,8 +22,9 @@ type Holder struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[Map]
 
-	mu   sync.Mutex // serialises loads and guards seen
-	seen fileID     // the last file version loaded, successfully or not
+	mu            sync.Mutex // serialises loads and guards seen and beforeInstall
+	seen          fileID     // the last file version loaded, successfully or not
+	beforeInstall func(*Map)
 }
 
 // fileID identifies a version of the node map file.
@@ -45,39 +48,50 @@ func (h *Holder) Current() *Map { return h.cur.Load() }
 // Set replaces the live map.
 func (h *Holder) Set(m *Map) { h.cur.Store(m) }
 
+// BeforeInstall sets fn, called with every map that parsed, before it becomes current (with the
+// holder's loads waiting). The relay uses it to mark the copy it keeps in its store as
+// superseded before it routes with another map. Call it before any load.
+func (h *Holder) BeforeInstall(fn func(*Map)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.beforeInstall = fn
+}
+
 // LoadFile reads and parses the map at path. On success the new map becomes current and is
 // returned; on error the current map stays and the error is returned. Either way the file's
 // version is remembered, so Watch does not load it again until it changes.
 func (h *Holder) LoadFile(path string) (*Map, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	fi, data, err := readFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return h.install(path, fi, data, sha256.Sum256(data))
+	return h.load(path)
 }
 
-// readFile stats and reads path.
-func readFile(path string) (fs.FileInfo, []byte, error) {
-	fi, err := os.Stat(path)
+// load reads and parses the file at path as it streams, remembers its version and, on
+// success, makes the map current. h.mu must be held.
+func (h *Holder) load(path string) (*Map, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load node map: %w", err)
+		return nil, fmt.Errorf("load node map: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, nil, fmt.Errorf("load node map: %w", err)
+		return nil, fmt.Errorf("load node map: %w", err)
 	}
-	return fi, data, nil
-}
-
-// install remembers the file version, parses it and, on success, makes it current.
-// h.mu must be held.
-func (h *Holder) install(path string, fi fs.FileInfo, data []byte, sum [sha256.Size]byte) (*Map, error) {
-	h.seen = fileID{size: fi.Size(), mtime: fi.ModTime(), sum: sum, ok: true}
-	m, err := Parse(data, h.self)
+	sum := sha256.New()
+	m, err := parse(f, sum, h.self)
+	if err == nil {
+		m.digest = hex.EncodeToString(sum.Sum(nil))
+	} else if _, cerr := io.Copy(sum, f); cerr != nil { // the rest of a refused file, for seen
+		err = errors.Join(err, fmt.Errorf("read: %w", cerr))
+	}
+	h.seen = fileID{size: fi.Size(), mtime: fi.ModTime(), ok: true}
+	copy(h.seen.sum[:], sum.Sum(nil))
 	if err != nil {
 		return nil, fmt.Errorf("load node map %s: %w", path, err)
+	}
+	if h.beforeInstall != nil {
+		h.beforeInstall(m)
 	}
 	h.cur.Store(m)
 	return m, nil
@@ -159,16 +173,35 @@ func (h *Holder) poll(path string, pending *stamp) (changed bool, m *Map, err er
 		return false, nil, nil
 	}
 	*pending = stamp{}
-	data, err := os.ReadFile(path)
+	sum, err := hashFile(path)
 	if err != nil {
 		return true, nil, readError{fmt.Errorf("load node map: %w", err)}
 	}
-	sum := sha256.Sum256(data)
 	if h.seen.ok && sum == h.seen.sum {
 		// Touched or rewritten identically: nothing to load.
 		h.seen.size, h.seen.mtime = fi.Size(), fi.ModTime()
 		return false, nil, nil
 	}
-	m, err = h.install(path, fi, data, sum)
+	m, err = h.load(path)
+	var pe *fs.PathError
+	if errors.As(err, &pe) { // vanished or unreadable since it was hashed
+		return true, nil, readError{err}
+	}
 	return true, m, err
+}
+
+// hashFile returns the SHA-256 of the file at path, read as a stream.
+func hashFile(path string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +217,75 @@ func TestHolderConcurrentReaders(t *testing.T) {
 		if _, err := h.LoadFile(path); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestHolderBeforeInstall checks the hook runs for every map that parsed, while the previous map
+// is still current, and never for a refused file.
+func TestHolderBeforeInstall(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.json")
+	h := NewHolder("root", discard())
+	var seen []string
+	h.BeforeInstall(func(m *Map) {
+		if h.Current() == m {
+			t.Error("BeforeInstall ran after the map became current")
+		}
+		seen = append(seen, m.Digest())
+	})
+	writeFile(t, path, goodMap, time.Now())
+	first, err := h.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, badMap, time.Now().Add(time.Second))
+	if _, err := h.LoadFile(path); err == nil {
+		t.Fatal("bad map loaded")
+	}
+	writeFile(t, path, goodMap2, time.Now().Add(2*time.Second))
+	second, err := h.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{first.Digest(), second.Digest()}; !slices.Equal(seen, want) {
+		t.Errorf("BeforeInstall saw %q, want %q", seen, want)
+	}
+}
+
+// TestHolderWatchRefusedTouched touches a refused file bigger than the parser's read-ahead:
+// the watcher knows its content (hashed whole though the parse stopped early) and stays quiet.
+func TestHolderWatchRefusedTouched(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.json")
+	base := time.Now().Add(-time.Hour)
+	writeFile(t, path, goodMap, base)
+	h := NewHolder("root", discard())
+	if _, err := h.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	garbage := `{"a": x` + strings.Repeat(" ", 1<<20) + `}`
+	writeFile(t, path, garbage, base.Add(time.Second))
+	reports := make(chan error, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Watch(ctx, path, 5*time.Millisecond, func(_ *Map, err error) { reports <- err })
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case err := <-reports:
+		if err == nil || !strings.Contains(err.Error(), "invalid JSON") {
+			t.Fatalf("garbage: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not report the garbage")
+	}
+	writeFile(t, path, garbage, base.Add(2*time.Second))
+	select {
+	case err := <-reports:
+		t.Fatalf("touched garbage reported again: %v", err)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

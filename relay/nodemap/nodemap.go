@@ -4,11 +4,6 @@
 package nodemap
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -54,27 +49,42 @@ type Route struct {
 // noVia marks a route without a sub-relay.
 const noVia = -1
 
-// route is the precomputed form of a Route: Via is an index into Map.nodes.
+// route is the precomputed form of a Route: via is a node index.
 type route struct {
 	kind RouteKind
 	via  int32
 }
 
+// node is one entry of a loaded map. Its id, hostname and key hash are stored one after the
+// other in the map's text, from off; its policy server is an index into the map's parents.
+type node struct {
+	off     uint32
+	hostLen uint32
+	keyLen  uint32
+	parent  uint32
+	idLen   uint8
+}
+
 // Map is a loaded node map. It is immutable after Parse and safe for concurrent readers.
+//
+// A node takes 28 bytes plus its id, hostname and key hash, stored once: the policy servers,
+// few and shared by many nodes, are stored once each, and lookups search the nodes, sorted by
+// id, rather than an index. The file the map was parsed from is not kept.
 type Map struct {
 	self      string
 	digest    string
-	nodes     []Node // sorted by ID
-	routes    []route
-	index     map[string]int32
-	below     []string // sorted
-	subRelays []string // sorted
+	text      text
+	nodes     []node   // sorted by id
+	parents   []string // the distinct policy servers; node.parent indexes it
+	routes    []route  // by node index
+	below     int      // how many nodes are Mine or BelowSubRelay
+	subRelays []int32  // in id order
 }
 
 // Empty returns a map with no nodes for the relay self (every route is Unknown).
 // Its Digest is "".
 func Empty(self string) *Map {
-	return &Map{self: self, index: map[string]int32{}}
+	return &Map{self: self}
 }
 
 // Self returns the id of the relay the map was loaded for.
@@ -88,173 +98,83 @@ func (m *Map) Digest() string { return m.digest }
 
 // Node returns the entry for id.
 func (m *Map) Node(id string) (Node, bool) {
-	i, ok := m.index[id]
-	if !ok {
+	i := m.find(id)
+	if i < 0 {
 		return Node{}, false
 	}
-	return m.nodes[i], true
+	return m.nodeAt(i), true
 }
 
 // Route says where id sits relative to this relay. Ids not in the map are Unknown.
 func (m *Map) Route(id string) Route {
-	i, ok := m.index[id]
-	if !ok {
+	i := m.find(id)
+	if i < 0 {
 		return Route{Kind: Unknown}
 	}
 	r := m.routes[i]
 	if r.kind == BelowSubRelay {
-		return Route{Kind: BelowSubRelay, Via: m.nodes[r.via].ID}
+		return Route{Kind: BelowSubRelay, Via: m.id(r.via)}
 	}
 	return Route{Kind: r.kind}
 }
 
 // Below returns the ids of every node below this relay (Mine and BelowSubRelay), sorted. This
 // relay itself is included only at the root, where it is its own policy server.
-func (m *Map) Below() []string { return slices.Clone(m.below) }
+func (m *Map) Below() []string {
+	out := make([]string, 0, m.below)
+	for i, r := range m.routes { // nodes are sorted by id
+		if r.kind != Unknown {
+			out = append(out, m.id(int32(i)))
+		}
+	}
+	return out
+}
 
 // SubRelays returns the ids of the nodes that are Mine and have at least one node below them,
 // sorted. This relay itself is never one of them.
-func (m *Map) SubRelays() []string { return slices.Clone(m.subRelays) }
-
-// entry is one raw entry of the file. KeyHash is decoded leniently: a key-hash that is not a
-// string is not a load error, the node just has no key.
-type entry struct {
-	Hostname     *string         `json:"hostname"`
-	PolicyServer *string         `json:"policy-server"`
-	KeyHash      json.RawMessage `json:"key-hash"`
+func (m *Map) SubRelays() []string {
+	out := make([]string, len(m.subRelays))
+	for k, i := range m.subRelays {
+		out[k] = m.id(i)
+	}
+	return out
 }
 
-// Parse parses a node map file for the relay whose node id is self. It accepts a bare object of
-// entries or the same object wrapped as {"data": {...}}; {} is a map with no nodes, an
-// empty file is an error (a file caught mid-write must not wipe the map in force).
-// Every problem found (bad entries or ids, missing fields, dangling parents, cycles) is reported
-// in one error naming all the node ids involved.
-func Parse(data []byte, self string) (*Map, error) {
-	if !validID(self) {
-		return nil, fmt.Errorf("node map: invalid self node id %q", self)
-	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	raw, err := decodeTop(data)
-	if err != nil {
-		return nil, err
-	}
+// id returns the id of the node at index i.
+func (m *Map) id(i int32) string {
+	n := &m.nodes[i]
+	return m.text.get(n.off, uint32(n.idLen))
+}
 
-	var p problems
-	ids := make([]string, 0, len(raw))
-	for id := range raw {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	m := &Map{
-		self:   self,
-		digest: digest,
-		nodes:  make([]Node, 0, len(ids)),
-		index:  make(map[string]int32, len(ids)),
-	}
-	for _, id := range ids {
-		n, ok := parseEntry(id, raw[id], &p)
-		if !ok {
-			continue
-		}
-		m.index[id] = int32(len(m.nodes))
-		m.nodes = append(m.nodes, n)
-	}
-	// Dangling parents: compared with every id in the file, so that a child of an entry that is
-	// itself broken is not reported twice.
-	for _, n := range m.nodes {
-		if _, ok := raw[n.PolicyServer]; !ok && n.PolicyServer != self && n.ID != self {
-			p.add(catDangling, fmt.Sprintf("%s -> %q", n.ID, n.PolicyServer))
+// nodeAt returns the node at index i.
+func (m *Map) nodeAt(i int32) Node {
+	n := &m.nodes[i]
+	all := m.text.get(n.off, uint32(n.idLen)+n.hostLen+n.keyLen)
+	host := all[n.idLen:][:n.hostLen]
+	return Node{ID: all[:n.idLen], Hostname: host, PolicyServer: m.parents[n.parent], KeyHash: all[uint32(n.idLen)+n.hostLen:]}
+}
+
+// find returns the index of id, or -1.
+func (m *Map) find(id string) int32 {
+	lo, hi := 0, len(m.nodes)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if m.id(int32(mid)) < id {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
 	}
-	m.resolve(&p)
-	if err := p.err(); err != nil {
-		return nil, err
+	if lo < len(m.nodes) && m.id(int32(lo)) == id {
+		return int32(lo)
 	}
-	m.finish()
-	return m, nil
-}
-
-// decodeTop decodes the top-level object, unwrapping {"data": {...}}.
-func decodeTop(data []byte) (map[string]json.RawMessage, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		// Most likely a file caught while being rewritten, or truncated by a full disk.
-		return nil, errors.New("node map: the file is empty (a map with no nodes is {})")
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("node map: invalid JSON: %w", err)
-	}
-	if top == nil {
-		return nil, fmt.Errorf("node map: top level is null, want an object")
-	}
-	inner, ok := top["data"]
-	if len(top) != 1 || !ok || !isObject(inner) {
-		return top, nil
-	}
-	var wrapped map[string]json.RawMessage
-	if err := json.Unmarshal(inner, &wrapped); err != nil {
-		return nil, fmt.Errorf("node map: invalid JSON under \"data\": %w", err)
-	}
-	// A lone node whose id is "data" has a string "policy-server": that is the bare shape.
-	if ps, ok := wrapped["policy-server"]; ok && isString(ps) {
-		return top, nil
-	}
-	return wrapped, nil
-}
-
-func isObject(v json.RawMessage) bool {
-	v = bytes.TrimSpace(v)
-	return len(v) > 0 && v[0] == '{'
-}
-
-func isString(v json.RawMessage) bool {
-	v = bytes.TrimSpace(v)
-	return len(v) > 0 && v[0] == '"'
-}
-
-// parseEntry checks one entry; problems are recorded in p.
-func parseEntry(id string, v json.RawMessage, p *problems) (Node, bool) {
-	if !validID(id) {
-		p.add(catBadID, fmt.Sprintf("%q", id))
-		return Node{}, false
-	}
-	var e entry
-	if !isObject(v) {
-		p.add(catNotObject, id)
-		return Node{}, false
-	}
-	if err := json.Unmarshal(v, &e); err != nil {
-		p.add(catNotObject, id)
-		return Node{}, false
-	}
-	ok := true
-	if e.Hostname == nil || *e.Hostname == "" {
-		p.add(catNoHostname, id)
-		ok = false
-	}
-	switch {
-	case e.PolicyServer == nil || *e.PolicyServer == "":
-		p.add(catNoParent, id)
-		ok = false
-	case !validID(*e.PolicyServer):
-		p.add(catBadParent, fmt.Sprintf("%s -> %q", id, *e.PolicyServer))
-		ok = false
-	}
-	if !ok {
-		return Node{}, false
-	}
-	n := Node{ID: id, Hostname: *e.Hostname, PolicyServer: *e.PolicyServer}
-	var kh string
-	if json.Unmarshal(e.KeyHash, &kh) == nil {
-		n.KeyHash = kh
-	}
-	return n, true
+	return -1
 }
 
 // resolve computes every node's route, iteratively, each node visited once. A node whose chain
-// of policy servers loops without reaching self is recorded as a cycle.
-func (m *Map) resolve(p *problems) {
+// of policy servers loops without reaching self is recorded as a cycle. parent gives, for each
+// entry of m.parents, the index of its node (-1: not in the map).
+func (m *Map) resolve(parent []int32, p *problems) {
 	const (
 		unvisited = iota
 		onPath
@@ -264,10 +184,12 @@ func (m *Map) resolve(p *problems) {
 	m.routes = make([]route, n)
 	state := make([]uint8, n)
 	bad := make([]bool, n) // chain does not reach self (already reported as a problem)
-	selfIdx, hasSelf := m.index[m.self]
+	isSelf := func(i int32) bool { return m.parents[m.nodes[i].parent] == m.self }
+	selfIdx := m.find(m.self)
+	hasSelf := selfIdx >= 0
 	if hasSelf {
 		state[selfIdx] = done
-		if m.nodes[selfIdx].PolicyServer == m.self {
+		if isSelf(selfIdx) {
 			m.routes[selfIdx] = route{kind: Mine, via: noVia}
 		} else {
 			m.routes[selfIdx] = route{kind: Unknown, via: noVia}
@@ -285,8 +207,7 @@ func (m *Map) resolve(p *problems) {
 		topBad := false
 		for {
 			cur := path[len(path)-1]
-			ps := m.nodes[cur].PolicyServer
-			if ps == m.self {
+			if isSelf(cur) {
 				// cur is Mine; resolve it here so that the unwinding below starts from it.
 				path = path[:len(path)-1]
 				m.routes[cur] = route{kind: Mine, via: noVia}
@@ -294,8 +215,8 @@ func (m *Map) resolve(p *problems) {
 				top = route{kind: BelowSubRelay, via: cur}
 				break
 			}
-			pi, ok := m.index[ps]
-			if !ok { // dangling or broken parent, already reported
+			pi := parent[m.nodes[cur].parent]
+			if pi < 0 { // dangling or broken parent, already reported
 				topBad = true
 				break
 			}
@@ -309,7 +230,7 @@ func (m *Map) resolve(p *problems) {
 			case onPath:
 				at := slices.Index(path, pi)
 				for _, c := range path[at:] {
-					p.add(catCycle, m.nodes[c].ID)
+					p.add(catCycle, m.id(c))
 				}
 				topBad = true
 			default:
@@ -334,15 +255,14 @@ func (m *Map) resolve(p *problems) {
 	// This relay's own entry, when its parent is in the map: the parent chain either reaches this
 	// relay (a loop through it) or is already broken.
 	if hasSelf {
-		ps := m.nodes[selfIdx].PolicyServer
-		if pi, ok := m.index[ps]; ok && ps != m.self && !bad[pi] {
+		if pi := parent[m.nodes[selfIdx].parent]; pi >= 0 && !isSelf(selfIdx) && !bad[pi] {
 			p.add(catCycle, m.self)
 			for c := pi; ; {
-				p.add(catCycle, m.nodes[c].ID)
+				p.add(catCycle, m.id(c))
 				if m.routes[c].kind == Mine {
 					break
 				}
-				c = m.index[m.nodes[c].PolicyServer]
+				c = parent[m.nodes[c].parent]
 			}
 		}
 	}
@@ -356,32 +276,32 @@ func childRoute(r route, parent int32) route {
 	return r
 }
 
-// finish precomputes Below and SubRelays once the map is known to be valid.
-func (m *Map) finish() {
+// finish counts the nodes below this relay and lists the sub-relays, once the map is known to
+// be valid.
+func (m *Map) finish(parent []int32) {
 	isSub := make([]bool, len(m.nodes))
-	for i, n := range m.nodes {
-		if n.ID == m.self {
+	for i := range m.nodes {
+		if m.routes[i].kind != Unknown {
+			m.below++
+		}
+		if m.id(int32(i)) == m.self {
 			continue
 		}
-		if pi, ok := m.index[n.PolicyServer]; ok && m.routes[pi].kind == Mine && int(pi) != i {
+		if pi := parent[m.nodes[i].parent]; pi >= 0 && m.routes[pi].kind == Mine && int(pi) != i {
 			isSub[pi] = true
 		}
 	}
-	for i, n := range m.nodes { // nodes are sorted, so both lists are too
-		switch m.routes[i].kind {
-		case Mine, BelowSubRelay:
-			m.below = append(m.below, n.ID)
-		}
-		if isSub[i] && n.ID != m.self {
-			m.subRelays = append(m.subRelays, n.ID)
+	for i := range m.nodes { // nodes are sorted, so the list is too
+		if isSub[i] && m.id(int32(i)) != m.self {
+			m.subRelays = append(m.subRelays, int32(i))
 		}
 	}
 }
 
 // validID reports whether s is a valid node id: ^[A-Za-z0-9_.-]+$, at most 255 bytes,
 // not "." or "..".
-func validID(s string) bool {
-	if s == "" || len(s) > 255 || s == "." || s == ".." {
+func validID[T string | []byte](s T) bool {
+	if len(s) == 0 || len(s) > 255 || string(s) == "." || string(s) == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -399,6 +319,7 @@ func validID(s string) bool {
 const (
 	catNotObject = iota
 	catBadID
+	catDuplicate
 	catNoHostname
 	catNoParent
 	catBadParent
@@ -410,6 +331,7 @@ const (
 var catNames = [numCats]string{
 	catNotObject:  "entry is not a valid node object",
 	catBadID:      "invalid node id",
+	catDuplicate:  "node id listed more than once",
 	catNoHostname: "missing hostname",
 	catNoParent:   "missing policy-server",
 	catBadParent:  "invalid policy-server",

@@ -1,14 +1,18 @@
 package nodemap
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 const (
@@ -89,6 +93,17 @@ func TestParseGood(t *testing.T) {
 			data: `{"data": {"hostname": "d", "policy-server": "root", "key-hash": "sha256:00"}}`, len: 1,
 			routes: map[string]Route{"data": mine}, below: []string{"data"},
 			keys: map[string]string{"data": "sha256:00"}},
+		{name: "node called data, listed first", self: "root",
+			data: `{"data": {"hostname": "d", "policy-server": "root"}, "x": {"hostname": "x", "policy-server": "data"}}`, len: 2,
+			routes: map[string]Route{"data": mine, "x": via("data")}, below: []string{"data", "x"}, subRelays: []string{"data"}},
+		{name: "node called data, fields named in other cases", self: "root",
+			data: `{"data": {"HostName": "d", "Policy-Server": "root", "KEY-HASH": "sha256:01", "os": {"a": 1}, "hostname": "d2"},` +
+				`"x": {"hostname": "x", "policy-server": "root"}}`, len: 2,
+			routes: map[string]Route{"data": mine, "x": mine}, below: []string{"data", "x"},
+			keys: map[string]string{"data": "sha256:01"}},
+		{name: "wrapped node called policy-server", self: "root",
+			data: `{"data": {"policy-server": {"hostname": "p", "policy-server": "root"}}}`, len: 1,
+			routes: map[string]Route{"policy-server": mine}, below: []string{"policy-server"}},
 		{name: "wrapped node called data", self: "root",
 			data: `{"data": {"data": {"hostname": "d", "policy-server": "root"}}}`, len: 1,
 			routes: map[string]Route{"data": mine}, below: []string{"data"}},
@@ -161,6 +176,7 @@ func TestNodeFields(t *testing.T) {
 }
 
 func TestParseBad(t *testing.T) {
+	const okEntry = `{"hostname": "h", "policy-server": "root"}`
 	tests := []struct {
 		name string
 		self string
@@ -171,6 +187,27 @@ func TestParseBad(t *testing.T) {
 			"node map: invalid JSON: unexpected end of JSON input"},
 		{"array", "root", `[]`,
 			"node map: invalid JSON: json: cannot unmarshal array into Go value of type map[string]json.RawMessage"},
+		{"string", "root", `"{}"`,
+			"node map: invalid JSON: json: cannot unmarshal string into Go value of type map[string]json.RawMessage"},
+		{"number", "root", `42`,
+			"node map: invalid JSON: json: cannot unmarshal number into Go value of type map[string]json.RawMessage"},
+		{"boolean", "root", `true`,
+			"node map: invalid JSON: json: cannot unmarshal bool into Go value of type map[string]json.RawMessage"},
+		{"truncated in an entry", "root", `{"a": {"hostname": "h", "pol`, "node map: invalid JSON: unexpected end of JSON input"},
+		{"truncated after an entry", "root", `{"root": {"hostname": "h", "policy-server": "root"},`,
+			"node map: invalid JSON: unexpected end of JSON input"},
+		{"a second object after the map", "root", `{} {}`, "node map: invalid JSON: invalid character '{' after top-level value"},
+		{"garbage after the map", "root", `{}x`, "node map: invalid JSON: invalid character 'x' after top-level value"},
+		{"garbage for a value", "root", `{"a": x}`, "node map: invalid JSON: invalid character 'x' looking for beginning of value"},
+		{"garbage after a value", "root", `{"a": 1x}`, "node map: invalid JSON: invalid character 'x' after object key:value pair"},
+		{"garbage after a name", "root", `{"a" 1}`, "node map: invalid JSON: invalid character '1' after object key"},
+		{"a trailing comma", "root", `{"a": {}, }`, "node map: invalid JSON: invalid character '}' looking for beginning of object key string"},
+		{"a bad escape in a name", "root", `{"a\q": {}}`, "node map: invalid JSON: invalid character 'q' in string escape code"},
+		{"a bad literal", "root", `{"a": nul}`, "node map: invalid JSON: invalid character ' ' in literal null (expecting 'l')"},
+		{"garbage in an entry", "root", `{"a": {"hostname": "h", "policy-server": "root"}, "b": {"hostname": x}}`,
+			"node map: invalid JSON: invalid character 'x' looking for beginning of value"},
+		{"wrapped map truncated", "root", `{"data": {"a": {"hostname": "h", "policy-server": "root"}`,
+			"node map: invalid JSON: unexpected end of JSON input"},
 		{"null", "root", `null`, "node map: top level is null, want an object"},
 		// A truncated file must not wipe the map in force; "no nodes" is written as {}.
 		{"empty file", "root", ``, "node map: the file is empty (a map with no nodes is {})"},
@@ -211,6 +248,22 @@ func TestParseBad(t *testing.T) {
 		{"self below its own child", "r1",
 			`{"r1": {"hostname": "h", "policy-server": "n2"}, "n1": {"hostname": "h", "policy-server": "r1"}, "n2": {"hostname": "h", "policy-server": "n1"}}`,
 			"node map: cycle in policy servers: n1, n2, r1"},
+		{"a first member data that is not an object", "root",
+			`{"data": [1, {"a": [2]}], "b": {"hostname": "h", "policy-server": "data"}, "c": {"hostname": "h", "policy-server": "root"}}`,
+			"node map: entry is not a valid node object: data"},
+		{"a data wrapper holding an entry", "root", `{"data": {"hostname": "d", "policy-server": 5}}`,
+			"node map: entry is not a valid node object: hostname, policy-server"},
+		// An id listed more than once is refused (json.Unmarshal would keep the last entry):
+		// which one the policy server meant cannot be known.
+		{"id listed twice", "root", `{"a": ` + okEntry + `, "a": ` + okEntry + `}`, "node map: node id listed more than once: a"},
+		{"id listed twice, once broken", "root", `{"a": ` + okEntry + `, "a": 1}`,
+			"node map: entry is not a valid node object: a; node id listed more than once: a"},
+		{"id listed twice, both broken", "root", `{"a": {"hostname": "h"}, "a": {"hostname": "h"}}`,
+			"node map: node id listed more than once: a; missing policy-server: a"},
+		{"id listed twice in the data wrapper", "root", `{"data": {"a": ` + okEntry + `, "a": ` + okEntry + `}}`,
+			"node map: node id listed more than once: a"},
+		{"data wrapper listed twice", "root", `{"data": {"b": ` + okEntry + `}, "data": {"b": ` + okEntry + `}}`,
+			"node map: node id listed more than once: data; missing hostname: data; missing policy-server: data"},
 		{"everything at once", "root",
 			`{"a": 1, "b!": {}, "c": {"policy-server": "root"}, "d": {"hostname": "h"}, "e": {"hostname": "h", "policy-server": "%"},` +
 				`"f": {"hostname": "h", "policy-server": "nowhere"}, "g": {"hostname": "h", "policy-server": "g"},` +
@@ -380,7 +433,8 @@ func checkConsistent(t testing.TB, m *Map) {
 	for _, id := range below {
 		inBelow[id] = true
 	}
-	for _, n := range m.nodes {
+	for i := range m.nodes {
+		n := m.nodeAt(int32(i))
 		got, ok := m.Node(n.ID)
 		if !ok || got != n {
 			t.Fatalf("Node(%q) = %+v, %v; want %+v", n.ID, got, ok, n)
@@ -422,8 +476,8 @@ func checkConsistent(t testing.TB, m *Map) {
 			t.Fatalf("sub-relay %q is self or not Mine", s)
 		}
 		hasChild := false
-		for _, n := range m.nodes {
-			if n.PolicyServer == s && n.ID != s {
+		for i := range m.nodes {
+			if n := m.nodeAt(int32(i)); n.PolicyServer == s && n.ID != s {
 				hasChild = true
 				break
 			}
@@ -450,7 +504,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"r1": {"hostname": "h", "policy-server": "n1"}, "n1": {"hostname": "h", "policy-server": "r1"}}`), "r1")
 	f.Add([]byte(`{"a": {"hostname": "h", "policy-server": "b"}, "b": {"hostname": "h", "policy-server": "a"}, "c": 1}`), "root")
 	f.Add(chainMap(50, "root"), "root")
+	f.Add([]byte(`{"data": {"policy-server": "x", "a": {"hostname": "h", "policy-server": "root"}}}`), "root")
+	f.Add([]byte(`{"data": {"HostName": "d", "policy-server": {}}, "x": 1}`), "root")
+	f.Add([]byte(`{"a": {"hostname": "h", "policy-server": "root"}, "a": {"hostname": "h", "policy-server": "root"}}`), "root")
+	f.Add([]byte(`{"data": [1, {"a": [2]}], "b": {"hostname": "h", "policy-server": "data"}}`), "root")
 	f.Fuzz(func(t *testing.T, data []byte, self string) {
+		checkSameAsReference(t, data)
 		m, err := Parse(data, self)
 		if err != nil {
 			if m != nil {
@@ -463,4 +522,37 @@ func FuzzParse(f *testing.F) {
 		}
 		checkConsistent(t, m)
 	})
+}
+
+// TestParseReaderPieces reads maps one byte at a time, so that every value and name is cut
+// across reads, and from a reader that fails.
+func TestParseReaderPieces(t *testing.T) {
+	for _, name := range []string{"tree.json", "tree-data.json", "relay1.json", "empty.json"} {
+		data := readTestdata(t, name)
+		self := "root"
+		if name == "relay1.json" {
+			self = "relay1"
+		}
+		whole, err := Parse(data, self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pieces, err := ParseReader(iotest.OneByteReader(bytes.NewReader(data)), self)
+		if err != nil {
+			t.Fatalf("%s one byte at a time: %v", name, err)
+		}
+		if pieces.Digest() != whole.Digest() || !slices.Equal(pieces.Below(), whole.Below()) {
+			t.Errorf("%s one byte at a time: digest %s, below %q; want %s, %q", name, pieces.Digest(), pieces.Below(), whole.Digest(), whole.Below())
+		}
+		for i := range whole.nodes {
+			n := whole.nodeAt(int32(i))
+			if got, ok := pieces.Node(n.ID); !ok || got != n {
+				t.Errorf("%s one byte at a time: Node(%s) = %+v, %v; want %+v", name, n.ID, got, ok, n)
+			}
+		}
+	}
+	half := io.MultiReader(bytes.NewReader(flatMap(1000, "root")[:5000]), iotest.ErrReader(errors.New("disk on fire")))
+	if _, err := ParseReader(half, "root"); err == nil || err.Error() != "node map: read: disk on fire" {
+		t.Errorf("a reader failing half way: %v", err)
+	}
 }

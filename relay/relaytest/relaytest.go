@@ -85,6 +85,30 @@ func NodeMap(nodes ...*Node) []byte {
 	return b
 }
 
+// BigNodeMap returns a node map JSON (the bare-object shape) listing nodes and, below the
+// first of them, filler more nodes ("filler-0000001", ...: UUID-sized ids, each with its own
+// hostname and key hash), to make a map of a realistic size (about 150 bytes a node).
+func BigNodeMap(filler int, nodes ...*Node) []byte {
+	var b bytes.Buffer
+	b.WriteString("{")
+	entry := func(id, hostname, parent, keyHash string) {
+		if b.Len() > 1 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, `%q: {"hostname": %q, "policy-server": %q, "key-hash": %q}`, id, hostname, parent, keyHash)
+	}
+	for _, n := range nodes {
+		entry(n.ID, n.Hostname, n.PolicyServer, n.Pin())
+	}
+	for i := range filler {
+		id := fmt.Sprintf("filler-%029d", i)
+		sum := sha256.Sum256([]byte(id))
+		entry(id, id+".example.test", nodes[0].ID, "sha256//"+base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	b.WriteString("}\n")
+	return b.Bytes()
+}
+
 // SignedBody returns a PUT body: the source's signature block (sha256), an empty line, content.
 func SignedBody(t testing.TB, source *Node, content []byte, ttl string) []byte {
 	t.Helper()

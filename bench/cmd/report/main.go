@@ -5,8 +5,8 @@
 // the same run: shared-file PUT throughput against single-core SHA-256 and the disk's
 // write+fsync speed, HEAD requests/s and latency (load from hey, a second process) against a
 // bare net/http server, RSS at rest with many files stored and during concurrent PUTs, cold
-// start, remote-run fan-out against its ideal time, and the disk space returned after files
-// expire.
+// start, remote-run fan-out against its ideal time, the disk space returned after files
+// expire, the edge API, and the time and memory a big node map takes to load and keep.
 //
 //	go run ./bench/cmd/report -out bench      # full sizes; writes bench/REPORT.md and bench/report.json
 //	go run ./bench/cmd/report -quick          # small sizes, about a minute; report on stdout only
@@ -32,11 +32,11 @@ import (
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons)")
+	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons, a 20,000-node map)")
 	out := flag.String("out", "", "directory to write REPORT.md and report.json into (nothing written when empty)")
 	command := flag.String("command", "", "how this run was started, as shown in the report (default: the go run command line)")
 	base := flag.String("dir", os.Getenv("KEEL_BENCH_DIR"), "directory for the relays' data (default: the system temp dir; $KEEL_BENCH_DIR)")
-	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge (default: all)")
+	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge, nodemap (default: all)")
 	flag.Parse()
 	if *command == "" {
 		*command = strings.TrimSpace("go run ./bench/cmd/report " + strings.Join(os.Args[1:], " "))
@@ -84,6 +84,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 		{"remote", b.remoteRun},
 		{"expiry", b.expiry},
 		{"edge", b.edge},
+		{"nodemap", b.nodeMaps},
 	}
 	selected := map[string]bool{}
 	for _, name := range strings.Split(only, ",") {
@@ -96,7 +97,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 	}
 	for name := range selected {
 		if !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.name == name }) {
-			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge)", name)
+			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge, nodemap)", name)
 		}
 	}
 	var failed []string

@@ -54,6 +54,8 @@ type params struct {
 	expiryMax         time.Duration // give up waiting for disk space after this long
 	edgeN             int           // edge daemons (one stream and connection each)
 	edgeInvokes       int           // InvokeTool round trips measured (at least)
+	nodeMapNodes      int           // entries of the node map loaded (goals apply to it)
+	bigNodeMapNodes   int           // entries of a second, bigger map loaded; 0 = none
 }
 
 func fullParams() params {
@@ -63,6 +65,7 @@ func fullParams() params {
 		rrNodes: 1000, rrConc: 32, rrSleep: 200 * time.Millisecond,
 		expiryFiles: 64, expirySize: 16 * mib, plateau: 10 * time.Second, expiryMax: 60 * time.Second,
 		edgeN: 10000, edgeInvokes: 50000,
+		nodeMapNodes: 100_000, bigNodeMapNodes: 1_000_006,
 	}
 }
 
@@ -78,6 +81,7 @@ func quickParams() params {
 	p.expiryFiles = 8
 	p.plateau = 5 * time.Second
 	p.edgeN, p.edgeInvokes = 200, 5000
+	p.nodeMapNodes, p.bigNodeMapNodes = 20_000, 0
 	return p
 }
 
