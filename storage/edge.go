@@ -299,7 +299,7 @@ func (s *Store) PutChallenge(c Challenge, maxPending int) error {
 	}
 	s.challengeMu.Lock()
 	defer s.challengeMu.Unlock()
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.updateSized(int64(len(val)), func(txn *badger.Txn) error {
 		if maxPending > 0 {
 			n, err := pendingChallenges(txn, now)
 			if err != nil {
@@ -329,7 +329,7 @@ func (s *Store) PutChallenge(c Challenge, maxPending int) error {
 func (s *Store) TakeChallenge(id string, now time.Time) (Challenge, error) {
 	var c Challenge
 	var expired bool
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.reclaim(func(txn *badger.Txn) error {
 		expired = false
 		item, err := txn.Get(challengeKey(id))
 		if isMissing(err) {
@@ -532,8 +532,13 @@ func (s *Store) RotateKey(nodeID string, oldKey, newKey []byte, overlapUntil tim
 		return wrap(err)
 	}
 	now := time.Now()
+	done, err := s.admit(grows, 0)
+	if err != nil {
+		return wrap(err)
+	}
+	defer done()
 	s.writeMu.RLock()
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err = s.db.Update(func(txn *badger.Txn) error {
 		d, err := getDaemon(txn, nodeID)
 		if err != nil {
 			return err

@@ -28,7 +28,7 @@ func (s *Store) SaveNodeMap(r NodeMapRecord) error {
 	if err != nil {
 		return fmt.Errorf("storage: encode node map: %w", err)
 	}
-	if err := s.update(func(txn *badger.Txn) error { return txn.Set([]byte(keyNodeMap), val) }); err != nil {
+	if err := s.updateSized(int64(len(val)), func(txn *badger.Txn) error { return txn.Set([]byte(keyNodeMap), val) }); err != nil {
 		return fmt.Errorf("storage: save node map: %w", err)
 	}
 	return s.syncIfDurable()
