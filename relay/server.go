@@ -218,7 +218,16 @@ func StorageOptions(cfg *config.Config) storage.Options {
 	so.ChunkSize = int(cfg.Storage.ChunkSize)
 	so.SyncWrites = cfg.Storage.SyncWrites
 	so.MaxJobs = cfg.Forward.MaxJobs
+	so.MinFreeSpace = minFreeSpace(cfg)
 	return so
+}
+
+// minFreeSpace maps storage.min_free_space to storage.Options.MinFreeSpace (0: automatic).
+func minFreeSpace(cfg *config.Config) int64 {
+	if cfg.Storage.MinFreeSpace == config.Auto {
+		return 0
+	}
+	return int64(cfg.Storage.MinFreeSpace)
 }
 
 func (s *Server) listen(cfg *config.Config) error {
@@ -412,7 +421,7 @@ func (s *Server) watchDisk(ctx context.Context) {
 }
 
 // Reload re-reads the config file and the node map. Settings that can change live (log
-// level, access lists, body limit) are applied; a changed setting that needs a restart is
+// level, access lists, body limit, storage.min_free_space) are applied; a changed setting that needs a restart is
 // reported. A bad config or node map leaves the running ones in place.
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
@@ -450,6 +459,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *confi
 	live.HTTP.PolicyServerNetworks = cfg.HTTP.PolicyServerNetworks
 	live.HTTP.MaxBody = cfg.HTTP.MaxBody
 	live.NodesFile = cfg.NodesFile
+	live.Storage.MinFreeSpace = cfg.Storage.MinFreeSpace
 	if !reflect.DeepEqual(live, *cfg) {
 		for _, key := range changedKeys(live, *cfg) {
 			s.log.Warn("config change needs a restart to take effect", "key", key)
@@ -460,6 +470,10 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *confi
 	}
 	s.lists.Store(lists)
 	s.cfg.Store(&live)
+	if old.Storage.MinFreeSpace != live.Storage.MinFreeSpace {
+		sp := s.store.SetMinFreeSpace(minFreeSpace(&live))
+		s.log.Info("storage.min_free_space changed", "min_free_space", live.Storage.MinFreeSpace.String(), "reserve", sp.Reserve)
+	}
 	return &live
 }
 

@@ -12,7 +12,7 @@ package storage
 //   - A growing write (every transaction that adds data: chunks, file and job records,
 //     challenges, daemon rows, enrolments, blacklist entries, nonces, the node map, the upload
 //     id lease, the signing-key copy) is refused with ErrNoSpace when it would leave less free
-//     than the reserve (Options.MinFreeSpace; by default reserveFor).
+//     than the reserve (reserveFor, or Options.MinFreeSpace if that is more).
 //   - A freeing write (deletes by the cleaner, TakeChallenge, a delivered job, the orphan
 //     sweep, value-log GC) is held only to a floor, so a full store can still free space and
 //     leave that state by itself.
@@ -73,8 +73,9 @@ func headroom(o Options) int64 { return int64(o.NumMemtables+1)*o.MemTableSize +
 // tombstones and, should it fill the memtable, one flush.
 func floorFor(o Options) int64 { return o.MemTableSize + engineSlack }
 
-// reserveFor is the default reserve (storage.min_free_space: auto): once the store's own
-// writes stop there, everything the engine still writes by itself fits:
+// reserveFor is the automatic reserve (storage.min_free_space: auto), and the least the
+// reserve can be: once the store's own writes stop there, everything the engine still writes
+// by itself fits:
 //   - one value-log file (ValueLogFileSize): GC rewrites the live half of a file at the head
 //     of the log before it deletes the file, and the head runs past its size by a batch
 //     before the next file starts;
@@ -111,7 +112,8 @@ type Space struct {
 	// Need is what a growing write must leave free: the reserve, plus what the ballast
 	// lacks of its size. Below it growing writes are refused with ErrNoSpace.
 	Need int64
-	// Reserve is the reserve alone (Options.MinFreeSpace, or its automatic value).
+	// Reserve is the reserve alone: Options.MinFreeSpace, or its automatic value if that
+	// is more.
 	Reserve int64
 	// Ballast is the space the ballast file holds now; BallastSize the size it should
 	// have (0 when the file system cannot hold one).
@@ -124,12 +126,13 @@ func (sp Space) Known() bool { return sp.Free >= 0 }
 // Full reports whether growing writes are refused.
 func (sp Space) Full() bool { return sp.Known() && sp.Free < sp.Need }
 
-// Reason says why writes are refused ("" when they are not).
+// Reason says why writes are refused ("" when they are not), without naming the directory
+// (it is shown to clients).
 func (sp Space) Reason() string {
 	if !sp.Full() {
 		return ""
 	}
-	return fmt.Sprintf("disk full: %d bytes free in %s, need %d", sp.Free, sp.Dir, sp.Need)
+	return fmt.Sprintf("disk full: %d bytes free, need %d", sp.Free, sp.Need)
 }
 
 // writeKind says what a write does to the size of the store.
@@ -147,8 +150,9 @@ const (
 type spaceGuard struct {
 	o     Options
 	floor int64
-	// fixed is Options.MinFreeSpace when set (> 0): the reserve does not follow the tables.
-	fixed int64
+	// fixed is the reserve asked for (Options.MinFreeSpace, or SetMinFreeSpace; 0: none):
+	// the reserve is the larger of it and reserveFor.
+	fixed atomic.Int64
 	// lsm is the size of the level tables and WAL files, measured by refreshLSM at lsmAt
 	// (Unix ns); lsmSince counts the bytes of small values committed since (they are in
 	// the WAL files, but in the next measure only).
@@ -167,12 +171,7 @@ type spaceGuard struct {
 // tables is the best estimate of the size of the level tables and WAL files now.
 func (g *spaceGuard) tables() int64 { return g.lsm.Load() + g.lsmSince.Load() }
 
-func (g *spaceGuard) reserve() int64 {
-	if g.fixed > 0 {
-		return g.fixed
-	}
-	return reserveFor(g.o, g.tables())
-}
+func (g *spaceGuard) reserve() int64 { return max(g.fixed.Load(), reserveFor(g.o, g.tables())) }
 
 // ballastSize is the size the ballast should have now (0 when there is none).
 func (g *spaceGuard) ballastSize() int64 {
@@ -238,6 +237,13 @@ func (s *Store) space() Space {
 
 // Space returns the free-space state of the data directory, as of now.
 func (s *Store) Space() Space { return s.space() }
+
+// SetMinFreeSpace changes Options.MinFreeSpace (n <= 0: the automatic reserve alone) while
+// the store runs, and returns the state it leaves.
+func (s *Store) SetMinFreeSpace(n int64) Space {
+	s.guard.fixed.Store(max(n, 0))
+	return s.refresh()
+}
 
 // admit checks a write of kind k adding about need bytes against the free space. A growing
 // write that fits is counted as pending until the returned function is called (after its

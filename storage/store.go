@@ -52,9 +52,10 @@ type Options struct {
 	SyncWrites bool
 	// MaxJobs bounds the forward queue.
 	MaxJobs int
-	// MinFreeSpace is the free space the data directory must keep: writes that would go
-	// below it fail with ErrNoSpace (see space.go). 0 means automatic: what the storage
-	// engine may still write by itself, from the options above and the size of its tables.
+	// MinFreeSpace is the free space writes must leave in the data directory, or fail with
+	// ErrNoSpace (space.go). The store never keeps less than what its engine may still write
+	// by itself (worked out from the options above and the size of its tables): 0 means
+	// that, and a smaller value is raised to it.
 	MinFreeSpace int64
 
 	// freeSpace, when set, replaces how the store measures free space (tests).
@@ -187,7 +188,8 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 // the file system cannot back, deleting the ballast if need be. It sets up the guard.
 func (s *Store) roomToOpen() error {
 	g := &s.guard
-	g.o, g.floor, g.fixed = s.opts, floorFor(s.opts), s.opts.MinFreeSpace
+	g.o, g.floor = s.opts, floorFor(s.opts)
+	g.fixed.Store(max(s.opts.MinFreeSpace, 0))
 	g.ballast.path = filepath.Join(s.opts.Dir, BallastFile)
 	g.ballast.load()
 	g.refreshLSM()
