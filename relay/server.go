@@ -230,18 +230,27 @@ func minFreeSpace(cfg *config.Config) int64 {
 	return int64(cfg.Storage.MinFreeSpace)
 }
 
-func (s *Server) listen(cfg *config.Config) error {
-	var err error
-	s.apiLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+// listenAPI opens the relay API's listener (http.listen, with TLS when configured).
+func listenAPI(cfg *config.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("http.listen: %w", err)
+		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
 		if err != nil {
-			return fmt.Errorf("http.tls_cert/tls_key: %w", err)
+			_ = ln.Close()
+			return nil, fmt.Errorf("http.tls_cert/tls_key: %w", err)
 		}
-		s.apiLn = tls.NewListener(s.apiLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	return ln, nil
+}
+
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	if s.apiLn, err = listenAPI(cfg); err != nil {
+		return err
 	}
 	s.api = &http.Server{
 		Handler:           s.apiHandler(),

@@ -351,9 +351,21 @@ func TestBallast(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// CheckOpen counts the ballast as room, and deletes nothing.
+	if _, _, err := CheckOpen(testOptions(dir, func(o *Options) { o.freeSpace = func(string) (int64, error) { return short, nil } })); err != nil {
+		t.Errorf("CheckOpen with the ballast in place: %v", err)
+	}
+	if _, err := os.Stat(ballastPath); err != nil {
+		t.Errorf("ballast after CheckOpen: %v", err)
+	}
+
 	// Neither room nor ballast: the open fails and the engine writes nothing.
 	empty := t.TempDir()
-	_, err = Open(testOptions(empty, func(o *Options) { o.freeSpace = func(string) (int64, error) { return 1 << 20, nil } }), testLogger(t))
+	tiny := testOptions(empty, func(o *Options) { o.freeSpace = func(string) (int64, error) { return 1 << 20, nil } })
+	if free, need, err := CheckOpen(tiny); !errors.Is(err, ErrNoSpace) || free != 1<<20 || need <= free {
+		t.Errorf("CheckOpen with 1 MiB free and no ballast: %d free, %d needed, %v; want ErrNoSpace", free, need, err)
+	}
+	_, err = Open(tiny, testLogger(t))
 	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "disk full: ") {
 		t.Fatalf("Open with 1 MiB free and no ballast: %v, want ErrNoSpace saying the disk is full", err)
 	}

@@ -184,15 +184,22 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// roomToOpen makes sure the storage engine can open read-write without writing into pages
-// the file system cannot back, deleting the ballast if need be. It sets up the guard.
-func (s *Store) roomToOpen() error {
+// initGuard sets up the free-space guard: options, the ballast left by a previous run, the
+// size of the tables.
+func (s *Store) initGuard() {
 	g := &s.guard
 	g.o, g.floor = s.opts, floorFor(s.opts)
 	g.fixed.Store(max(s.opts.MinFreeSpace, 0))
 	g.ballast.path = filepath.Join(s.opts.Dir, BallastFile)
 	g.ballast.load()
 	g.refreshLSM()
+}
+
+// roomToOpen makes sure the storage engine can open read-write without writing into pages
+// the file system cannot back, deleting the ballast if need be. It sets up the guard.
+func (s *Store) roomToOpen() error {
+	s.initGuard()
+	g := &s.guard
 	free, err := s.freeSpace(s.opts.Dir)
 	if err != nil || free < 0 {
 		// No measure, no ballast: it could be neither sized nor released in time.
@@ -206,10 +213,36 @@ func (s *Store) roomToOpen() error {
 		}
 	}
 	if free < need {
-		return fmt.Errorf("storage: disk full: %d bytes free in %s, need %d to open the store (its engine would crash writing into memory-mapped files); free some space: %w",
-			free, s.opts.Dir, need, ErrNoSpace)
+		return noRoomToOpen(s.opts.Dir, free, need)
 	}
 	return nil
+}
+
+func noRoomToOpen(dir string, free, need int64) error {
+	return fmt.Errorf("storage: disk full: %d bytes free in %s, need %d to open the store (its engine would crash writing into memory-mapped files); free some space: %w",
+		free, dir, need, ErrNoSpace)
+}
+
+// CheckOpen reports whether Open would find the room its engine needs in opts.Dir: the free
+// space (the ballast Open would delete included; -1: unknown), what an open needs, and nil or
+// an error wrapping ErrNoSpace. It changes nothing on disk: a relay whose store could not
+// open calls it until space comes back.
+func CheckOpen(opts Options) (free, need int64, err error) {
+	s := &Store{opts: opts}
+	s.setFreeSpace(freeSpace)
+	if opts.freeSpace != nil {
+		s.setFreeSpace(opts.freeSpace)
+	}
+	s.initGuard()
+	need = openNeed(opts, s.guard.lsm.Load())
+	if free, err = s.freeSpace(opts.Dir); err != nil || free < 0 {
+		return -1, need, nil
+	}
+	free += s.guard.ballast.held.Load()
+	if free < need {
+		return free, need, noRoomToOpen(opts.Dir, free, need)
+	}
+	return free, need, nil
 }
 
 // Close releases the store. Uploads in progress are abandoned (their chunks are swept on the
