@@ -4,7 +4,9 @@
 //
 // It is the only package that imports Badger. Everything it exposes is typed: callers never see
 // keys or transactions. Acknowledgement points (a file committed, a forward job queued) are
-// synced to disk before they return when Options.SyncWrites is set.
+// synced to disk before they return when Options.SyncWrites is set. A write that adds data is
+// refused with ErrNoSpace rather than let the disk fill up under Badger's memory maps, and a
+// ballast file lets the store open on a full disk (space.go).
 package storage
 
 import (
