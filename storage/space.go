@@ -38,6 +38,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/table"
 )
 
 // BallastFile is the name of the ballast in the data directory.
@@ -200,7 +203,10 @@ func (g *spaceGuard) freshLSM() {
 // become level-0 tables when they are flushed: measuring only the tables would let the
 // reserve and the ballast jump by a memtable at each flush, after the writes it holds took
 // the room.
-func (g *spaceGuard) refreshLSM() {
+func (g *spaceGuard) refreshLSM() { g.measureLSM(nil) }
+
+// measureLSM is refreshLSM counting, when live is not nil, only the tables it names.
+func (g *spaceGuard) measureLSM(live map[string]bool) {
 	defer g.lsmAt.Store(time.Now().UnixNano())
 	// Writes committed from now on may or may not be in this measure: counting them again
 	// is the safe side.
@@ -211,7 +217,11 @@ func (g *spaceGuard) refreshLSM() {
 	}
 	var n int64
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".sst") && !strings.HasSuffix(e.Name(), ".mem") {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".mem"):
+		case strings.HasSuffix(name, ".sst") && (live == nil || live[name]):
+		default:
 			continue
 		}
 		if info, err := e.Info(); err == nil {
@@ -220,6 +230,26 @@ func (g *spaceGuard) refreshLSM() {
 	}
 	g.lsm.Store(n)
 	g.lsmSince.Add(-since)
+}
+
+// liveTables returns the file names of the tables the MANIFEST in dir lists, or nil when it
+// cannot be read. Before an open, the other tables are the output of a compaction a crash
+// interrupted: the open deletes them, so they need no room.
+func liveTables(dir string) map[string]bool {
+	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	m, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		return nil
+	}
+	live := make(map[string]bool, len(m.Tables))
+	for id := range m.Tables {
+		live[table.IDToFilename(id)] = true
+	}
+	return live
 }
 
 // space returns the current state, measuring the free space.
@@ -268,7 +298,11 @@ func (s *Store) admit(k writeKind, need int64) (func(), error) {
 		return noop, nil
 	}
 	g.freshLSM()
-	s.topUpBallast(free)
+	if s.topUpBallast(free) {
+		if free, err = s.freeSpace(s.opts.Dir); err != nil || free < 0 {
+			return noop, nil
+		}
+	}
 	charge, small := need, need < g.o.ValueThreshold
 	if small {
 		// Small values live in the level tables, and every byte there grows the reserve and
@@ -294,15 +328,17 @@ func (s *Store) admit(k writeKind, need int64) (func(), error) {
 // reserve has it (growing writes leave that much free for it): a flood of small records grows
 // the tables, and with them the ballast's size, faster than refresh runs, and a relay killed
 // at the end of the flood must find its ballast whole. One caller at a time; the others go on.
-func (s *Store) topUpBallast(free int64) {
+// It reports whether it tried (the free space changed then).
+func (s *Store) topUpBallast(free int64) bool {
 	g := &s.guard
 	size := g.ballastSize()
 	room := free - g.pending.Load() - g.reserve()
 	if size-g.ballast.held.Load() < ballastStep || room < ballastStep || !g.topUpMu.TryLock() {
-		return
+		return false
 	}
 	defer g.topUpMu.Unlock()
 	s.resizeBallast(size, room)
+	return true
 }
 
 // checkSpace fails with ErrNoSpace when writing need more bytes would leave less free than a

@@ -391,3 +391,36 @@ func TestSpaceUnknown(t *testing.T) {
 		t.Errorf("a ballast without a measure of free space: %v", err)
 	}
 }
+
+// TestOpenCountsLiveTables: before an open, the tables a crash left outside the MANIFEST
+// (the output of an interrupted compaction, which the open deletes) need no room.
+func TestOpenCountsLiveTables(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, func(o *Options) { o.MemTableSize = 1 << 20 })
+	for i := range 2000 {
+		if err := s.Blacklist(fmt.Sprintf("token-%05d-%s", i, strings.Repeat("x", 200)), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	live := liveTables(dir)
+	if len(live) == 0 {
+		t.Fatal("no table listed by the MANIFEST after 400 KiB of records and a close")
+	}
+	orphan := filepath.Join(dir, "999999.sst")
+	if err := os.WriteFile(orphan, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var all, kept spaceGuard
+	all.o, kept.o = testOptions(dir), testOptions(dir)
+	all.measureLSM(nil)
+	kept.measureLSM(live)
+	if d := all.tables() - kept.tables(); d < 4<<20 {
+		t.Errorf("the orphan table counted: all tables %d, live ones %d", all.tables(), kept.tables())
+	}
+	if liveTables(t.TempDir()) != nil {
+		t.Error("tables listed where there is no MANIFEST")
+	}
+}

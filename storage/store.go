@@ -186,15 +186,15 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// initGuard sets up the free-space guard: options, the ballast left by a previous run, the
-// size of the tables.
+// initGuard sets up the free-space guard before the engine opens: options, the ballast left
+// by a previous run, the size of the tables the open keeps.
 func (s *Store) initGuard() {
 	g := &s.guard
 	g.o, g.floor = s.opts, floorFor(s.opts)
 	g.fixed.Store(max(s.opts.MinFreeSpace, 0))
 	g.ballast.path = filepath.Join(s.opts.Dir, BallastFile)
 	g.ballast.load()
-	g.refreshLSM()
+	g.measureLSM(liveTables(s.opts.Dir))
 }
 
 // roomToOpen makes sure the storage engine can open read-write without writing into pages
