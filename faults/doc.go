@@ -1,11 +1,13 @@
 // Package faults holds Keel's fault-injection tests: the real keel-relay binary, on loopback
 // only, is killed with SIGKILL during uploads and during queue delivery, loses its upstream,
-// runs out of disk, is attacked by slow clients, and sees its node map replaced by garbage
-// (also after a SIGKILL with a big map in force, kept or not kept for want of space).
+// runs out of disk (filled by its own writes, by an anonymous AttestNode flood, by another
+// process, before a start), is attacked by slow clients and other hostile clients, and sees its
+// node map replaced by garbage (also after a SIGKILL with a big map in force, kept or not kept
+// for want of space).
 // Every load the tests generate goes to 127.0.0.1 and stops by itself.
 //
 // The package holds tests only. They are skipped unless KEEL_FAULT_TESTS=1 is set; `make
-// test-faults` sets it. The disk-full test also needs root (it mounts a small tmpfs) and is
+// test-faults` sets it. The disk tests also need root (they mount a small tmpfs) and are
 // skipped with a message otherwise.
 //
 // SIGKILL does not lose the page cache: TestKill9DuringUploads still passes with

@@ -148,7 +148,7 @@ type proc struct {
 }
 
 // startRelay runs `keel-relay run --config cfg` and waits until its API answers the status
-// endpoint with 200. The process is killed when the test ends; its output is logged if the
+// endpoint (see waitReady). The process is killed when the test ends; its output is logged if the
 // test failed.
 func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	t.Helper()
@@ -216,7 +216,8 @@ func (p *proc) waitReady(t testing.TB) {
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 503 is a relay up and saying it is not healthy (a full disk, at start).
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusServiceUnavailable {
 				return
 			}
 		}
@@ -347,11 +348,12 @@ func headHash(c *http.Client, base, target, source, id, hash string) (int, error
 	return code, err
 }
 
-// status returns the relay's /system/status.
+// status returns the relay's /system/status: answered 200, or 503 while the relay says it is
+// not healthy (draining, disk full).
 func status(t testing.TB, base string) relay.Status {
 	t.Helper()
 	code, body, err := do(newClient(10*time.Second), http.MethodGet, base+"/rudder/relay-api/1/system/status", nil)
-	if err != nil || code != http.StatusOK {
+	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		t.Fatalf("status: %d %s %v", code, body, err)
 	}
 	var st relay.Status

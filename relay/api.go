@@ -224,7 +224,7 @@ func (c *countingBody) Read(p []byte) (int, error) {
 
 // Status is the JSON answer of /system/status.
 type Status struct {
-	Status       string        `json:"status"` // ok | draining
+	Status       string        `json:"status"` // ok | disk_full | draining
 	Version      string        `json:"version"`
 	NodeID       string        `json:"node_id"`
 	Role         string        `json:"role"`
@@ -236,6 +236,22 @@ type Status struct {
 	EdgeDaemons  int           `json:"edge_daemons_connected"`
 	NodesFile    string        `json:"nodes_file,omitempty"`
 	StatusReason string        `json:"reason,omitempty"`
+	// Disk is the free space of data_dir's file system (absent where it cannot be measured).
+	Disk *DiskStatus `json:"disk,omitempty"`
+}
+
+// DiskStatus is the free space of data_dir's file system, as the store sees it.
+type DiskStatus struct {
+	FreeBytes int64 `json:"free_bytes"`
+	// NeedBytes is what writes must leave free: below it they are refused (507,
+	// ResourceExhausted). It is the reserve, plus what the ballast lacks.
+	NeedBytes    int64 `json:"need_bytes"`
+	ReserveBytes int64 `json:"reserve_bytes"`
+	// BallastBytes is the space held in data_dir/disk-reserve, released to the database
+	// when the disk fills up; BallastWantBytes the size it should have.
+	BallastBytes     int64 `json:"ballast_bytes"`
+	BallastWantBytes int64 `json:"ballast_want_bytes"`
+	Full             bool  `json:"full"`
 }
 
 // NodeMapStatus describes the node map in force.
@@ -271,8 +287,18 @@ func (s *Server) currentStatus() (Status, int) {
 	} else if e := s.nodeKeepErr.Load(); e != nil {
 		st.NodeMap.KeepError = *e
 	}
+	sp := s.store.Space()
+	if sp.Known() {
+		st.Disk = &DiskStatus{FreeBytes: sp.Free, NeedBytes: sp.Need, ReserveBytes: sp.Reserve,
+			BallastBytes: sp.Ballast, BallastWantBytes: sp.BallastSize, Full: sp.Full()}
+	}
 	if s.draining.Load() {
 		st.Status, st.StatusReason = "draining", "the relay is stopping"
+		return st, http.StatusServiceUnavailable
+	}
+	if sp.Full() {
+		// Not healthy: uploads and edge enrolments are refused. Reads go on.
+		st.Status, st.StatusReason = "disk_full", sp.Reason()+"; writes are refused, reads go on"
 		return st, http.StatusServiceUnavailable
 	}
 	return st, http.StatusOK

@@ -230,21 +230,39 @@ func StorageOptions(cfg *config.Config) storage.Options {
 	so.ChunkSize = int(cfg.Storage.ChunkSize)
 	so.SyncWrites = cfg.Storage.SyncWrites
 	so.MaxJobs = cfg.Forward.MaxJobs
+	so.MinFreeSpace = minFreeSpace(cfg)
 	return so
 }
 
-func (s *Server) listen(cfg *config.Config) error {
-	var err error
-	s.apiLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+// minFreeSpace maps storage.min_free_space to storage.Options.MinFreeSpace (0: automatic).
+func minFreeSpace(cfg *config.Config) int64 {
+	if cfg.Storage.MinFreeSpace == config.Auto {
+		return 0
+	}
+	return int64(cfg.Storage.MinFreeSpace)
+}
+
+// listenAPI opens the relay API's listener (http.listen, with TLS when configured).
+func listenAPI(cfg *config.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("http.listen: %w", err)
+		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
 		if err != nil {
-			return fmt.Errorf("http.tls_cert/tls_key: %w", err)
+			_ = ln.Close()
+			return nil, fmt.Errorf("http.tls_cert/tls_key: %w", err)
 		}
-		s.apiLn = tls.NewListener(s.apiLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	return ln, nil
+}
+
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	if s.apiLn, err = listenAPI(cfg); err != nil {
+		return err
 	}
 	s.api = &http.Server{
 		Handler:           s.apiHandler(),
@@ -424,7 +442,7 @@ func (s *Server) watchDisk(ctx context.Context) {
 }
 
 // Reload re-reads the config file and the node map. Settings that can change live (log
-// level, access lists, body limit) are applied; a changed setting that needs a restart is
+// level, access lists, body limit, storage.min_free_space) are applied; a changed setting that needs a restart is
 // reported. A bad config or node map leaves the running ones in place.
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
@@ -463,6 +481,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *confi
 	live.HTTP.MaxBody = cfg.HTTP.MaxBody
 	live.Admin.MetricsNetworks = cfg.Admin.MetricsNetworks
 	live.NodesFile = cfg.NodesFile
+	live.Storage.MinFreeSpace = cfg.Storage.MinFreeSpace
 	if !reflect.DeepEqual(live, *cfg) {
 		for _, key := range changedKeys(live, *cfg) {
 			s.log.Warn("config change needs a restart to take effect", "key", key)
@@ -473,6 +492,10 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *confi
 	}
 	s.lists.Store(lists)
 	s.cfg.Store(&live)
+	if old.Storage.MinFreeSpace != live.Storage.MinFreeSpace {
+		sp := s.store.SetMinFreeSpace(minFreeSpace(&live))
+		s.log.Info("storage.min_free_space changed", "min_free_space", live.Storage.MinFreeSpace.String(), "reserve", sp.Reserve)
+	}
 	return &live
 }
 

@@ -22,8 +22,6 @@ var (
 	// for another tenant, a rotation from a key that is no longer current) or when a
 	// concurrent transaction changed it first (it then also wraps badger.ErrConflict).
 	ErrConflict = errors.New("conflict")
-	// ErrTooMany is returned by PutChallenge when the bound on pending challenges is reached.
-	ErrTooMany = errors.New("too many pending challenges")
 	// ErrRevoked is returned when the daemon concerned has been revoked.
 	ErrRevoked = errors.New("daemon revoked")
 	// ErrInvalid is returned for arguments the store refuses to record (empty ids, keys of
@@ -316,22 +314,14 @@ func putDaemon(txn *badger.Txn, d Daemon) error {
 	return txn.Set(daemonKey(d.NodeID), val)
 }
 
-// PutChallenge stores a pending challenge until c.Expires (Badger drops it by itself then).
-// It fails with ErrTooMany when maxPending unexpired challenges exist already (maxPending <= 0:
-// no bound), with ErrConflict when a challenge with the same id is pending, and with
-// ErrInvalid for a record it refuses (no id, an expiry already passed, more than
-// MaxChallengeRecordSize bytes). A pending challenge is not synced: one lost in a crash only
-// makes its daemon attest again. Counting walks every pending challenge: a caller that keeps
-// its own count uses AdmitChallenge.
-func (s *Store) PutChallenge(c Challenge, maxPending int) error {
-	return s.putChallenge(c, maxPending, nil)
-}
-
-// AdmitChallenge stores a pending challenge as PutChallenge does, and deletes the pending
-// challenges whose ids are in evict, in the same transaction: either both happen or neither.
-// It counts nothing; the caller bounds the pending challenges (evicting some to make room)
-// and can count them again after a restart with Challenges. Evicting an id that is not
-// pending is not an error.
+// AdmitChallenge stores a pending challenge until c.Expires (Badger drops it by itself then)
+// and deletes the pending challenges whose ids are in evict, in the same transaction: either
+// both happen or neither. It fails with ErrConflict when a challenge with c's id is pending, and
+// with ErrInvalid for a record it refuses (no id, an expiry already passed, more than
+// MaxChallengeRecordSize bytes, c evicting itself). It counts nothing: the caller bounds the
+// pending challenges (evicting some to make room) and can count them again after a restart
+// with Challenges. Evicting an id that is not pending is not an error. A pending challenge is
+// not synced: one lost in a crash only makes its daemon attest again.
 func (s *Store) AdmitChallenge(c Challenge, evict []string) error {
 	for _, id := range evict {
 		if err := checkID("evicted challenge id", id); err != nil {
@@ -341,27 +331,12 @@ func (s *Store) AdmitChallenge(c Challenge, evict []string) error {
 			return fmt.Errorf("storage: put challenge %s: it evicts itself: %w", c.ID, ErrInvalid)
 		}
 	}
-	return s.putChallenge(c, 0, evict)
-}
-
-func (s *Store) putChallenge(c Challenge, maxPending int, evict []string) error {
 	now := time.Now()
 	val, err := encodeChallenge(c, now)
 	if err != nil {
 		return fmt.Errorf("storage: put challenge %s: %w", c.ID, err)
 	}
-	s.challengeMu.Lock()
-	defer s.challengeMu.Unlock()
-	err = s.update(func(txn *badger.Txn) error {
-		if maxPending > 0 {
-			n, err := pendingChallenges(txn, now)
-			if err != nil {
-				return err
-			}
-			if n >= maxPending {
-				return fmt.Errorf("%d pending: %w", n, ErrTooMany)
-			}
-		}
+	err = s.updateSized(int64(len(val)), func(txn *badger.Txn) error {
 		exists, err := present(txn, challengeKey(c.ID))
 		if err != nil {
 			return err
@@ -387,7 +362,7 @@ func (s *Store) putChallenge(c Challenge, maxPending int, evict []string) error 
 func (s *Store) TakeChallenge(id string, now time.Time) (Challenge, error) {
 	var c Challenge
 	var expired bool
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.reclaim(func(txn *badger.Txn) error {
 		expired = false
 		item, err := txn.Get(challengeKey(id))
 		if isMissing(err) {
@@ -629,8 +604,13 @@ func (s *Store) RotateKey(nodeID string, oldKey, newKey []byte, overlapUntil tim
 		return wrap(err)
 	}
 	now := time.Now()
+	done, err := s.admit(grows, 0)
+	if err != nil {
+		return wrap(err)
+	}
+	defer done()
 	s.writeMu.RLock()
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err = s.db.Update(func(txn *badger.Txn) error {
 		d, err := getDaemon(txn, nodeID)
 		if err != nil {
 			return err

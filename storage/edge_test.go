@@ -228,23 +228,21 @@ func TestChallenges(t *testing.T) {
 	puts := []struct {
 		name string
 		c    Challenge
-		max  int
 		want error
 	}{
-		{"first", in, 3, nil},
-		{"second", ch("c2", now.Add(time.Minute)), 3, nil},
-		{"same id", ch("c1", now.Add(time.Minute)), 3, ErrConflict},
-		{"already expired", ch("c3", now.Add(-time.Second)), 3, ErrInvalid},
-		{"no expiry", ch("c3", time.Time{}), 3, ErrInvalid},
-		{"empty id", ch("", now.Add(time.Minute)), 3, ErrInvalid},
-		{"third", ch("c3", now.Add(time.Minute)), 3, nil},
-		{"over the bound", ch("c4", now.Add(time.Minute)), 3, ErrTooMany},
-		{"no bound", ch("c4", now.Add(time.Minute)), 0, nil},
+		{"first", in, nil},
+		{"second", ch("c2", now.Add(time.Minute)), nil},
+		{"same id", ch("c1", now.Add(time.Minute)), ErrConflict},
+		{"already expired", ch("c3", now.Add(-time.Second)), ErrInvalid},
+		{"no expiry", ch("c3", time.Time{}), ErrInvalid},
+		{"empty id", ch("", now.Add(time.Minute)), ErrInvalid},
+		{"third", ch("c3", now.Add(time.Minute)), nil},
+		{"fourth", ch("c4", now.Add(time.Minute)), nil},
 	}
 	for _, p := range puts {
-		err := s.PutChallenge(p.c, p.max)
+		err := s.AdmitChallenge(p.c, nil)
 		if p.want == nil && err != nil || p.want != nil && !errors.Is(err, p.want) {
-			t.Errorf("%s: PutChallenge = %v, want %v", p.name, err, p.want)
+			t.Errorf("%s: AdmitChallenge = %v, want %v", p.name, err, p.want)
 		}
 	}
 	if n, err := s.PendingChallenges(now); err != nil || n != 4 {
@@ -277,9 +275,9 @@ func TestChallenges(t *testing.T) {
 			t.Errorf("%s: TakeChallenge = %+v, want %+v", tk.name, got, in)
 		}
 	}
-	// Taking frees room under the bound.
-	if err := s.PutChallenge(ch("c5", now.Add(time.Minute)), 3); err != nil {
-		t.Errorf("PutChallenge after takes: %v", err)
+	// A taken id can be admitted again.
+	if err := s.AdmitChallenge(ch("c1", now.Add(time.Minute)), nil); err != nil {
+		t.Errorf("AdmitChallenge of a taken id: %v", err)
 	}
 }
 
@@ -287,7 +285,7 @@ func TestChallengeExpiresByItself(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
 	exp := time.Now().Add(time.Second)
-	if err := s.PutChallenge(Challenge{ID: "short", Expires: exp}, 10); err != nil {
+	if err := s.AdmitChallenge(Challenge{ID: "short", Expires: exp}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A zero now counts every stored challenge: only Badger's TTL can make it go.
@@ -304,8 +302,7 @@ func TestChallengeExpiresByItself(t *testing.T) {
 }
 
 // TestChallengeRecordBound: a challenge record over MaxChallengeRecordSize (the 4 MB
-// capabilities of issue 12) is refused with ErrInvalid, by both PutChallenge and
-// AdmitChallenge, and nothing is stored.
+// capabilities of issue 12) is refused with ErrInvalid, by AdmitChallenge, and nothing is stored.
 func TestChallengeRecordBound(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
@@ -322,7 +319,6 @@ func TestChallengeRecordBound(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for name, put := range map[string]func(Challenge) error{
-				"PutChallenge":   func(c Challenge) error { return s.PutChallenge(c, 0) },
 				"AdmitChallenge": func(c Challenge) error { return s.AdmitChallenge(c, nil) },
 			} {
 				c := Challenge{ID: name + "-" + tc.name, NodeID: "n", PublicKey: edgeKey(t), Nonce: make([]byte, 32),
@@ -344,7 +340,7 @@ func TestChallengeRecordBound(t *testing.T) {
 }
 
 // TestAdmitChallenge: AdmitChallenge stores a challenge and evicts others in one
-// transaction, refuses what PutChallenge refuses (evicting nothing then), and Challenges
+// transaction, refuses bad records (evicting nothing then), and Challenges
 // lists what is pending, oldest issued first, with every field.
 func TestAdmitChallenge(t *testing.T) {
 	s := openTest(t, t.TempDir())
@@ -404,15 +400,16 @@ func TestAdmitChallenge(t *testing.T) {
 func TestChallengeConcurrency(t *testing.T) {
 	s := openTest(t, t.TempDir(), func(o *Options) { o.SyncWrites = false })
 	defer s.Close()
-	const n, bound = 16, 5
+	const n = 16
 	exp := time.Now().Add(time.Minute)
 	var start, done sync.WaitGroup
+	// Concurrent admissions of one id: exactly one stores it.
 	start.Add(1)
 	errs := make([]error, n)
 	for i := range n {
 		done.Go(func() {
 			start.Wait()
-			errs[i] = s.PutChallenge(Challenge{ID: fmt.Sprint("c", i), Expires: exp}, bound)
+			errs[i] = s.AdmitChallenge(Challenge{ID: "same", Expires: exp}, nil)
 		})
 	}
 	start.Done()
@@ -422,16 +419,16 @@ func TestChallengeConcurrency(t *testing.T) {
 		switch {
 		case err == nil:
 			stored++
-		case !errors.Is(err, ErrTooMany):
-			t.Errorf("put %d: %v", i, err)
+		case !errors.Is(err, ErrConflict):
+			t.Errorf("admit %d: %v", i, err)
 		}
 	}
-	if stored != bound {
-		t.Errorf("%d challenges stored under a bound of %d", stored, bound)
+	if stored != 1 {
+		t.Errorf("one id admitted %d times at once, want once", stored)
 	}
 
 	// Concurrent takes of one challenge: exactly one gets it.
-	if err := s.PutChallenge(Challenge{ID: "once", Expires: exp}, 0); err != nil {
+	if err := s.AdmitChallenge(Challenge{ID: "once", Expires: exp}, nil); err != nil {
 		t.Fatal(err)
 	}
 	start.Add(1)
@@ -642,7 +639,7 @@ func TestEdgeTTLs(t *testing.T) {
 	if err := s.RotateKey("node", d.PublicKey, edgeKey(t), now.Add(time.Minute), nonce, nonceExp, "tok-2", now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutChallenge(Challenge{ID: "ch", Expires: chExp}, 0); err != nil {
+	if err := s.AdmitChallenge(Challenge{ID: "ch", Expires: chExp}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ceil := func(t time.Time) uint64 { return uint64((t.UnixNano() + 1e9 - 1) / 1e9) }
@@ -731,7 +728,7 @@ func seedEdge(t *testing.T, s *Store) []Daemon {
 	if _, err := s.Revoke("b", now); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutChallenge(Challenge{ID: "pending", NodeID: "c", Expires: now.Add(time.Minute)}, 0); err != nil {
+	if err := s.AdmitChallenge(Challenge{ID: "pending", NodeID: "c", Expires: now.Add(time.Minute)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := s.Daemons()

@@ -79,7 +79,7 @@ type Upload struct {
 func (s *Store) NewUpload(size int64) (*Upload, error) {
 	if size > 0 {
 		if err := s.checkSpace(size); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("storage: upload of %d bytes: %w", size, err)
 		}
 	}
 	id, err := s.nextUploadID()
@@ -150,10 +150,7 @@ func (u *Upload) flush() error {
 	// Every chunk checks the reserve again: the size checked by NewUpload may be unknown (a
 	// chunked request) or taken by concurrent uploads, and Badger writes through a memory
 	// map, so a full disk would be a SIGBUS, not an error.
-	if err := u.s.checkSpace(int64(len(u.buf))); err != nil {
-		return fmt.Errorf("storage: write chunk %d of upload %d: %w", u.chunks, u.id, err)
-	}
-	err := u.s.update(func(txn *badger.Txn) error {
+	err := u.s.updateSized(int64(len(u.buf)), func(txn *badger.Txn) error {
 		if first {
 			if err := txn.Set(orphanKey(u.id), nil); err != nil {
 				return err
@@ -180,12 +177,20 @@ func (u *Upload) finish() error {
 		return errors.New("storage: upload already finished")
 	}
 	if u.chunks == 0 {
-		return u.s.checkSpace(int64(len(u.buf))) // as flush does, for the commit's chunk
+		return nil // the commit's transaction writes the chunk, and checks the space for it
 	}
 	if err := u.flush(); err != nil {
 		return err
 	}
 	return u.s.syncIfDurable()
+}
+
+// staged returns the bytes stage will write: the content of a single-chunk file.
+func (u *Upload) staged() int64 {
+	if u.chunks > 0 {
+		return 0
+	}
+	return int64(len(u.buf))
 }
 
 // stage writes, inside the commit transaction, what finish left for it: the content of a
@@ -233,7 +238,7 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		return err
 	}
 	replaced := false
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.updateSized(u.staged()+int64(len(meta.Header)), func(txn *badger.Txn) error {
 		replaced = false
 		chunks, err := u.stage(txn)
 		if err != nil {
@@ -325,7 +330,7 @@ func (s *Store) OpenFile(k FileKey) (FileMeta, io.ReadCloser, error) {
 // DeleteFile removes a stored file; its chunks are left to the sweeper.
 func (s *Store) DeleteFile(k FileKey) error {
 	deleted := false
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.reclaim(func(txn *badger.Txn) error {
 		deleted = false
 		meta, err := getFile(txn, k)
 		if err != nil {
@@ -383,7 +388,7 @@ func (s *Store) ExpireFiles(now time.Time, limit int) (int, error) {
 // entries it consumed (stale ones included: a short count means the index is drained) and
 // how many files it deleted.
 func (s *Store) expireBatch(now int64, n int) (consumed, files int, err error) {
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.reclaim(func(txn *badger.Txn) error {
 		consumed, files = 0, 0
 		var keys [][]byte
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTTL)})

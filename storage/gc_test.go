@@ -16,7 +16,6 @@ func gcOptions(o *Options) {
 	o.ValueLogFileSize = 1 << 20
 	o.ChunkSize = 64 << 10
 	o.SyncWrites = false
-	o.MinFreeSpace = 1
 }
 
 // TestCollectGarbageReturnsSpace expires most of the content of a quiet store (its deletes

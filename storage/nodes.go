@@ -186,9 +186,12 @@ func (s *Store) OpenNodeMap() (NodeMapRecord, io.ReadCloser, error) {
 // MarkNodeMapSuperseded records that a newer map, with the given digest, is in force since at
 // and is not kept (yet): a restart must not route with the kept one. An empty digest clears the
 // mark (the map in force is the kept one again); SaveNodeMap clears it too. The mark is a small
-// record of its own, synced.
+// record of its own, synced. It is exempt from the free-space reserve, like the deletes that
+// free space (reclaim): it is a few bytes, and a relay whose disk is full is exactly the one
+// that cannot keep its new map, so the mark must still be written there, or a restart would
+// route with the older map.
 func (s *Store) MarkNodeMapSuperseded(digest string, at time.Time) error {
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.reclaim(func(txn *badger.Txn) error {
 		if digest == "" {
 			return txn.Delete([]byte(keyNodeMapSuperseded))
 		}

@@ -182,7 +182,7 @@ func TestNodeMapSuperseded(t *testing.T) {
 	if err := s.MarkNodeMapSuperseded(nodeMapRecord(next).Digest, at); err != nil {
 		t.Fatal(err)
 	}
-	s.freeSpace = func(string) (int64, error) { return 1 << 20, nil }
+	s.setFreeSpace(func(string) (int64, error) { return 1 << 20, nil })
 	if _, err := s.SaveNodeMap(bytes.NewReader(next), nodeMapRecord(next)); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("SaveNodeMap with 1 MiB free: %v, want ErrNoSpace", err)
 	}
@@ -194,7 +194,7 @@ func TestNodeMapSuperseded(t *testing.T) {
 		t.Fatal("a failed save changed the map kept")
 	}
 
-	s.freeSpace = freeSpace
+	s.setFreeSpace(freeSpace)
 	saveNodeMap(t, s, next)
 	if rec, err := s.NodeMapInfo(); err != nil || rec.SupersededBy != "" || !rec.SupersededAt.IsZero() {
 		t.Fatalf("after a save: %+v, %v; want no mark", rec, err)

@@ -52,7 +52,7 @@ func (s *Store) deleteChunks(id uint64) error {
 	prefix := chunkPrefix(id)
 	for {
 		n, gone := 0, false
-		err := s.update(func(txn *badger.Txn) error {
+		err := s.reclaim(func(txn *badger.Txn) error {
 			n, gone = 0, false
 			// Reading the marker puts it in the transaction's read set: if a commit
 			// adopts these chunks meanwhile, this transaction conflicts and re-checks.

@@ -106,7 +106,7 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 	}
 	job.key = jobKey(job.Due.UnixNano(), seq)
 	superseded := false
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.updateSized(u.staged()+int64(len(job.Header)), func(txn *badger.Txn) error {
 		superseded = false
 		chunks, err := u.stage(txn)
 		if err != nil {
@@ -270,7 +270,7 @@ func (s *Store) CompleteJob(job Job) error {
 	s.jobMu.Lock()
 	defer s.jobMu.Unlock()
 	removed := false
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.reclaim(func(txn *badger.Txn) error {
 		removed = false
 		cur, err := getJob(txn, job.key)
 		if errors.Is(err, ErrNotFound) {
@@ -297,7 +297,10 @@ func (s *Store) RescheduleJob(job Job, due time.Time, lastErr string) (Job, erro
 	s.jobMu.Lock()
 	defer s.jobMu.Unlock()
 	var next Job
-	err := s.update(func(txn *badger.Txn) error {
+	// A move, not growth: the record is written under its new key and deleted under the
+	// old one in one transaction. Held to the reserve, it would fail on a full disk and
+	// leave the job due at once, for the worker to retry in a loop.
+	err := s.reclaim(func(txn *badger.Txn) error {
 		cur, err := getJob(txn, job.key)
 		if err != nil {
 			return err

@@ -4,7 +4,9 @@
 //
 // It is the only package that imports Badger. Everything it exposes is typed: callers never see
 // keys or transactions. Acknowledgement points (a file committed, a forward job queued) are
-// synced to disk before they return when Options.SyncWrites is set.
+// synced to disk before they return when Options.SyncWrites is set. A write that adds data is
+// refused with ErrNoSpace rather than let the disk fill up under Badger's memory maps, and a
+// ballast file lets the store open on a full disk (space.go).
 package storage
 
 import (
@@ -52,9 +54,14 @@ type Options struct {
 	SyncWrites bool
 	// MaxJobs bounds the forward queue.
 	MaxJobs int
-	// MinFreeSpace is the free space the data directory must keep; writes that would go
-	// below it fail with ErrNoSpace. 0 means 2×ValueLogFileSize.
+	// MinFreeSpace is the free space writes must leave in the data directory, or fail with
+	// ErrNoSpace (space.go). The store never keeps less than what its engine may still write
+	// by itself (worked out from the options above and the size of its tables): 0 means
+	// that, and a smaller value is raised to it.
 	MinFreeSpace int64
+
+	// freeSpace, when set, replaces how the store measures free space (tests).
+	freeSpace func(dir string) (int64, error)
 }
 
 // DefaultOptions returns options suited to a small box (a few tens of MiB of RAM for Badger).
@@ -93,18 +100,32 @@ type Store struct {
 	// jobMu serialises queue mutations so the job counter and the MaxJobs bound are exact.
 	jobMu sync.Mutex
 
-	// challengeMu serialises PutChallenge so the bound on pending challenges is exact.
-	challengeMu sync.Mutex
 
 	// writeMu is held for reading by every write, and for writing by the garbage collector
 	// while it flushes (Badger fails the writes made during DropPrefix with ErrBlockedWrites)
 	// and rewrites a value-log file (see rewriteValueLog): writes wait instead.
 	writeMu sync.RWMutex
 
-	freeSpace func(dir string) (int64, error)
+	// guard is the free-space state (space.go); watchSpace refreshes it until stopSpace
+	// is closed, then closes spaceDone.
+	guard                spaceGuard
+	stopSpace, spaceDone chan struct{}
+
+	// freeSpaceFn measures the free space of a directory (freeSpace; tests replace it).
+	freeSpaceFn atomic.Pointer[func(dir string) (int64, error)]
 }
 
+// freeSpace measures the free space of dir's file system (-1: unknown).
+func (s *Store) freeSpace(dir string) (int64, error) { return (*s.freeSpaceFn.Load())(dir) }
+
+// setFreeSpace replaces how the store measures free space (tests simulate a full disk).
+func (s *Store) setFreeSpace(fn func(dir string) (int64, error)) { s.freeSpaceFn.Store(&fn) }
+
 // Open opens (or creates) the store in opts.Dir. Only one process may hold it at a time.
+//
+// On a disk too full for the storage engine to open read-write (see openNeed), it deletes
+// the ballast first; if that is not enough, it fails with ErrNoSpace and touches nothing.
+// A store opened on a full disk refuses growing writes until space comes back (Space).
 func Open(opts Options, log *slog.Logger) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("storage: empty data directory")
@@ -112,11 +133,17 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 	if opts.ChunkSize <= 0 {
 		return nil, fmt.Errorf("storage: chunk size %d must be positive", opts.ChunkSize)
 	}
-	if opts.MinFreeSpace == 0 {
-		opts.MinFreeSpace = 2 * opts.ValueLogFileSize
-	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
+	}
+	s := &Store{opts: opts, log: log}
+	if opts.freeSpace != nil {
+		s.setFreeSpace(opts.freeSpace)
+	} else {
+		s.setFreeSpace(freeSpace)
+	}
+	if err := s.roomToOpen(); err != nil {
+		return nil, err
 	}
 	bo := badger.DefaultOptions(opts.Dir).
 		WithLogger(badgerLogger{log}).
@@ -141,7 +168,7 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s (is another keel-relay using it?): %w", opts.Dir, err)
 	}
-	s := &Store{db: db, opts: opts, log: log, freeSpace: freeSpace}
+	s.db = db
 	s.seq, err = db.GetSequence([]byte(keySeqUpload), 256)
 	if err != nil {
 		_ = db.Close()
@@ -151,12 +178,86 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	s.refresh() // builds the ballast when there is room; says so when the disk is full
+	s.stopSpace, s.spaceDone = make(chan struct{}), make(chan struct{})
+	go s.watchSpace(s.stopSpace, s.spaceDone)
 	return s, nil
+}
+
+// initGuard sets up the free-space guard before the engine opens: options, the ballast left
+// by a previous run, the size of the tables the open keeps.
+func (s *Store) initGuard() {
+	g := &s.guard
+	g.o, g.floor = s.opts, floorFor(s.opts)
+	g.fixed.Store(max(s.opts.MinFreeSpace, 0))
+	g.ballast.path = filepath.Join(s.opts.Dir, BallastFile)
+	g.ballast.load()
+	g.measureLSM(liveTables(s.opts.Dir))
+}
+
+// roomToOpen makes sure the storage engine can open read-write without writing into pages
+// the file system cannot back, deleting the ballast if need be. It sets up the guard.
+func (s *Store) roomToOpen() error {
+	s.initGuard()
+	g := &s.guard
+	free, err := s.freeSpace(s.opts.Dir)
+	if err != nil || free < 0 {
+		// No measure, no ballast: it could be neither sized nor released in time.
+		g.ballast.disabled.Store(true)
+		return nil
+	}
+	need := openNeed(s.opts, g.lsm.Load())
+	if free < need && s.releaseBallast(fmt.Sprintf("%d bytes free, the store needs %d to open", free, need)) {
+		if free, err = s.freeSpace(s.opts.Dir); err != nil {
+			return nil
+		}
+	}
+	if free < need {
+		return noRoomToOpen(s.opts.Dir, free, need)
+	}
+	return nil
+}
+
+func noRoomToOpen(dir string, free, need int64) error {
+	return fmt.Errorf("storage: disk full: %d bytes free in %s, need %d to open the store (its engine would crash writing into memory-mapped files); free some space: %w",
+		free, dir, need, ErrNoSpace)
+}
+
+// CheckOpen reports whether Open would find the room its engine needs in opts.Dir: the free
+// space (the ballast Open would delete included; -1: unknown), what an open needs, and nil or
+// an error wrapping ErrNoSpace. It changes nothing on disk: a relay whose store could not
+// open calls it until space comes back.
+func CheckOpen(opts Options) (free, need int64, err error) {
+	s := &Store{opts: opts}
+	s.setFreeSpace(freeSpace)
+	if opts.freeSpace != nil {
+		s.setFreeSpace(opts.freeSpace)
+	}
+	s.initGuard()
+	need = openNeed(opts, s.guard.lsm.Load())
+	if free, err = s.freeSpace(opts.Dir); err != nil || free < 0 {
+		return -1, need, nil
+	}
+	free += s.guard.ballast.held.Load()
+	if free < need {
+		return free, need, noRoomToOpen(opts.Dir, free, need)
+	}
+	return free, need, nil
 }
 
 // Close releases the store. Uploads in progress are abandoned (their chunks are swept on the
 // next start).
 func (s *Store) Close() error {
+	if s.stopSpace != nil {
+		close(s.stopSpace)
+		<-s.spaceDone
+		s.stopSpace = nil
+	}
+	// Closing flushes the memtable into a table: give the engine the ballast's room if the
+	// disk has less than that left.
+	if free, err := s.freeSpace(s.opts.Dir); err == nil && free >= 0 && free < headroom(s.opts) {
+		s.releaseBallast("closing the store flushes its memtable")
+	}
 	var errs []error
 	if s.seq != nil {
 		if err := s.seq.Release(); err != nil {
@@ -191,21 +292,8 @@ func (s *Store) syncIfDurable() error {
 	return s.Sync()
 }
 
-// checkSpace fails with ErrNoSpace when writing need more bytes would leave less than
-// MinFreeSpace free in the data directory.
-func (s *Store) checkSpace(need int64) error {
-	free, err := s.freeSpace(s.opts.Dir)
-	if err != nil || free < 0 {
-		return nil // unknown: let the write itself fail if it must
-	}
-	if free-need < s.opts.MinFreeSpace {
-		return fmt.Errorf("storage: %d bytes free in %s, need %d plus a reserve of %d: %w",
-			free, s.opts.Dir, need, s.opts.MinFreeSpace, ErrNoSpace)
-	}
-	return nil
-}
-
-// DiskUsage returns the bytes the store's files occupy on disk.
+// DiskUsage returns the bytes the store's files occupy on disk (the ballast is not the
+// store's: it is reported by Space).
 func (s *Store) DiskUsage() (int64, error) {
 	var total int64
 	err := filepath.WalkDir(s.opts.Dir, func(_ string, d os.DirEntry, err error) error {
@@ -215,7 +303,7 @@ func (s *Store) DiskUsage() (int64, error) {
 			}
 			return err
 		}
-		if d.IsDir() {
+		if d.IsDir() || d.Name() == BallastFile {
 			return nil
 		}
 		info, err := d.Info()
@@ -243,12 +331,22 @@ func (s *Store) DiskUsage() (int64, error) {
 // quiet relay can go days without filling a memtable. So CollectGarbage first flushes the
 // memtable and compacts level 0 (flushDeletes). Writes wait while it flushes and while
 // it rewrites a file, a fraction of a second each.
+//
+// GC frees space, so it is not held to the reserve; but it writes before it frees (the live
+// part of a file, a flush, a compaction), so it does not start without the room for that
+// (roomForGC), and fails with ErrNoSpace then.
 func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
+	if err := s.roomForGC(); err != nil {
+		return 0, err
+	}
 	if err := s.flushDeletes(); err != nil {
 		return 0, err
 	}
 	rewritten := 0
 	for ctx.Err() == nil {
+		if err := s.roomForGC(); err != nil {
+			return rewritten, err
+		}
 		err := s.rewriteValueLog()
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return rewritten, nil
@@ -259,6 +357,22 @@ func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
 		rewritten++
 	}
 	return rewritten, ctx.Err()
+}
+
+// roomForGC fails with ErrNoSpace when the disk lacks what one GC step writes before it frees
+// anything: the live part (at most half) of a value-log file rewritten at the head of the log,
+// and the flush and compaction that make deletes visible to GC (see reserveFor).
+func (s *Store) roomForGC() error {
+	free, err := s.freeSpace(s.opts.Dir)
+	if err != nil || free < 0 {
+		return nil
+	}
+	need := s.opts.ValueLogFileSize/2 + headroom(s.opts) + s.guard.lsm.Load()
+	if free < need {
+		return fmt.Errorf("storage: value-log GC: disk full: %d bytes free in %s, need %d to rewrite a file: %w",
+			free, s.opts.Dir, need, ErrNoSpace)
+	}
+	return nil
 }
 
 // rewriteValueLog rewrites one value-log file, if one is worth it. Writes wait meanwhile:
@@ -332,6 +446,20 @@ func (s *Store) Restore(r io.Reader, replace bool) error {
 			return fmt.Errorf("storage: restore: rewind backup: %w", err)
 		}
 	}
+	// Loading writes the backup's records (as much as its size, or less): the disk must
+	// take them and keep the reserve.
+	var size int64
+	if rs, ok := r.(io.Seeker); ok {
+		if end, err := rs.Seek(0, io.SeekEnd); err == nil {
+			if _, err := rs.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("storage: restore: rewind backup: %w", err)
+			}
+			size = end
+		}
+	}
+	if err := s.checkSpace(size); err != nil {
+		return fmt.Errorf("storage: restore: %w (nothing was changed)", err)
+	}
 	backup := &frameChecker{r: r}
 	if err := backup.next(); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -379,7 +507,12 @@ func (s *Store) Restore(r io.Reader, replace bool) error {
 func (s *Store) nextUploadID() (uint64, error) {
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
-	// Next writes when it renews its lease.
+	// Next writes when it renews its lease (a growing write, if a tiny one).
+	done, err := s.admit(grows, 0)
+	if err != nil {
+		return 0, fmt.Errorf("storage: next upload id: %w", err)
+	}
+	defer done()
 	s.writeMu.RLock()
 	defer s.writeMu.RUnlock()
 	for {
@@ -424,8 +557,36 @@ func (s *Store) countPrefix(prefix []byte) (int64, error) {
 	return n, nil
 }
 
-// update runs fn in a read-write transaction, retrying on conflicts with a concurrent writer.
-func (s *Store) update(fn func(txn *badger.Txn) error) error {
+// update runs fn in a read-write transaction that grows the store (a small one: records, not
+// content), retrying on conflicts with a concurrent writer. It fails with ErrNoSpace,
+// without running fn, when the disk is at the free-space reserve (space.go). Every write that
+// adds data goes through update or updateSized; only reclaim is exempt.
+func (s *Store) update(fn func(txn *badger.Txn) error) error { return s.updateSized(0, fn) }
+
+// updateSized is update for a transaction that writes about need bytes (content).
+func (s *Store) updateSized(need int64, fn func(txn *badger.Txn) error) error {
+	done, err := s.admit(grows, need)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.commit(fn)
+}
+
+// reclaim runs fn, a transaction that frees space, like update but exempt from the
+// reserve: deletes by the cleaner and the orphan sweep, TakeChallenge, a job's removal
+// (CompleteJob) or move (RescheduleJob). A full store must still be able to delete, or it
+// could never leave that state. It is held only to the floor below which even a delete
+// could crash the engine (space.go), and releases the ballast to stay above it.
+func (s *Store) reclaim(fn func(txn *badger.Txn) error) error {
+	if _, err := s.admit(frees, 0); err != nil {
+		return err
+	}
+	return s.commit(fn)
+}
+
+// commit runs fn in a read-write transaction, retrying on conflicts with a concurrent writer.
+func (s *Store) commit(fn func(txn *badger.Txn) error) error {
 	s.writeMu.RLock()
 	defer s.writeMu.RUnlock()
 	for attempt := 0; ; attempt++ {

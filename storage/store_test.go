@@ -19,14 +19,19 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func openTest(t testing.TB, dir string, mutate ...func(*Options)) *Store {
-	t.Helper()
+// testOptions are the options of a test store: small chunks, then mutate.
+func testOptions(dir string, mutate ...func(*Options)) Options {
 	opts := DefaultOptions(dir)
 	opts.ChunkSize = 4 << 10
 	for _, m := range mutate {
 		m(&opts)
 	}
-	s, err := Open(opts, testLogger(t))
+	return opts
+}
+
+func openTest(t testing.TB, dir string, mutate ...func(*Options)) *Store {
+	t.Helper()
+	s, err := Open(testOptions(dir, mutate...), testLogger(t))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -375,11 +380,12 @@ func TestQueueBound(t *testing.T) {
 func TestNoSpace(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
-	s.freeSpace = func(string) (int64, error) { return 100 << 20, nil }
+	need := s.Space().Need
+	s.setFreeSpace(func(string) (int64, error) { return need, nil })
 	if _, err := s.NewUpload(1 << 20); !errors.Is(err, ErrNoSpace) {
-		t.Errorf("NewUpload with 100 MiB free and a 128 MiB reserve: %v, want ErrNoSpace", err)
+		t.Errorf("NewUpload of 1 MiB with the reserve free and not a byte more: %v, want ErrNoSpace", err)
 	}
-	s.freeSpace = func(string) (int64, error) { return 1 << 30, nil }
+	s.setFreeSpace(func(string) (int64, error) { return 1 << 30, nil })
 	if _, err := s.NewUpload(1 << 20); err != nil {
 		t.Errorf("NewUpload with 1 GiB free: %v", err)
 	}

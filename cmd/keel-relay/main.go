@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -152,8 +154,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		for sig := range sigs {
 			switch {
 			case sig == syscall.SIGHUP:
-				proc.log.Info("SIGHUP: reloading")
-				_ = proc.srv.Reload()
+				proc.reload()
 			case stopping:
 				proc.log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
 				os.Exit(1)
@@ -172,16 +173,31 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 // relayProcess is a relay serving in the background, as started by launchRelay.
 type relayProcess struct {
-	srv   *relay.Server
+	srv   atomic.Pointer[relay.Server] // nil while the relay waits for disk space
 	log   *slog.Logger
 	grace time.Duration // the config's shutdown_grace
 	done  chan struct{} // closed when Run has returned
 	err   error         // Run's result, set before done is closed
 }
 
+// reload reloads the relay (SIGHUP); a relay still waiting for disk space reads its config
+// when it starts.
+func (p *relayProcess) reload() {
+	srv := p.srv.Load()
+	if srv == nil {
+		p.log.Info("SIGHUP while waiting for disk space: the config is read again when the relay starts")
+		return
+	}
+	p.log.Info("SIGHUP: reloading")
+	_ = srv.Reload()
+}
+
 // launchRelay builds the relay from cfg (read from path, "" = embedded default), logging to
 // logOut, and serves it in the background until ctx is done. It is what `run` and the
-// service share. A relay that cannot start is logged and returned as an error.
+// service share. A relay that cannot start is logged and returned as an error, except one
+// whose store cannot open because the disk is full: exiting would only have the service
+// manager restart it in a loop, and give up. That one waits in the background for space
+// (relay.WaitForDisk: status says why, uploads get 507), then starts.
 func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit bool, logOut io.Writer) (*relayProcess, error) {
 	log, level := relay.NewLogger(cfg.Log, logOut)
 	if path == "" {
@@ -189,17 +205,36 @@ func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit 
 	} else {
 		log.Info("config loaded", "file", path)
 	}
-	srv, err := relay.New(cfg, relay.Options{
-		ConfigPath: path, ConfigExplicit: explicit, Logger: log, LogLevel: level,
-		Build: relay.Build{Version: version, Commit: commit, Date: date},
-	})
-	if err != nil {
+	build := relay.Build{Version: version, Commit: commit, Date: date}
+	start := func() (*relay.Server, error) {
+		return relay.New(cfg, relay.Options{
+			ConfigPath: path, ConfigExplicit: explicit, Logger: log, LogLevel: level, Build: build,
+		})
+	}
+	srv, err := start()
+	if err != nil && !errors.Is(err, storage.ErrNoSpace) {
 		log.Error("cannot start", "err", err)
 		return nil, fmt.Errorf("start relay: %w", err)
 	}
-	p := &relayProcess{srv: srv, log: log, grace: cfg.ShutdownGrace, done: make(chan struct{})}
+	p := &relayProcess{log: log, grace: cfg.ShutdownGrace, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
+		for errors.Is(err, storage.ErrNoSpace) {
+			if werr := relay.WaitForDisk(ctx, cfg, build, log); werr != nil {
+				if ctx.Err() == nil {
+					p.err = werr
+					log.Error("cannot wait for disk space", "err", werr)
+				}
+				return
+			}
+			srv, err = start()
+		}
+		if err != nil {
+			p.err = err
+			log.Error("cannot start", "err", err)
+			return
+		}
+		p.srv.Store(srv)
 		if p.err = srv.Run(ctx); p.err != nil {
 			log.Error("stopped with an error", "err", p.err)
 		}

@@ -267,8 +267,7 @@ func (p *program) Start(service.Service) error {
 		for {
 			select {
 			case <-hup:
-				proc.log.Info("SIGHUP: reloading")
-				_ = proc.srv.Reload()
+				proc.reload()
 			case <-proc.done:
 				if ctx.Err() == nil {
 					// A listener failed: exit non-zero so the service manager restarts us.

@@ -154,6 +154,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusServiceUnavailable
 	case errors.Is(err, storage.ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, storage.ErrNoSpace):
+		code = http.StatusInsufficientStorage
 	}
 	if code == http.StatusInternalServerError {
 		h.log.Error("edge admin", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -45,6 +45,12 @@ func (s *Server) refuse(code codes.Code, reason, msg string, attrs ...any) error
 	return status.Error(code, msg)
 }
 
+// noSpace refuses a request whose store write was refused for lack of disk space
+// (storage.ErrNoSpace): ResourceExhausted, saying why, so that the daemon retries later.
+func (s *Server) noSpace(err error, attrs ...any) error {
+	return s.refuse(codes.ResourceExhausted, "disk_full", "the relay's disk is full; retry later", append(attrs, "err", err)...)
+}
+
 // AttestNode starts an attestation: it stores a challenge (a random nonce) the daemon must
 // sign with the key it attests. Anonymous callers are rate-limited per source IP and share
 // the anonymous pool of pending challenges; a caller whose authorization metadata carries a
@@ -95,6 +101,9 @@ func (s *Server) AttestNode(ctx context.Context, req *edgepb.AttestNodeRequest) 
 	entry := quota.Entry{ID: c.ID, Pool: caller.pool, Source: src, Network: network, Token: caller.quota, Issued: now}
 	evicted, err := s.challenges.Admit(entry, now, func(evict []string) error { return s.store.AdmitChallenge(c, evict) })
 	if err != nil {
+		if errors.Is(err, storage.ErrNoSpace) {
+			return nil, s.noSpace(err, "source", src)
+		}
 		s.log.Error("store challenge", "err", err)
 		return nil, status.Error(codes.Internal, "cannot store the challenge")
 	}
@@ -216,6 +225,9 @@ func (s *Server) ChallengeNode(ctx context.Context, req *edgepb.ChallengeNodeReq
 			s.challenges.Remove(id)
 			return nil, s.refuse(codes.NotFound, "challenge", "challenge unknown, already answered, expired or evicted", "node", node)
 		}
+		if errors.Is(err, storage.ErrNoSpace) {
+			return nil, s.noSpace(err, "node", node)
+		}
 		s.log.Error("take challenge", "err", err)
 		return nil, status.Error(codes.Internal, "cannot read the challenge")
 	}
@@ -259,6 +271,8 @@ func (s *Server) enroll(node, enrollment string, key ed25519.PublicKey, caps []b
 			return nil, s.refuse(codes.AlreadyExists, "tenant", "node id is enrolled for another tenant", "node", node)
 		case errors.Is(err, storage.ErrRevoked):
 			return nil, s.refuse(codes.PermissionDenied, "revoked", "node id was revoked", "node", node)
+		case errors.Is(err, storage.ErrNoSpace):
+			return nil, s.noSpace(err, "node", node)
 		}
 		s.log.Error("enroll", "node", node, "err", err)
 		return nil, status.Error(codes.Internal, "cannot store the enrollment")
@@ -310,6 +324,8 @@ func (s *Server) refresh(node string, key ed25519.PublicKey) (*edgepb.ChallengeN
 		return nil, s.refuse(codes.PermissionDenied, "revoked", "node was revoked", "node", node)
 	case errors.Is(err, errKeyChanged):
 		return nil, s.refuse(codes.Aborted, "key", "the daemon's key changed meanwhile; retry", "node", node)
+	case errors.Is(err, storage.ErrNoSpace):
+		return nil, s.noSpace(err, "node", node)
 	case err != nil:
 		s.log.Error("refresh token", "node", node, "err", err)
 		return nil, status.Error(codes.Internal, "cannot store the token")

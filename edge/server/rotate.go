@@ -23,7 +23,7 @@ import (
 // Codes: InvalidArgument for a malformed request, a failed new-key signature or a replayed
 // nonce; Unauthenticated for a bad token or an envelope that does not verify under the
 // current key; FailedPrecondition when the daemon is revoked or Unhealthy; Aborted when a
-// concurrent rotation won.
+// concurrent rotation won; ResourceExhausted when the relay's disk is full.
 func (s *Server) RotateEdgeKey(ctx context.Context, req *edgepb.RotateEdgeKeyRequest) (*edgepb.RotateEdgeKeyResponse, error) {
 	now := s.now()
 	env := req.GetCurrentEnvelope()
@@ -98,6 +98,8 @@ func (s *Server) RotateEdgeKey(ctx context.Context, req *edgepb.RotateEdgeKeyReq
 		return nil, s.refuse(codes.Aborted, "concurrent_rotation", "a concurrent rotation changed the key; retry", "node", node)
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, s.refuse(codes.Unauthenticated, "unknown_daemon", "node is not enrolled", "node", node)
+	case errors.Is(err, storage.ErrNoSpace):
+		return nil, s.noSpace(err, "node", node)
 	case err != nil:
 		s.log.Error("rotate key", "node", node, "err", err)
 		return nil, status.Error(codes.Internal, "cannot store the rotation")

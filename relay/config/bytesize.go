@@ -71,6 +71,34 @@ func ParseByteSize(s string) (ByteSize, error) {
 	return ByteSize(n * mult), nil
 }
 
+// AutoByteSize is a ByteSize, or the word "auto" (Auto): a size the relay works out by
+// itself unless the config gives one.
+type AutoByteSize int64
+
+// Auto is the AutoByteSize written "auto".
+const Auto AutoByteSize = -1
+
+// ParseAutoByteSize parses "auto" (in any case, spaces around allowed) or a size as
+// ParseByteSize does.
+func ParseAutoByteSize(s string) (AutoByteSize, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "auto") {
+		return Auto, nil
+	}
+	n, err := ParseByteSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w, or auto", err)
+	}
+	return AutoByteSize(n), nil
+}
+
+// String formats the size as ByteSize does, or "auto"; ParseAutoByteSize reads it back.
+func (a AutoByteSize) String() string {
+	if a == Auto {
+		return "auto"
+	}
+	return ByteSize(a).String()
+}
+
 // String formats the size with the largest binary unit that divides it exactly,
 // e.g. "256MiB", "4KiB", or "1000B"; ParseByteSize reads it back.
 func (b ByteSize) String() string {

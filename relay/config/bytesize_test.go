@@ -90,3 +90,43 @@ func TestByteSizeString(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAutoByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want AutoByteSize
+	}{
+		{"auto", Auto},
+		{" AUTO ", Auto},
+		{"Auto", Auto},
+		{"0", 0},
+		{"2GiB", AutoByteSize(2 * GiB)},
+		{"512 MB", 512_000_000},
+	} {
+		got, err := ParseAutoByteSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseAutoByteSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+		if back, err := ParseAutoByteSize(got.String()); err != nil || back != got {
+			t.Errorf("ParseAutoByteSize(%q).String() = %q reads back %d, %v", tc.in, got.String(), back, err)
+		}
+	}
+	const units = "want a whole number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), or auto"
+	for _, tc := range []struct{ in, want string }{
+		{"", `invalid size "": ` + units},
+		{"automatic", `invalid size "automatic": ` + units},
+		{"au to", `invalid size "au to": ` + units},
+		{"-1", `invalid size "-1": must not be negative, or auto`},
+		{"5 parsecs", `invalid size "5 parsecs": unknown unit "parsecs" (want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB), or auto`},
+		{"9223372036854775808", `invalid size "9223372036854775808": too large, or auto`},
+	} {
+		got, err := ParseAutoByteSize(tc.in)
+		if err == nil {
+			t.Errorf("ParseAutoByteSize(%q) = %d, want error", tc.in, got)
+			continue
+		}
+		if err.Error() != tc.want {
+			t.Errorf("ParseAutoByteSize(%q) error:\n%s\nwant:\n%s", tc.in, err, tc.want)
+		}
+	}
+}

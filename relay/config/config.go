@@ -130,6 +130,11 @@ type StorageConfig struct {
 	NumCompactors    int      `mapstructure:"num_compactors"`
 	ChunkSize        ByteSize `mapstructure:"chunk_size"`
 	SyncWrites       bool     `mapstructure:"sync_writes"`
+	// MinFreeSpace is the free space writes must leave in data_dir's file system: Auto
+	// (what the storage engine needs to go on without crashing, worked out from the
+	// settings above and the size of the database) or a size, which can raise it, never
+	// lower it. Reloadable.
+	MinFreeSpace AutoByteSize `mapstructure:"min_free_space"`
 }
 
 // EdgeConfig is the "edge" section: the gRPC NodeClusterService for edge daemons.

@@ -67,6 +67,7 @@ func contractDefault() *Config {
 			NumCompactors:    2,
 			ChunkSize:        256 * KiB,
 			SyncWrites:       true,
+			MinFreeSpace:     Auto,
 		},
 		Edge: EdgeConfig{
 			Enabled:              true,
@@ -145,6 +146,7 @@ func customEnv() map[string]string {
 		"KEEL_STORAGE_NUM_COMPACTORS":           "4",
 		"KEEL_STORAGE_CHUNK_SIZE":               "1MiB",
 		"KEEL_STORAGE_SYNC_WRITES":              "false",
+		"KEEL_STORAGE_MIN_FREE_SPACE":           "2GiB",
 		"KEEL_EDGE_ENABLED":                     "false",
 		"KEEL_EDGE_LISTEN":                      "0.0.0.0:443",
 		"KEEL_EDGE_TLS_CERT_FILE":               "/etc/keel/edge.pem",
@@ -228,6 +230,7 @@ func customConfig() *Config {
 			NumCompactors:    4,
 			ChunkSize:        MiB,
 			SyncWrites:       false,
+			MinFreeSpace:     AutoByteSize(2 * GiB),
 		},
 		Edge: EdgeConfig{
 			Enabled:              false,
@@ -455,6 +458,9 @@ func TestRefused(t *testing.T) {
 		{"int for bool", "forward: {allow_http: 1}", nil, `forward.allow_http: expected true or false, got integer 1`},
 		{"bad size", "http: {max_body: lots}", nil, `http.max_body: invalid size "lots": want a whole number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)`},
 		{"negative size", "http: {max_body: -1}", nil, `http.max_body: invalid size -1: must not be negative`},
+		{"bad auto size", "storage: {min_free_space: lots}", nil, `storage.min_free_space: invalid size "lots": want a whole number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), or auto`},
+		{"negative auto size", "storage: {min_free_space: -1}", nil, `storage.min_free_space: invalid size -1: must not be negative, or auto`},
+		{"list for auto size", "storage: {min_free_space: [auto]}", nil, `storage.min_free_space: expected "auto" or a size such as "256MiB", got a list`},
 		{"float size", "http: {max_body: 1.5}", nil, `http.max_body: expected a size such as "256MiB", got number 1.5`},
 		{"scalar for list", "http: {allowed_networks: 5}", nil, `http.allowed_networks: expected a list, got integer 5`},
 		{"int in list", "http: {allowed_networks: [10.0.0.0/8, 1]}", nil, `http.allowed_networks[1]: expected a string, got integer 1`},

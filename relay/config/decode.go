@@ -20,6 +20,11 @@ func schema() *confload.Schema {
 			Expect: byteSizeExpect,
 			Decode: func(data any) (any, error) { return toByteSize(data) },
 			Encode: func(v reflect.Value) any { return ByteSize(v.Int()).String() },
+		}, {
+			Type:   reflect.TypeFor[AutoByteSize](),
+			Expect: autoByteSizeExpect,
+			Decode: func(data any) (any, error) { return toAutoByteSize(data) },
+			Encode: func(v reflect.Value) any { return AutoByteSize(v.Int()).String() },
 		}},
 		Hooks: []confload.Hook{trustedIssuerFromEnv},
 	}
@@ -31,7 +36,10 @@ func keyErr(key, format string, args ...any) error { return confload.KeyErr(key,
 // formatDuration is time.Duration.String without trailing zero units: "2m", "1h".
 func formatDuration(d time.Duration) string { return confload.FormatDuration(d) }
 
-const byteSizeExpect = `a size such as "256MiB"`
+const (
+	byteSizeExpect     = `a size such as "256MiB"`
+	autoByteSizeExpect = `"auto" or a size such as "256MiB"`
+)
 
 // trustedIssuerFromEnv reads a trusted issuer from the environment: "issuer=file".
 func trustedIssuerFromEnv(to reflect.Type, data any) (any, bool, error) {
@@ -44,6 +52,20 @@ func trustedIssuerFromEnv(to reflect.Type, data any) (any, bool, error) {
 		return nil, true, fmt.Errorf("invalid trusted issuer %q (want issuer=public_key_file)", x)
 	}
 	return map[string]any{"issuer": strings.TrimSpace(iss), "public_key_file": strings.TrimSpace(file)}, true, nil
+}
+
+func toAutoByteSize(data any) (AutoByteSize, error) {
+	switch x := data.(type) {
+	case string:
+		return ParseAutoByteSize(x)
+	case int, int64, uint64:
+		n, err := toByteSize(data)
+		if err != nil {
+			return 0, fmt.Errorf("%w, or auto", err)
+		}
+		return AutoByteSize(n), nil
+	}
+	return 0, fmt.Errorf("expected %s, got %s", autoByteSizeExpect, confload.Describe(data))
 }
 
 func toByteSize(data any) (ByteSize, error) {

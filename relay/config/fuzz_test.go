@@ -73,3 +73,24 @@ func FuzzParseByteSize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseAutoByteSize checks ParseAutoByteSize never panics, returns Auto or a size that
+// is not negative, and that String() of what it parses reads back the same.
+func FuzzParseAutoByteSize(f *testing.F) {
+	for _, s := range []string{"auto", " AUTO ", "autox", "0", "2GiB", "-1", "", "auto 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseAutoByteSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 && n != Auto {
+			t.Fatalf("ParseAutoByteSize(%q) = %d", s, n)
+		}
+		back, err := ParseAutoByteSize(n.String())
+		if err != nil || back != n {
+			t.Fatalf("ParseAutoByteSize(%q) = %d; String %q reads back %d, %v", s, n, n.String(), back, err)
+		}
+	})
+}

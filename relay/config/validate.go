@@ -219,6 +219,9 @@ func (c *Config) Validate() error {
 	if s.NumCompactors < 2 {
 		add("storage.num_compactors", "must be >= 2, got %d", s.NumCompactors)
 	}
+	if s.MinFreeSpace != Auto && s.MinFreeSpace < 0 {
+		add("storage.min_free_space", "must be auto or a size, got %d", int64(s.MinFreeSpace))
+	}
 	c.Edge.validate(add)
 	return errors.Join(errs...)
 }
