@@ -100,7 +100,6 @@ type Store struct {
 	// jobMu serialises queue mutations so the job counter and the MaxJobs bound are exact.
 	jobMu sync.Mutex
 
-
 	// writeMu is held for reading by every write, and for writing by the garbage collector
 	// while it flushes (Badger fails the writes made during DropPrefix with ErrBlockedWrites)
 	// and rewrites a value-log file (see rewriteValueLog): writes wait instead.
