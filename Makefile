@@ -32,7 +32,7 @@ build: ## build keel-relay and keel-agent into ./bin
 run: build ## build and run the relay on the embedded default config (loopback, data in ./keel-data)
 	$(BIN)/keel-relay run
 
-test: test-unit fuzz ## every test, then each fuzz target briefly (FUZZTIME=10s)
+test: test-unit ## every test (the fuzz targets' seed corpora included), under 5 minutes; `make fuzz` fuzzes each target
 
 test-unit: ## unit, integration and end-to-end tests under the race detector (real Badger, real servers, real processes)
 	$(GO) vet ./...
@@ -40,7 +40,7 @@ test-unit: ## unit, integration and end-to-end tests under the race detector (re
 
 # Fault injection against the real binary on loopback (package faults/): a few minutes.
 .PHONY: test-faults
-test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow clients, garbage node maps
+test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow and hostile clients, garbage and huge node maps
 	KEEL_FAULT_TESTS=1 $(GO) test -count=1 -timeout 10m -v ./faults/
 
 fuzz: ## run every Go fuzz target for FUZZTIME (tools/fuzz-all)
