@@ -43,6 +43,10 @@ test-unit: ## unit, integration and end-to-end tests under the race detector (re
 test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow and hostile clients, garbage and huge node maps
 	KEEL_FAULT_TESTS=1 $(GO) test -count=1 -timeout 10m -v ./faults/
 
+.PHONY: test-hostile
+test-hostile: ## only the hostile-client fault tests (faults/hostile_*_test.go): half-closed pipelines, slow bogus uploads, floods, huge node maps
+	KEEL_FAULT_TESTS=1 $(GO) test -count=1 -timeout 5m -v -run '^TestHostile' ./faults/
+
 fuzz: ## run every Go fuzz target for FUZZTIME (tools/fuzz-all)
 	GO='$(GO)' FUZZTIME='$(FUZZTIME)' tools/fuzz-all
 
