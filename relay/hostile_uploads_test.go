@@ -427,3 +427,43 @@ func TestPipelinedHalfCloseHead(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainAnswersWaitingUploads: when the relay begins to drain, an upload waiting for a slot
+// is answered 503 with Retry-After at once, not at the end of the grace period; the upload in
+// its slot goes on.
+func TestDrainAnswersWaitingUploads(t *testing.T) {
+	t.Parallel()
+	root := relaytest.NewNode("root", "root", 0)
+	n1 := relaytest.NewNode("n1", "root", 1)
+	src := relaytest.NewNode("src", "root", 3)
+	r := startRelay(t, "root", relaytest.NodeMap(root, n1, src), func(c *config.Config) {
+		c.HTTP.MaxConcurrentUploads = 1
+		c.HTTP.UploadSlotWait = time.Minute
+		c.HTTP.BodyIdleTimeout = 5 * time.Second
+		c.ShutdownGrace = 10 * time.Second
+	})
+	holderBody := relaytest.SignedBody(t, src, content(64<<10, 41), "1h")
+	holder := slowUpload(t, r, "127.0.0.1", "/shared-files/n1/src/holder", holderBody, relaytest.BlockLen(holderBody), 8<<10, 300*time.Millisecond)
+	waitFor(t, "the holder to take the slot", 5*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), "keel_upload_slots_in_use") == 1
+	})
+	waiterBody := relaytest.SignedBody(t, src, content(1000, 42), "1h")
+	waiter := slowUpload(t, r, "127.0.0.2", "/shared-files/n1/src/waiter", waiterBody, len(waiterBody), 1, time.Hour)
+	waitFor(t, "the second upload to wait", 5*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), "keel_upload_slots_waiting") == 1
+	})
+	stopped := make(chan error, 1)
+	start := time.Now()
+	go func() { stopped <- r.Stop() }()
+	a := waiter.Wait(t, 5*time.Second)
+	if a.Code != http.StatusServiceUnavailable || a.Header.Get("Retry-After") == "" || !strings.Contains(a.Body, "stopping") || time.Since(start) > 2*time.Second {
+		t.Errorf("waiting upload at drain: %d (Retry-After %q) %q after %s, want 503 saying the relay is stopping, at once",
+			a.Code, a.Header.Get("Retry-After"), a.Body, time.Since(start).Round(time.Millisecond))
+	}
+	if h := holder.Wait(t, 15*time.Second); h.Code != http.StatusOK {
+		t.Errorf("the upload in its slot during the drain: %d %q, want 200", h.Code, h.Body)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}

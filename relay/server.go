@@ -394,6 +394,7 @@ func addrString(ln net.Listener) string {
 func (s *Server) drain(grace time.Duration) {
 	s.draining.Store(true)
 	s.log.Info("draining", "grace", grace)
+	s.files.Drain() // uploads without a slot yet: 503 now, not at the end of the grace
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	edgeDone := make(chan struct{})

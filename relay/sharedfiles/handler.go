@@ -85,7 +85,7 @@ type Handler struct {
 // handlerMetrics count what happens to uploads around their slots.
 type handlerMetrics struct {
 	refused   *metrics.CounterVec // by reason, before any slot was taken
-	slotWaits *metrics.CounterVec // by result: busy, gone
+	slotWaits *metrics.CounterVec // by result: busy, gone, stopping
 	preempted *metrics.Counter
 }
 
@@ -110,7 +110,7 @@ func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *fo
 			refused: reg.Counter("keel_upload_block_refusals_total",
 				"Shared-file uploads refused on their signature block (malformed, key not the source's, TTL), before taking an upload slot, by reason (block, key, ttl).", "reason"),
 			slotWaits: reg.Counter("keel_upload_slot_refusals_total",
-				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; gone: the client closed while waiting).", "reason"),
+				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; gone: the client closed while waiting; stopping: the relay began to drain).", "reason"),
 			preempted: reg.Counter("keel_upload_preempted_total",
 				"Shared-file uploads cut to make room for waiting ones (below http.upload_preempt_rate).").With(),
 		}
@@ -125,6 +125,11 @@ func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *fo
 	}
 	return h
 }
+
+// Drain makes uploads waiting for a slot, and any that would have to wait after, answer 503
+// at once (the relay is stopping); uploads in their slot go on, and one that finds a free slot
+// takes it.
+func (h *Handler) Drain() { h.slots.Close() }
 
 // refusedBeforeSlot counts an upload refused before it took a slot.
 func (h *Handler) refusedBeforeSlot(reason string) {
@@ -362,6 +367,10 @@ func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logge
 	held, _ := h.slots.InUse()
 	var msg, reason string
 	switch {
+	case errors.Is(err, uploadslots.ErrClosed):
+		reason = "stopping"
+		log.Info("upload refused: the relay is stopping")
+		msg = "the relay is stopping; nothing was stored; retry later"
 	case errors.Is(err, uploadslots.ErrGone):
 		// net/http cancels a request's context when it reads the end of the client's side; a
 		// client that half-closed may still read this answer.

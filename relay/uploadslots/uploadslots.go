@@ -63,6 +63,8 @@ var (
 	ErrBusy = errors.New("no upload slot came free in time")
 	// ErrGone: the request's context ended while it waited (the client closed its side).
 	ErrGone = errors.New("the connection was closed while the upload waited for a slot")
+	// ErrClosed: the pool is closed (the relay is stopping): no slot is handed out any more.
+	ErrClosed = errors.New("the relay is stopping")
 )
 
 // Pool hands out the slots. It is safe for concurrent use.
@@ -76,6 +78,8 @@ type Pool struct {
 	waiting []*waiter // in arrival order
 	cutting int       // holders cut but not released yet
 	checked time.Time // last look for holders to cut
+	closed  chan struct{}
+	isShut  bool // closed is closed; under mu
 }
 
 // recheck is how often waiting uploads look for holders to cut: holders become candidates as
@@ -110,7 +114,21 @@ type Slot struct {
 func New(opts Options) *Pool {
 	opts.Slots = max(opts.Slots, 1)
 	opts.PerClient = min(max(opts.PerClient, 1), opts.Slots)
-	return &Pool{opts: opts, now: time.Now, held: map[Client]int{}, holders: map[*Slot]struct{}{}}
+	return &Pool{opts: opts, now: time.Now, held: map[Client]int{}, holders: map[*Slot]struct{}{}, closed: make(chan struct{})}
+}
+
+// Close ends the waiting: uploads waiting for a slot, and any that would have to wait after,
+// get ErrClosed at once. A free slot is still taken (a request in flight when the relay began
+// to drain gets its grace period to finish), and slots held are unaffected. It is what a relay
+// that starts to drain does, so that uploads that cannot have a slot get their answer now
+// rather than at the end of the grace period.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.isShut {
+		p.isShut = true
+		close(p.closed)
+	}
 }
 
 // Options returns the pool's bounds, as New adjusted them.
@@ -134,7 +152,8 @@ func (p *Pool) Held(client Client) int {
 // arrival order behind other waiting uploads that may take one. A free slot is taken even when
 // ctx has ended already: a client that half-closed its connection has its request's context
 // cancelled by net/http, yet its body may be all there and it still reads its answer. While
-// it waits, ctx ending gives ErrGone, and the wait running out ErrBusy.
+// it waits, ctx ending gives ErrGone, the wait running out ErrBusy, and Close ErrClosed (after
+// Close, an upload that finds no free slot gets ErrClosed at once).
 //
 // cut is called, with the pool's lock held (it must be quick and must not call the pool), if
 // this upload is later chosen to make room for a waiting one (see Options.PreemptBelow); the
@@ -144,6 +163,10 @@ func (p *Pool) Acquire(ctx context.Context, client Client, wait time.Duration, c
 	if s := p.take(client, cut); s != nil {
 		p.mu.Unlock()
 		return s, nil
+	}
+	if p.isShut {
+		p.mu.Unlock()
+		return nil, ErrClosed
 	}
 	if ctx.Err() != nil {
 		p.mu.Unlock()
@@ -178,6 +201,8 @@ func (p *Pool) Acquire(ctx context.Context, client Client, wait time.Duration, c
 			continue
 		case <-ctx.Done():
 			err = ErrGone
+		case <-p.closed:
+			err = ErrClosed
 		case <-timeout:
 			err = ErrBusy
 		}

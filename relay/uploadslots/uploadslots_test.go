@@ -207,6 +207,38 @@ func TestAcquireEndings(t *testing.T) {
 	}
 }
 
+// TestClose: a closed pool answers its waiters, and every later request that finds no free
+// slot, with ErrClosed at once; a free slot is still taken, and a slot held stays held until
+// it is released.
+func TestClose(t *testing.T) {
+	p := New(Options{Slots: 1, PerClient: 1})
+	s, err := acquire(p, client("192.0.2.1"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := waitFor(context.Background(), p, client("192.0.2.2"), time.Minute, nil)
+	settle(t, p, 1)
+	start := time.Now()
+	p.Close()
+	p.Close() // twice is fine
+	if r := recv(t, ch, "waiter at close"); !errors.Is(r.err, ErrClosed) || time.Since(start) > time.Second {
+		t.Errorf("waiter at close: %v after %s, want ErrClosed at once", r.err, time.Since(start))
+	}
+	if held, waiting := p.InUse(); held != 1 || waiting != 0 {
+		t.Errorf("after close: %d held, %d waiting; want 1, 0", held, waiting)
+	}
+	if _, err := acquire(p, client("192.0.2.3"), time.Minute); !errors.Is(err, ErrClosed) {
+		t.Errorf("no free slot after close: %v, want ErrClosed at once", err)
+	}
+	s.Release()
+	s, err = acquire(p, client("192.0.2.3"), time.Second)
+	if err != nil {
+		t.Errorf("free slot after close: %v, want it taken", err)
+	} else {
+		s.Release()
+	}
+}
+
 // holder takes a slot for c whose cut flag is set when the pool cuts it.
 func holder(t *testing.T, p *Pool, c Client) (*Slot, *atomic.Bool) {
 	t.Helper()
