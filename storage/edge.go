@@ -393,18 +393,11 @@ func (s *Store) TakeChallenge(id string, now time.Time) (Challenge, error) {
 	return c, nil
 }
 
-// PendingChallenges counts the challenges not yet taken nor expired at now.
+// PendingChallenges counts the challenges not yet taken nor expired at now (those that do
+// not decode included: they are pending too, until Badger drops them).
 func (s *Store) PendingChallenges(now time.Time) (int, error) {
-	var n int
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		n, err = pendingChallenges(txn, now)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: count pending challenges: %w", err)
-	}
-	return n, nil
+	pending, skipped, err := s.Challenges(now)
+	return len(pending) + skipped, err
 }
 
 // Challenges returns the challenges pending at now (not taken, not expired), oldest issued
@@ -444,27 +437,6 @@ func (s *Store) Challenges(now time.Time) (pending []Challenge, skipped int, err
 		return a.Expires.Compare(b.Expires)
 	})
 	return pending, skipped, nil
-}
-
-func pendingChallenges(txn *badger.Txn, now time.Time) (int, error) {
-	n := 0
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixChallenge), PrefetchValues: false})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		var c Challenge
-		err := it.Item().Value(func(b []byte) error {
-			var err error
-			c, err = decodeChallenge(b)
-			return err
-		})
-		if err != nil {
-			return 0, fmt.Errorf("challenge %q: %w", it.Item().Key()[len(prefixChallenge):], err)
-		}
-		if c.Expires.After(now) {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // Enroll redeems jti and stores d, in one synced transaction. It fails with ErrReplayed when

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keel-relay/keel/relay/wire/sigblock"
 )
 
 // Raw HTTP/1.1 clients, for what net/http's client never does: pipelining, half-closing,
@@ -150,23 +148,6 @@ func (u *RawUpload) Wait(t testing.TB, timeout time.Duration) RawAnswer {
 		t.Fatalf("no answer to an upload after %s", timeout)
 		return RawAnswer{}
 	}
-}
-
-// BogusBody is the PUT body of someone who knows the source's public key (the node map and
-// every block the source sent show it) but not its private key: a well-formed block with the
-// source's key and a digest that signs other bytes, then content.
-func BogusBody(t testing.TB, source *Node, content []byte, ttl string) []byte {
-	t.Helper()
-	block, err := sigblock.Sign(source.Key, "sha256", strings.NewReader("other bytes"), source.Hostname, "2026-01-01", "TEST", ttl)
-	if err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	var buf bytes.Buffer
-	if _, err := block.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	buf.Write(content)
-	return buf.Bytes()
 }
 
 // BlockLen returns the length of a PUT body's signature block with its empty line ("\n\n").

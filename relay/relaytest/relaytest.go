@@ -112,7 +112,22 @@ func BigNodeMap(filler int, nodes ...*Node) []byte {
 // SignedBody returns a PUT body: the source's signature block (sha256), an empty line, content.
 func SignedBody(t testing.TB, source *Node, content []byte, ttl string) []byte {
 	t.Helper()
-	block, err := sigblock.Sign(source.Key, "sha256", bytes.NewReader(content), source.Hostname, "2026-01-01", "TEST", ttl)
+	return bodySigning(t, source, content, content, ttl)
+}
+
+// BogusBody is the PUT body of someone who knows the source's public key (the node map and
+// every block the source sent show it) but not its private key: a well-formed block with the
+// source's key and a digest that signs other bytes, then content.
+func BogusBody(t testing.TB, source *Node, content []byte, ttl string) []byte {
+	t.Helper()
+	return bodySigning(t, source, []byte("other bytes"), content, ttl)
+}
+
+// bodySigning returns a PUT body: the source's signature block over signed, an empty line,
+// content.
+func bodySigning(t testing.TB, source *Node, signed, content []byte, ttl string) []byte {
+	t.Helper()
+	block, err := sigblock.Sign(source.Key, "sha256", bytes.NewReader(signed), source.Hostname, "2026-01-01", "TEST", ttl)
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}
