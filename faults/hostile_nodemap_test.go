@@ -19,6 +19,32 @@ import (
 // second.
 const bigMapNodes = 200_000
 
+// mapRelay is a relay started on a 3-node map (root, src, n1); newcomer is in no map yet.
+type mapRelay struct {
+	p                       *proc
+	cfg, api, admin         string
+	nodesFile               string
+	root, src, n1, newcomer *relaytest.Node
+}
+
+// startMapRelay starts a relay whose data directory is under dataParent, with the given
+// storage.value_log_file_size (the largest value its store takes).
+func startMapRelay(t *testing.T, dataParent, valueLogFileSize string) mapRelay {
+	t.Helper()
+	dir := t.TempDir()
+	m := mapRelay{
+		root: relaytest.NewNode("root", "root", 0), src: relaytest.NewNode("src", "root", 1),
+		n1: relaytest.NewNode("n1", "root", 2), newcomer: relaytest.NewNode("newcomer", "root", 2),
+		nodesFile: filepath.Join(dir, "nodes.json"), api: relaytest.FreeAddr(t), admin: relaytest.FreeAddr(t),
+	}
+	relaytest.WriteFileAtomic(t, m.nodesFile, relaytest.NodeMap(m.root, m.src, m.n1))
+	s := baseSettings("root", filepath.Join(dataParent, "data"), m.nodesFile, m.api, m.admin)
+	s["storage.value_log_file_size"] = valueLogFileSize
+	m.cfg = writeConfig(t, dir, "relay.yaml", s)
+	m.p = startRelay(t, "relay", m.cfg, m.api, m.admin)
+	return m
+}
+
 // TestHostileBigNodeMap loads a 200,000-node map (about 30 MB, more than the store's largest
 // value) into a relay that had a small one, kills the relay with SIGKILL, replaces the nodes file
 // with garbage and starts it again: it routes with the big map, the newest that was in force,
@@ -27,18 +53,9 @@ const bigMapNodes = 200_000
 func TestHostileBigNodeMap(t *testing.T) {
 	needBinary(t)
 	began := time.Now()
-	dir := t.TempDir()
-	rootN := relaytest.NewNode("root", "root", 0)
-	src := relaytest.NewNode("src", "root", 1)
-	n1 := relaytest.NewNode("n1", "root", 2)
-	newcomer := relaytest.NewNode("newcomer", "root", 2)
-	nodes := filepath.Join(dir, "nodes.json")
-	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, n1))
-	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
-	s := baseSettings("root", filepath.Join(dir, "data"), nodes, api, admin)
-	s["storage.value_log_file_size"] = "16MiB"
-	cfg := writeConfig(t, dir, "relay.yaml", s)
-	p := startRelay(t, "relay", cfg, api, admin)
+	m := startMapRelay(t, t.TempDir(), "16MiB")
+	p, cfg, api, admin, nodes := m.p, m.cfg, m.api, m.admin, m.nodesFile
+	rootN, src, n1, newcomer := m.root, m.src, m.n1, m.newcomer
 
 	big := relaytest.BigNodeMap(bigMapNodes, rootN, src, n1, newcomer)
 	want := bigMapNodes + 4
@@ -83,18 +100,9 @@ func TestHostileBigNodeMapDiskFull(t *testing.T) {
 	needBinary(t)
 	began := time.Now()
 	mnt := mountTmpfs(t, "64m")
-	dir := t.TempDir()
-	rootN := relaytest.NewNode("root", "root", 0)
-	src := relaytest.NewNode("src", "root", 1)
-	n1 := relaytest.NewNode("n1", "root", 2)
-	newcomer := relaytest.NewNode("newcomer", "root", 2)
-	nodes := filepath.Join(dir, "nodes.json")
-	relaytest.WriteFileAtomic(t, nodes, relaytest.NodeMap(rootN, src, n1))
-	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
-	s := baseSettings("root", filepath.Join(mnt, "data"), nodes, api, admin)
-	s["storage.value_log_file_size"] = "1MiB" // a free-space reserve of 2 MiB
-	cfg := writeConfig(t, dir, "relay.yaml", s)
-	p := startRelay(t, "relay", cfg, api, admin)
+	m := startMapRelay(t, mnt, "1MiB") // a small free-space reserve
+	p, cfg, api, admin, nodes := m.p, m.cfg, m.api, m.admin, m.nodesFile
+	rootN, src, n1, newcomer := m.root, m.src, m.n1, m.newcomer
 	if st := status(t, p.api).NodeMap; !st.Kept {
 		t.Fatalf("small map not kept: %+v", st)
 	}
