@@ -20,7 +20,7 @@ TOOL        := $(GO) tool -modfile=tools/go.mod
 FUZZTIME    ?= 10s
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run test test-unit fuzz bench bench-quick lint proto proto-check cross cross-check test-32bit package package-test test-emulated verify-units clean
+.PHONY: help build run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check cross cross-check test-32bit package package-test test-emulated verify-units clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -55,6 +55,9 @@ bench: ## benchmark report vs the machine's limits (real binary, loopback) into 
 
 bench-quick: ## the benchmark report at small sizes (about a minute) on stdout; fails on errors, never on figures
 	$(GO) run ./bench/cmd/report -quick -command 'make bench-quick'
+
+bench-constrained: ## only the constrained section of the benchmark report (memory cgroup, small files, wear) on stdout; QUICK=1 for small sizes
+	$(GO) run ./bench/cmd/report -only constrained $(if $(QUICK),-quick) -command 'make bench-constrained$(if $(QUICK), QUICK=1)'
 
 lint: ## gofmt, go vet (linux and windows), staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -192,33 +192,16 @@ func (b *bench) edge(ctx context.Context) error {
 	cfg := relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), edge: &edgeListeners{edge: edgeAddr, admin: adminAddr, streams: n}}
 	ns := thousands(float64(n))
 
-	// Enrollment, on a first relay process.
-	p, err := startRelay(ctx, b.log, b.relay, cfg)
+	ids, took, err := b.enroll(ctx, cfg, n)
 	if err != nil {
 		return err
 	}
-	ids := filepath.Join(dir, "identities.jsonl")
-	keyFile := filepath.Join(cfg.dataDir(), keys.FileName)
-	enrollCmd := exec.CommandContext(ctx, b.edgeload, "enroll", "-edge", edgeAddr, "-key", keyFile,
-		"-issuer", keys.Issuer(config.Default().NodeID), "-n", strconv.Itoa(n), "-c", "64", "-out", ids)
-	enrollCmd.Stderr = os.Stderr
-	out, err := enrollCmd.Output()
-	if err := errors.Join(err, p.stop()); err != nil {
-		return fmt.Errorf("enroll %d daemons: %w", n, err)
-	}
-	var enrolled struct {
-		Took float64 `json:"took_s"`
-	}
-	if err := json.Unmarshal(out, &enrolled); err != nil {
-		return fmt.Errorf("edgeload enroll said %q: %w", out, err)
-	}
-	b.log.Info("edge: enrolled", "daemons", n, "took_s", math.Round(enrolled.Took*10)/10)
 	b.rep.add(Scenario{Name: "edge_enroll_rate", Section: edgeSection, Title: "enrollments per second (" + ns + " daemons)", Unit: "/s",
 		Command: fmt.Sprintf("`edgeload enroll -n %d -c 64`: AttestNode + ChallengeNode per daemon with an enrollment token signed by the relay's "+
-			"edge-signing.key, 64 at once, each a synced Badger transaction redeeming the jti", n)}, float64(n)/enrolled.Took)
+			"edge-signing.key, 64 at once, each a synced Badger transaction redeeming the jti", n)}, float64(n)/took)
 
 	// RSS per idle stream, on a fresh relay process.
-	p, err = startRelay(ctx, b.log, b.relay, cfg)
+	p, err := startRelay(ctx, b.log, b.relay, cfg)
 	if err != nil {
 		return err
 	}
@@ -305,6 +288,32 @@ func (b *bench) edge(ctx context.Context) error {
 		Note:    note}, errorsSeen).
 		goal("no error", errorsSeen == 0)
 	return nil
+}
+
+// enroll starts a relay with cfg (its edge listeners set), enrolls n daemons into it with
+// `edgeload enroll`, stops it, and returns the identities file and the seconds enrollment took.
+func (b *bench) enroll(ctx context.Context, cfg relayConfig, n int) (string, float64, error) {
+	p, err := startRelay(ctx, b.log, b.relay, cfg)
+	if err != nil {
+		return "", 0, err
+	}
+	ids := filepath.Join(cfg.dir, "identities.jsonl")
+	keyFile := filepath.Join(cfg.dataDir(), keys.FileName)
+	enrollCmd := exec.CommandContext(ctx, b.edgeload, "enroll", "-edge", cfg.edge.edge, "-key", keyFile,
+		"-issuer", keys.Issuer(config.Default().NodeID), "-n", strconv.Itoa(n), "-c", "64", "-out", ids)
+	enrollCmd.Stderr = os.Stderr
+	out, err := enrollCmd.Output()
+	if err := errors.Join(err, p.stop()); err != nil {
+		return "", 0, fmt.Errorf("enroll %d daemons: %w", n, err)
+	}
+	var enrolled struct {
+		Took float64 `json:"took_s"`
+	}
+	if err := json.Unmarshal(out, &enrolled); err != nil {
+		return "", 0, fmt.Errorf("edgeload enroll said %q: %w", out, err)
+	}
+	b.log.Info("edge: enrolled", "daemons", n, "took_s", math.Round(enrolled.Took*10)/10)
+	return ids, enrolled.Took, nil
 }
 
 // edgeInvokes measures InvokeTool round trips per second through the admin API: fleet

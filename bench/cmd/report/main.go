@@ -6,10 +6,15 @@
 // write+fsync speed, HEAD requests/s and latency (load from hey, a second process) against a
 // bare net/http server, RSS at rest with many files stored and during concurrent PUTs, cold
 // start, remote-run fan-out against its ideal time, the disk space returned after files
-// expire, the edge API, and the time and memory a big node map takes to load and keep.
+// expire, the edge API, the time and memory a big node map takes to load and keep, and the
+// constrained section: small PUTs against 16 threads writing and fsyncing 1 KiB files, disk
+// bytes written per content byte through expiry and value-log GC, and the relay with its
+// defaults in a 64 MiB memory cgroup (small PUTs, 1 MiB PUTs, restart, edge daemons; OOM
+// kills and peaks), skipped with a printed reason where no memory cgroup can be made.
 //
 //	go run ./bench/cmd/report -out bench      # full sizes; writes bench/REPORT.md and bench/report.json
 //	go run ./bench/cmd/report -quick          # small sizes, about a minute; report on stdout only
+//	go run ./bench/cmd/report -only constrained  # one section (or several, comma-separated); stdout only
 //
 // The Markdown report always goes to stdout, progress to stderr. Figures never fail the run;
 // errors (a relay that does not start, a request refused) do. Run it from the module root.
@@ -32,11 +37,11 @@ import (
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons, a 20,000-node map)")
+	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons, a 20,000-node map; constrained: 2,000 small PUTs, 20 × 1 MiB, 200 daemons)")
 	out := flag.String("out", "", "directory to write REPORT.md and report.json into (nothing written when empty)")
 	command := flag.String("command", "", "how this run was started, as shown in the report (default: the go run command line)")
 	base := flag.String("dir", os.Getenv("KEEL_BENCH_DIR"), "directory for the relays' data (default: the system temp dir; $KEEL_BENCH_DIR)")
-	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge, nodemap (default: all)")
+	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge, nodemap, constrained (default: all)")
 	flag.Parse()
 	if *command == "" {
 		*command = strings.TrimSpace("go run ./bench/cmd/report " + strings.Join(os.Args[1:], " "))
@@ -85,6 +90,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 		{"expiry", b.expiry},
 		{"edge", b.edge},
 		{"nodemap", b.nodeMaps},
+		{"constrained", b.constrained},
 	}
 	selected := map[string]bool{}
 	for _, name := range strings.Split(only, ",") {
@@ -97,7 +103,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 	}
 	for name := range selected {
 		if !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.name == name }) {
-			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge, nodemap)", name)
+			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge, nodemap, constrained)", name)
 		}
 	}
 	var failed []string

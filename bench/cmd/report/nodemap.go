@@ -109,11 +109,7 @@ func (b *bench) nodeMapLoad(ctx context.Context, n int, withGoals bool) error {
 	if ioAfter, err := processWriteBytes(p.pid()); err == nil && ioErr == nil {
 		written = ioAfter - ioBefore
 	}
-	var st relay.Status
-	body, err := do(ctx, newClient(1), http.MethodGet, p.url+statusPath, nil, http.StatusOK)
-	if err == nil {
-		err = json.Unmarshal(body, &st)
-	}
+	st, err := relayStatus(ctx, p)
 	if err != nil {
 		return fmt.Errorf("status after the reload: %w", err)
 	}
@@ -227,6 +223,19 @@ func benchUUID(i int) string {
 	sum := sha256.Sum256([]byte(fmt.Sprint(i)))
 	x := hex.EncodeToString(sum[:16])
 	return strings.Join([]string{x[:8], x[8:12], "4" + x[13:16], "8" + x[17:20], x[20:32]}, "-")
+}
+
+// relayStatus reads the relay's status route.
+func relayStatus(ctx context.Context, p *relayProc) (relay.Status, error) {
+	var st relay.Status
+	body, err := do(ctx, newClient(1), http.MethodGet, p.url+statusPath, nil, http.StatusOK)
+	if err == nil {
+		err = json.Unmarshal(body, &st)
+	}
+	if err != nil {
+		return relay.Status{}, fmt.Errorf("relay status: %w", err)
+	}
+	return st, nil
 }
 
 // processWriteBytes returns the bytes pid caused to be written to storage (write_bytes in

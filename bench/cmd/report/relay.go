@@ -101,9 +101,16 @@ type relayConfig struct {
 	// edge, when set, enables the edge API and the admin listener at fixed addresses (kept
 	// across restarts); otherwise both are off.
 	edge *edgeListeners
+	// plain keeps the packaged defaults for everything but where the files and listeners are
+	// (and the log level): no max_body, no edge limits raised. The other fields still apply.
+	plain bool
+	// cgroup, when set, is the directory of a cgroup the relay runs in from its first
+	// instruction: a shell puts itself there (writes its pid to cgroup.procs), then execs it.
+	cgroup string
 }
 
-// edgeListeners are the addresses of an edge relay, and the streams it must hold.
+// edgeListeners are the addresses of an edge relay, and the streams it must hold (with
+// enrollment limits raised to enroll them quickly); streams 0 keeps the default limits.
 type edgeListeners struct {
 	edge, admin string
 	streams     int
@@ -116,16 +123,21 @@ func (c relayConfig) dataDir() string { return filepath.Join(c.dir, "data") }
 func (c relayConfig) yaml(api string) string {
 	var b strings.Builder
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) } // JSON strings are YAML strings
-	fmt.Fprintf(&b, "data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n  max_body: 1GiB\n",
+	fmt.Fprintf(&b, "data_dir: %s\nnodes_file: %s\nlog:\n  level: warn\nhttp:\n  listen: %s\n",
 		q(c.dataDir()), q(filepath.Join(c.dir, "nodes.json")), q(api))
+	if !c.plain {
+		b.WriteString("  max_body: 1GiB\n")
+	}
 	if c.maxUploads > 0 { // the load comes from one address: it may take every slot
 		fmt.Fprintf(&b, "  max_concurrent_uploads: %d\n  max_uploads_per_client: %d\n", c.maxUploads, c.maxUploads)
 	}
 	if c.edge == nil {
 		b.WriteString("admin:\n  listen: \"\"\nedge:\n  enabled: false\n")
 	} else {
-		fmt.Fprintf(&b, "admin:\n  listen: %s\nedge:\n  enabled: true\n  listen: %s\n  attest_per_minute: 10000\n"+
-			"  max_pending_challenges: 100000\n  max_streams: %d\n", q(c.edge.admin), q(c.edge.edge), c.edge.streams+1000)
+		fmt.Fprintf(&b, "admin:\n  listen: %s\nedge:\n  enabled: true\n  listen: %s\n", q(c.edge.admin), q(c.edge.edge))
+		if c.edge.streams > 0 {
+			fmt.Fprintf(&b, "  attest_per_minute: 10000\n  max_pending_challenges: 100000\n  max_streams: %d\n", c.edge.streams+1000)
+		}
 	}
 	if c.cleanup > 0 {
 		fmt.Fprintf(&b, "shared_files:\n  cleanup_interval: %s\n", c.cleanup)
@@ -197,6 +209,12 @@ func tryStart(ctx context.Context, binary string, cfg relayConfig) (*relayProc, 
 	}
 	defer logFile.Close() // the child has its own descriptor
 	cmd := exec.Command(binary, "run", "--config", cfgPath)
+	if cfg.cgroup != "" {
+		// The shell joins the cgroup, then becomes the relay (same pid): nothing of the relay
+		// runs outside it.
+		cmd = exec.Command("/bin/sh", "-c", `echo $$ > "$1" && shift && exec "$@"`, "sh",
+			filepath.Join(cfg.cgroup, "cgroup.procs"), binary, "run", "--config", cfgPath)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	p := &relayProc{cmd: cmd, url: "http://" + api, cfg: cfg, logPath: logPath, exited: make(chan struct{})}
 	start := time.Now()
@@ -231,13 +249,17 @@ func tryStart(ctx context.Context, binary string, cfg relayConfig) (*relayProc, 
 }
 
 // stop drains the relay (SIGINT) and kills it if it has not exited within 30 s.
-func (p *relayProc) stop() error {
+func (p *relayProc) stop() error { return p.stopWith(os.Interrupt) }
+
+// stopWith drains the relay with sig (SIGINT or SIGTERM) and kills it if it has not exited
+// within 30 s.
+func (p *relayProc) stopWith(sig os.Signal) error {
 	select {
 	case <-p.exited:
 		return nil
 	default:
 	}
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("signal relay %d: %w", p.cmd.Process.Pid, err)
 	}
 	select {
@@ -246,7 +268,7 @@ func (p *relayProc) stop() error {
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
-		return fmt.Errorf("relay %d did not stop within 30s after SIGINT; killed", p.cmd.Process.Pid)
+		return fmt.Errorf("relay %d did not stop within 30s after %v; killed", p.cmd.Process.Pid, sig)
 	}
 }
 

@@ -101,6 +101,14 @@ func TestRelayConfigAccepted(t *testing.T) {
 		{"uploads and cleanup", relayConfig{dir: "/tmp/x y", maxUploads: 128, cleanup: time.Second}, func(c *config.Config) bool {
 			return c.DataDir == "/tmp/x y/data" && c.HTTP.MaxConcurrentUploads == 128 && c.HTTP.MaxUploadsPerClient == 128 && c.SharedFiles.CleanupInterval == time.Second
 		}},
+		{"plain, edge with default limits", relayConfig{dir: "/tmp/x", plain: true, edge: &edgeListeners{edge: "127.0.0.1:1", admin: "127.0.0.1:2"}},
+			func(c *config.Config) bool {
+				d := config.Default()
+				return c.HTTP.MaxBody == d.HTTP.MaxBody && c.Edge.Enabled && c.Edge.Listen == "127.0.0.1:1" && c.Admin.Listen == "127.0.0.1:2" &&
+					c.Edge.MaxStreams == d.Edge.MaxStreams && c.Edge.AttestPerMinute == d.Edge.AttestPerMinute
+			}},
+		{"edge for enrollment", relayConfig{dir: "/tmp/x", edge: &edgeListeners{edge: "127.0.0.1:1", admin: "127.0.0.1:2", streams: 2000}},
+			func(c *config.Config) bool { return c.Edge.MaxStreams == 3000 && c.Edge.AttestPerMinute == 10000 }},
 		{"remote run", relayConfig{dir: "/tmp/x", command: []string{"/bin/sleep", "0.2"}, concurrency: 32}, func(c *config.Config) bool {
 			return reflect.DeepEqual(c.RemoteRun.Command, []string{"/bin/sleep", "0.2"}) && c.RemoteRun.Concurrency == 32
 		}},

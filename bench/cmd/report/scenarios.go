@@ -56,6 +56,12 @@ type params struct {
 	edgeInvokes       int           // InvokeTool round trips measured (at least)
 	nodeMapNodes      int           // entries of the node map loaded (goals apply to it)
 	bigNodeMapNodes   int           // entries of a second, bigger map loaded; 0 = none
+	// The constrained section: small 1 KiB PUTs from 16 clients (also the fsync baseline's
+	// file count), concurrent 1 MiB PUTs and edge daemons in the memory cgroup; files of the
+	// wear figures, and how long write_bytes must stay still after expiry.
+	smallPuts, bigPuts, cgEdgeN int
+	wearSmall, wearBig          int
+	wearPlateau                 time.Duration
 }
 
 func fullParams() params {
@@ -66,6 +72,7 @@ func fullParams() params {
 		expiryFiles: 64, expirySize: 16 * mib, plateau: 10 * time.Second, expiryMax: 60 * time.Second,
 		edgeN: 10000, edgeInvokes: 50000,
 		nodeMapNodes: 100_000, bigNodeMapNodes: 1_000_006,
+		smallPuts: 20000, bigPuts: 100, cgEdgeN: 2000, wearSmall: 20000, wearBig: 200, wearPlateau: 5 * time.Second,
 	}
 }
 
@@ -82,6 +89,8 @@ func quickParams() params {
 	p.plateau = 5 * time.Second
 	p.edgeN, p.edgeInvokes = 200, 5000
 	p.nodeMapNodes, p.bigNodeMapNodes = 20_000, 0
+	p.smallPuts, p.bigPuts, p.cgEdgeN = 2000, 20, 200
+	p.wearSmall, p.wearBig, p.wearPlateau = 2000, 20, 3*time.Second
 	return p
 }
 
@@ -269,6 +278,9 @@ func (b *bench) puts(ctx context.Context) error {
 		b.rep.add(Scenario{Name: "put_" + c.name + "_vs_disk", Section: putSection, Title: c.label + " PUT vs disk",
 			Unit: "MB/s", Command: cmd + "; limit: new " + c.label + " files written then fsynced in the same file system, median of 5 rounds"}, speed/mb).
 			against("disk write+fsync of "+c.label+" files", c.disk/mb, "MB/s")
+		if c.size == 64*mib {
+			b.addPut64Limit(cmd, putSection)
+		}
 		b.log.Info("PUT", "size", c.label, "MBps", math.Round(speed/mb))
 	}
 	if err := b.putTmpfs(ctx); err != nil {
