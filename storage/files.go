@@ -238,6 +238,9 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		return err
 	}
 	replaced := false
+	// Holding the file's stripe, no other commit, delete or expiry of this file runs
+	// meanwhile: the transaction below cannot conflict (see keyLocks).
+	unlock := s.keys.lock(fileKey(meta.Key))
 	err := s.updateSized(u.staged()+int64(len(meta.Header)), func(txn *badger.Txn) error {
 		replaced = false
 		chunks, err := u.stage(txn)
@@ -276,6 +279,7 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		}
 		return txn.Set(ttlKey(meta.Expires.Unix(), meta.Key), nil)
 	})
+	unlock()
 	if err != nil {
 		u.Abort()
 		return fmt.Errorf("storage: commit file %s: %w", meta.Key, err)
@@ -330,6 +334,7 @@ func (s *Store) OpenFile(k FileKey) (FileMeta, io.ReadCloser, error) {
 // DeleteFile removes a stored file; its chunks are left to the sweeper.
 func (s *Store) DeleteFile(k FileKey) error {
 	deleted := false
+	unlock := s.keys.lock(fileKey(k))
 	err := s.reclaim(func(txn *badger.Txn) error {
 		deleted = false
 		meta, err := getFile(txn, k)
@@ -339,6 +344,7 @@ func (s *Store) DeleteFile(k FileKey) error {
 		deleted = true
 		return dropFile(txn, meta)
 	})
+	unlock()
 	if err != nil {
 		return err
 	}
@@ -387,19 +393,38 @@ func (s *Store) ExpireFiles(now time.Time, limit int) (int, error) {
 // expireBatch deletes up to n expired files in one transaction; it returns how many index
 // entries it consumed (stale ones included: a short count means the index is drained) and
 // how many files it deleted.
+//
+// It lists the expired entries from a snapshot first, then takes the stripes of their files
+// (keyLocks) and deletes in a transaction that reads only the file records: a PUT of one
+// of these files waits for it, or runs before it, and neither fails with a conflict.
 func (s *Store) expireBatch(now int64, n int) (consumed, files int, err error) {
-	err = s.reclaim(func(txn *badger.Txn) error {
-		consumed, files = 0, 0
-		var keys [][]byte
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTTL)})
+	var keys, fks [][]byte
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTTL), PrefetchValues: false})
+		defer it.Close()
 		for it.Rewind(); it.Valid() && len(keys) < n; it.Next() {
-			exp, _, ok := parseTTLKey(it.Item().Key())
+			key := it.Item().KeyCopy(nil)
+			exp, fk, ok := parseTTLKey(key)
 			if ok && exp > now {
 				break
 			}
-			keys = append(keys, it.Item().KeyCopy(nil))
+			keys = append(keys, key)
+			if ok {
+				fks = append(fks, fileKey(fk))
+			}
 		}
-		it.Close()
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("storage: expire files: list: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, 0, nil
+	}
+	unlock := s.keys.lock(fks...)
+	defer unlock()
+	err = s.reclaim(func(txn *badger.Txn) error {
+		consumed, files = 0, 0
 		for _, key := range keys {
 			consumed++
 			exp, fk, ok := parseTTLKey(key)

@@ -91,12 +91,28 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		u.Abort()
 		return err
 	}
+	// jobMu serialises the queue's transactions (none conflicts with another) and keeps
+	// the job count exact; the fsync after it is shared with other callers (syncer).
 	s.jobMu.Lock()
-	defer s.jobMu.Unlock()
-	seq, err := s.nextUploadID()
+	superseded, err := s.enqueue(u, &job)
+	if err == nil && !superseded {
+		s.jobs.Add(1)
+	}
+	s.jobMu.Unlock()
 	if err != nil {
 		u.Abort()
-		return err
+		return fmt.Errorf("storage: queue %s: %w", job.File, err)
+	}
+	u.release()
+	return s.syncIfDurable()
+}
+
+// enqueue commits job (its key set from a fresh sequence number) with the upload's content
+// staged; jobMu is held. It reports whether the job superseded a queued copy.
+func (s *Store) enqueue(u *Upload, job *Job) (superseded bool, err error) {
+	seq, err := s.nextUploadID()
+	if err != nil {
+		return false, err
 	}
 	if job.Due.IsZero() {
 		job.Due = time.Now()
@@ -105,7 +121,6 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		job.Queued = time.Now()
 	}
 	job.key = jobKey(job.Due.UnixNano(), seq)
-	superseded := false
 	err = s.updateSized(u.staged()+int64(len(job.Header)), func(txn *badger.Txn) error {
 		superseded = false
 		chunks, err := u.stage(txn)
@@ -113,7 +128,7 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 			return err
 		}
 		job.upload, job.chunks, job.Size = u.id, chunks, u.size
-		val, err := encodeJob(job)
+		val, err := encodeJob(*job)
 		if err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
@@ -146,15 +161,7 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		}
 		return txn.Set(idx, job.key)
 	})
-	if err != nil {
-		u.Abort()
-		return fmt.Errorf("storage: queue %s: %w", job.File, err)
-	}
-	u.release()
-	if !superseded {
-		s.jobs.Add(1)
-	}
-	return s.syncIfDurable()
+	return superseded, err
 }
 
 func getJob(txn *badger.Txn, key []byte) (Job, error) {
@@ -268,7 +275,6 @@ func (s *Store) OpenJob(job Job) (io.ReadCloser, error) {
 // already gone is not an error.
 func (s *Store) CompleteJob(job Job) error {
 	s.jobMu.Lock()
-	defer s.jobMu.Unlock()
 	removed := false
 	err := s.reclaim(func(txn *badger.Txn) error {
 		removed = false
@@ -282,11 +288,12 @@ func (s *Store) CompleteJob(job Job) error {
 		removed = true
 		return dropJob(txn, cur)
 	})
+	if err == nil && removed {
+		s.jobs.Add(-1)
+	}
+	s.jobMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("storage: complete job %s for %s: %w", job.ID(), job.File, err)
-	}
-	if removed {
-		s.jobs.Add(-1)
 	}
 	return s.syncIfDurable()
 }

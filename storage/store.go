@@ -112,6 +112,13 @@ type Store struct {
 
 	// freeSpaceFn measures the free space of a directory (freeSpace; tests replace it).
 	freeSpaceFn atomic.Pointer[func(dir string) (int64, error)]
+
+	// syncs shares fsyncs among concurrent acknowledgement points (group commit, syncer.go).
+	syncs *syncer
+
+	// keys serialises the read-modify-write transactions of one record (a file, a queued
+	// file), so that they never conflict with each other (keylocks.go).
+	keys keyLocks
 }
 
 // freeSpace measures the free space of dir's file system (-1: unknown).
@@ -136,6 +143,7 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
 	}
 	s := &Store{opts: opts, log: log}
+	s.syncs = newSyncer(s.syncNow)
 	if opts.freeSpace != nil {
 		s.setFreeSpace(opts.freeSpace)
 	} else {
@@ -275,15 +283,20 @@ func (s *Store) Close() error {
 // Options returns the options the store was opened with.
 func (s *Store) Options() Options { return s.opts }
 
-// Sync flushes Badger's write-ahead log and value log to disk.
-func (s *Store) Sync() error {
+// Sync flushes Badger's write-ahead log and value log to disk: everything written before it
+// was called is durable when it returns nil. Concurrent calls share their fsyncs (syncer).
+func (s *Store) Sync() error { return s.syncs.sync() }
+
+// syncNow is one fsync of Badger's logs.
+func (s *Store) syncNow() error {
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("storage: sync: %w", err)
 	}
 	return nil
 }
 
-// syncIfDurable syncs when the store is configured to acknowledge only durable writes.
+// syncIfDurable syncs when the store is configured to acknowledge only durable writes. The
+// fsync is shared with the concurrent callers (group commit, syncer.go).
 func (s *Store) syncIfDurable() error {
 	if !s.opts.SyncWrites {
 		return nil
