@@ -28,7 +28,8 @@ type FileMeta struct {
 	chunks    uint32
 }
 
-// fileRecord is FileMeta's stored form (version 1).
+// fileRecord is FileMeta's stored form in version 1 (JSON), still read; encodeFile writes
+// version 2 (record.go).
 type fileRecord struct {
 	V         int    `json:"v"`
 	Header    []byte `json:"header"`
@@ -41,14 +42,40 @@ type fileRecord struct {
 	Chunks    uint32 `json:"chunks"`
 }
 
+// encodeFile returns m's record (version 2): header, algorithm, hash, size, expires (Unix
+// seconds), stored (Unix milliseconds), upload, chunks.
 func encodeFile(m FileMeta) ([]byte, error) {
-	return json.Marshal(fileRecord{
-		V: 1, Header: m.Header, Algorithm: m.Algorithm, Hash: m.Hash, Size: m.Size,
-		Expires: m.Expires.Unix(), Stored: m.Stored.UnixMilli(), Upload: m.upload, Chunks: m.chunks,
-	})
+	w := newRecord(len(m.Header) + len(m.Algorithm) + len(m.Hash))
+	w.bytes(m.Header)
+	w.string(m.Algorithm)
+	w.string(m.Hash)
+	w.int(m.Size)
+	w.int(m.Expires.Unix())
+	w.int(m.Stored.UnixMilli())
+	w.uint(m.upload)
+	w.uint(uint64(m.chunks))
+	return w.b, nil
 }
 
+// decodeFile reads a record of version 2 or 1.
 func decodeFile(k FileKey, b []byte) (FileMeta, error) {
+	if len(b) > 0 && b[0] == '{' {
+		return decodeFileV1(k, b)
+	}
+	r := readRecord(b)
+	m := FileMeta{Key: k, Header: r.bytes(), Algorithm: r.string(), Hash: r.string(), Size: r.int()}
+	expires, stored, upload, chunks := r.int(), r.int(), r.uint(), r.uint()
+	if err := r.done(); err != nil {
+		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %w", k, err)
+	}
+	if chunks > 1<<32-1 || m.Size < 0 {
+		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %d chunks, size %d", k, chunks, m.Size)
+	}
+	m.Expires, m.Stored, m.upload, m.chunks = time.Unix(expires, 0), time.UnixMilli(stored), upload, uint32(chunks)
+	return m, nil
+}
+
+func decodeFileV1(k FileKey, b []byte) (FileMeta, error) {
 	var r fileRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %w", k, err)

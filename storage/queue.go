@@ -41,6 +41,8 @@ func (j Job) ID() string {
 	return fmt.Sprintf("%d", binary.BigEndian.Uint64(j.key[len(prefixJob)+8:]))
 }
 
+// jobRecord is a Job's stored form in version 1 (JSON), still read; encodeJob writes
+// version 2 (record.go).
 type jobRecord struct {
 	V         int    `json:"v"`
 	File      string `json:"file"`
@@ -55,21 +57,53 @@ type jobRecord struct {
 	Chunks    uint32 `json:"chunks"`
 }
 
+// encodeJob returns j's record (version 2): file, header, next hop, size, expires (Unix
+// seconds), attempts, last error, queued (Unix milliseconds), upload, chunks. The due time
+// is in the key.
 func encodeJob(j Job) ([]byte, error) {
-	return json.Marshal(jobRecord{
-		V: 1, File: j.File.String(), Header: j.Header, NextHop: j.NextHop, Size: j.Size,
-		Expires: j.Expires.Unix(), Attempts: j.Attempts, LastError: j.LastError,
-		Queued: j.Queued.UnixMilli(), Upload: j.upload, Chunks: j.chunks,
-	})
+	file := j.File.String()
+	w := newRecord(len(file) + len(j.Header) + len(j.NextHop) + len(j.LastError))
+	w.string(file)
+	w.bytes(j.Header)
+	w.string(j.NextHop)
+	w.int(j.Size)
+	w.int(j.Expires.Unix())
+	w.int(int64(j.Attempts))
+	w.string(j.LastError)
+	w.int(j.Queued.UnixMilli())
+	w.uint(j.upload)
+	w.uint(uint64(j.chunks))
+	return w.b, nil
 }
 
+// decodeJob reads the record of version 2 or 1 stored under key.
 func decodeJob(key, b []byte) (Job, error) {
-	var r jobRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+	if len(key) != len(prefixJob)+16 {
+		return Job{}, fmt.Errorf("storage: job %x: bad key", key)
 	}
-	if r.V != 1 {
-		return Job{}, fmt.Errorf("storage: job %x: unknown record version %d", key, r.V)
+	var r jobRecord
+	if len(b) > 0 && b[0] == '{' {
+		if err := json.Unmarshal(b, &r); err != nil {
+			return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+		}
+		if r.V != 1 {
+			return Job{}, fmt.Errorf("storage: job %x: unknown record version %d", key, r.V)
+		}
+	} else {
+		rd := readRecord(b)
+		r = jobRecord{File: rd.string(), Header: rd.bytes(), NextHop: rd.string(), Size: rd.int(),
+			Expires: rd.int(), Attempts: int(rd.int()), LastError: rd.string(), Queued: rd.int()}
+		upload, chunks := rd.uint(), rd.uint()
+		if err := rd.done(); err != nil {
+			return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+		}
+		if chunks > 1<<32-1 {
+			return Job{}, fmt.Errorf("storage: job %x: corrupt record: %d chunks", key, chunks)
+		}
+		r.Upload, r.Chunks = upload, uint32(chunks)
+	}
+	if r.Size < 0 {
+		return Job{}, fmt.Errorf("storage: job %x: corrupt record: size %d", key, r.Size)
 	}
 	fk, ok := parseFileKey(r.File)
 	if !ok {
