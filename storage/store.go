@@ -73,7 +73,7 @@ func DefaultOptions(dir string) Options {
 		BlockCacheSize:   8 << 20,
 		IndexCacheSize:   4 << 20,
 		ValueLogFileSize: 64 << 20,
-		ValueThreshold:   4 << 10,
+		ValueThreshold:   512,
 		NumCompactors:    2,
 		ChunkSize:        256 << 10,
 		SyncWrites:       true,
@@ -115,6 +115,8 @@ type Store struct {
 
 	// syncs shares fsyncs among concurrent acknowledgement points (group commit, syncer.go).
 	syncs *syncer
+	// advice keeps read-ahead off the logs Badger appends to (logadvice.go).
+	advice *logAdvice
 
 	// keys serialises the read-modify-write transactions of one record (a file, a queued
 	// file), so that they never conflict with each other (keylocks.go).
@@ -144,6 +146,7 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 	}
 	s := &Store{opts: opts, log: log}
 	s.syncs = newSyncer(s.syncNow)
+	s.advice = newLogAdvice(opts.Dir)
 	if opts.freeSpace != nil {
 		s.setFreeSpace(opts.freeSpace)
 	} else {
@@ -176,6 +179,7 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("storage: open %s (is another keel-relay using it?): %w", opts.Dir, err)
 	}
 	s.db = db
+	s.advice.refresh(true)
 	s.seq, err = db.GetSequence([]byte(keySeqUpload), 256)
 	if err != nil {
 		_ = db.Close()
@@ -289,6 +293,7 @@ func (s *Store) Sync() error { return s.syncs.sync() }
 
 // syncNow is one fsync of Badger's logs.
 func (s *Store) syncNow() error {
+	s.advice.refresh(false)
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("storage: sync: %w", err)
 	}
