@@ -28,7 +28,8 @@ type FileMeta struct {
 	chunks    uint32
 }
 
-// fileRecord is FileMeta's stored form (version 1).
+// fileRecord is FileMeta's stored form in version 1 (JSON), still read; encodeFile writes
+// version 2 (record.go).
 type fileRecord struct {
 	V         int    `json:"v"`
 	Header    []byte `json:"header"`
@@ -41,14 +42,40 @@ type fileRecord struct {
 	Chunks    uint32 `json:"chunks"`
 }
 
+// encodeFile returns m's record (version 2): header, algorithm, hash, size, expires (Unix
+// seconds), stored (Unix milliseconds), upload, chunks.
 func encodeFile(m FileMeta) ([]byte, error) {
-	return json.Marshal(fileRecord{
-		V: 1, Header: m.Header, Algorithm: m.Algorithm, Hash: m.Hash, Size: m.Size,
-		Expires: m.Expires.Unix(), Stored: m.Stored.UnixMilli(), Upload: m.upload, Chunks: m.chunks,
-	})
+	w := newRecord(len(m.Header) + len(m.Algorithm) + len(m.Hash))
+	w.bytes(m.Header)
+	w.string(m.Algorithm)
+	w.string(m.Hash)
+	w.int(m.Size)
+	w.int(m.Expires.Unix())
+	w.int(m.Stored.UnixMilli())
+	w.uint(m.upload)
+	w.uint(uint64(m.chunks))
+	return w.b, nil
 }
 
+// decodeFile reads a record of version 2 or 1.
 func decodeFile(k FileKey, b []byte) (FileMeta, error) {
+	if len(b) > 0 && b[0] == '{' {
+		return decodeFileV1(k, b)
+	}
+	r := readRecord(b)
+	m := FileMeta{Key: k, Header: r.bytes(), Algorithm: r.string(), Hash: r.string(), Size: r.int()}
+	expires, stored, upload, chunks := r.int(), r.int(), r.uint(), r.uint()
+	if err := r.done(); err != nil {
+		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %w", k, err)
+	}
+	if chunks > 1<<32-1 || m.Size < 0 {
+		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %d chunks, size %d", k, chunks, m.Size)
+	}
+	m.Expires, m.Stored, m.upload, m.chunks = time.Unix(expires, 0), time.UnixMilli(stored), upload, uint32(chunks)
+	return m, nil
+}
+
+func decodeFileV1(k FileKey, b []byte) (FileMeta, error) {
 	var r fileRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return FileMeta{}, fmt.Errorf("storage: file %s: corrupt record: %w", k, err)
@@ -238,6 +265,9 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		return err
 	}
 	replaced := false
+	// Holding the file's stripe, no other commit, delete or expiry of this file runs
+	// meanwhile: the transaction below cannot conflict (see keyLocks).
+	unlock := s.keys.lock(fileKey(meta.Key))
 	err := s.updateSized(u.staged()+int64(len(meta.Header)), func(txn *badger.Txn) error {
 		replaced = false
 		chunks, err := u.stage(txn)
@@ -276,6 +306,7 @@ func (s *Store) CommitFile(u *Upload, meta FileMeta) error {
 		}
 		return txn.Set(ttlKey(meta.Expires.Unix(), meta.Key), nil)
 	})
+	unlock()
 	if err != nil {
 		u.Abort()
 		return fmt.Errorf("storage: commit file %s: %w", meta.Key, err)
@@ -330,6 +361,7 @@ func (s *Store) OpenFile(k FileKey) (FileMeta, io.ReadCloser, error) {
 // DeleteFile removes a stored file; its chunks are left to the sweeper.
 func (s *Store) DeleteFile(k FileKey) error {
 	deleted := false
+	unlock := s.keys.lock(fileKey(k))
 	err := s.reclaim(func(txn *badger.Txn) error {
 		deleted = false
 		meta, err := getFile(txn, k)
@@ -339,6 +371,7 @@ func (s *Store) DeleteFile(k FileKey) error {
 		deleted = true
 		return dropFile(txn, meta)
 	})
+	unlock()
 	if err != nil {
 		return err
 	}
@@ -387,19 +420,38 @@ func (s *Store) ExpireFiles(now time.Time, limit int) (int, error) {
 // expireBatch deletes up to n expired files in one transaction; it returns how many index
 // entries it consumed (stale ones included: a short count means the index is drained) and
 // how many files it deleted.
+//
+// It lists the expired entries from a snapshot first, then takes the stripes of their files
+// (keyLocks) and deletes in a transaction that reads only the file records: a PUT of one
+// of these files waits for it, or runs before it, and neither fails with a conflict.
 func (s *Store) expireBatch(now int64, n int) (consumed, files int, err error) {
-	err = s.reclaim(func(txn *badger.Txn) error {
-		consumed, files = 0, 0
-		var keys [][]byte
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTTL)})
+	var keys, fks [][]byte
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTTL), PrefetchValues: false})
+		defer it.Close()
 		for it.Rewind(); it.Valid() && len(keys) < n; it.Next() {
-			exp, _, ok := parseTTLKey(it.Item().Key())
+			key := it.Item().KeyCopy(nil)
+			exp, fk, ok := parseTTLKey(key)
 			if ok && exp > now {
 				break
 			}
-			keys = append(keys, it.Item().KeyCopy(nil))
+			keys = append(keys, key)
+			if ok {
+				fks = append(fks, fileKey(fk))
+			}
 		}
-		it.Close()
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("storage: expire files: list: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, 0, nil
+	}
+	unlock := s.keys.lock(fks...)
+	defer unlock()
+	err = s.reclaim(func(txn *badger.Txn) error {
+		consumed, files = 0, 0
 		for _, key := range keys {
 			consumed++
 			exp, fk, ok := parseTTLKey(key)

@@ -41,6 +41,8 @@ func (j Job) ID() string {
 	return fmt.Sprintf("%d", binary.BigEndian.Uint64(j.key[len(prefixJob)+8:]))
 }
 
+// jobRecord is a Job's stored form in version 1 (JSON), still read; encodeJob writes
+// version 2 (record.go).
 type jobRecord struct {
 	V         int    `json:"v"`
 	File      string `json:"file"`
@@ -55,21 +57,53 @@ type jobRecord struct {
 	Chunks    uint32 `json:"chunks"`
 }
 
+// encodeJob returns j's record (version 2): file, header, next hop, size, expires (Unix
+// seconds), attempts, last error, queued (Unix milliseconds), upload, chunks. The due time
+// is in the key.
 func encodeJob(j Job) ([]byte, error) {
-	return json.Marshal(jobRecord{
-		V: 1, File: j.File.String(), Header: j.Header, NextHop: j.NextHop, Size: j.Size,
-		Expires: j.Expires.Unix(), Attempts: j.Attempts, LastError: j.LastError,
-		Queued: j.Queued.UnixMilli(), Upload: j.upload, Chunks: j.chunks,
-	})
+	file := j.File.String()
+	w := newRecord(len(file) + len(j.Header) + len(j.NextHop) + len(j.LastError))
+	w.string(file)
+	w.bytes(j.Header)
+	w.string(j.NextHop)
+	w.int(j.Size)
+	w.int(j.Expires.Unix())
+	w.int(int64(j.Attempts))
+	w.string(j.LastError)
+	w.int(j.Queued.UnixMilli())
+	w.uint(j.upload)
+	w.uint(uint64(j.chunks))
+	return w.b, nil
 }
 
+// decodeJob reads the record of version 2 or 1 stored under key.
 func decodeJob(key, b []byte) (Job, error) {
-	var r jobRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+	if len(key) != len(prefixJob)+16 {
+		return Job{}, fmt.Errorf("storage: job %x: bad key", key)
 	}
-	if r.V != 1 {
-		return Job{}, fmt.Errorf("storage: job %x: unknown record version %d", key, r.V)
+	var r jobRecord
+	if len(b) > 0 && b[0] == '{' {
+		if err := json.Unmarshal(b, &r); err != nil {
+			return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+		}
+		if r.V != 1 {
+			return Job{}, fmt.Errorf("storage: job %x: unknown record version %d", key, r.V)
+		}
+	} else {
+		rd := readRecord(b)
+		r = jobRecord{File: rd.string(), Header: rd.bytes(), NextHop: rd.string(), Size: rd.int(),
+			Expires: rd.int(), Attempts: int(rd.int()), LastError: rd.string(), Queued: rd.int()}
+		upload, chunks := rd.uint(), rd.uint()
+		if err := rd.done(); err != nil {
+			return Job{}, fmt.Errorf("storage: job %x: corrupt record: %w", key, err)
+		}
+		if chunks > 1<<32-1 {
+			return Job{}, fmt.Errorf("storage: job %x: corrupt record: %d chunks", key, chunks)
+		}
+		r.Upload, r.Chunks = upload, uint32(chunks)
+	}
+	if r.Size < 0 {
+		return Job{}, fmt.Errorf("storage: job %x: corrupt record: size %d", key, r.Size)
 	}
 	fk, ok := parseFileKey(r.File)
 	if !ok {
@@ -91,12 +125,28 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		u.Abort()
 		return err
 	}
+	// jobMu serialises the queue's transactions (none conflicts with another) and keeps
+	// the job count exact; the fsync after it is shared with other callers (syncer).
 	s.jobMu.Lock()
-	defer s.jobMu.Unlock()
-	seq, err := s.nextUploadID()
+	superseded, err := s.enqueue(u, &job)
+	if err == nil && !superseded {
+		s.jobs.Add(1)
+	}
+	s.jobMu.Unlock()
 	if err != nil {
 		u.Abort()
-		return err
+		return fmt.Errorf("storage: queue %s: %w", job.File, err)
+	}
+	u.release()
+	return s.syncIfDurable()
+}
+
+// enqueue commits job (its key set from a fresh sequence number) with the upload's content
+// staged; jobMu is held. It reports whether the job superseded a queued copy.
+func (s *Store) enqueue(u *Upload, job *Job) (superseded bool, err error) {
+	seq, err := s.nextUploadID()
+	if err != nil {
+		return false, err
 	}
 	if job.Due.IsZero() {
 		job.Due = time.Now()
@@ -105,7 +155,6 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		job.Queued = time.Now()
 	}
 	job.key = jobKey(job.Due.UnixNano(), seq)
-	superseded := false
 	err = s.updateSized(u.staged()+int64(len(job.Header)), func(txn *badger.Txn) error {
 		superseded = false
 		chunks, err := u.stage(txn)
@@ -113,7 +162,7 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 			return err
 		}
 		job.upload, job.chunks, job.Size = u.id, chunks, u.size
-		val, err := encodeJob(job)
+		val, err := encodeJob(*job)
 		if err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
@@ -146,15 +195,7 @@ func (s *Store) Enqueue(u *Upload, job Job) error {
 		}
 		return txn.Set(idx, job.key)
 	})
-	if err != nil {
-		u.Abort()
-		return fmt.Errorf("storage: queue %s: %w", job.File, err)
-	}
-	u.release()
-	if !superseded {
-		s.jobs.Add(1)
-	}
-	return s.syncIfDurable()
+	return superseded, err
 }
 
 func getJob(txn *badger.Txn, key []byte) (Job, error) {
@@ -268,7 +309,6 @@ func (s *Store) OpenJob(job Job) (io.ReadCloser, error) {
 // already gone is not an error.
 func (s *Store) CompleteJob(job Job) error {
 	s.jobMu.Lock()
-	defer s.jobMu.Unlock()
 	removed := false
 	err := s.reclaim(func(txn *badger.Txn) error {
 		removed = false
@@ -282,11 +322,12 @@ func (s *Store) CompleteJob(job Job) error {
 		removed = true
 		return dropJob(txn, cur)
 	})
+	if err == nil && removed {
+		s.jobs.Add(-1)
+	}
+	s.jobMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("storage: complete job %s for %s: %w", job.ID(), job.File, err)
-	}
-	if removed {
-		s.jobs.Add(-1)
 	}
 	return s.syncIfDurable()
 }

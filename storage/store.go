@@ -73,7 +73,7 @@ func DefaultOptions(dir string) Options {
 		BlockCacheSize:   8 << 20,
 		IndexCacheSize:   4 << 20,
 		ValueLogFileSize: 64 << 20,
-		ValueThreshold:   4 << 10,
+		ValueThreshold:   512,
 		NumCompactors:    2,
 		ChunkSize:        256 << 10,
 		SyncWrites:       true,
@@ -112,6 +112,15 @@ type Store struct {
 
 	// freeSpaceFn measures the free space of a directory (freeSpace; tests replace it).
 	freeSpaceFn atomic.Pointer[func(dir string) (int64, error)]
+
+	// syncs shares fsyncs among concurrent acknowledgement points (group commit, syncer.go).
+	syncs *syncer
+	// advice keeps read-ahead off the logs Badger appends to (logadvice.go).
+	advice *logAdvice
+
+	// keys serialises the read-modify-write transactions of one record (a file, a queued
+	// file), so that they never conflict with each other (keylocks.go).
+	keys keyLocks
 }
 
 // freeSpace measures the free space of dir's file system (-1: unknown).
@@ -136,6 +145,8 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
 	}
 	s := &Store{opts: opts, log: log}
+	s.syncs = newSyncer(s.syncNow)
+	s.advice = newLogAdvice(opts.Dir)
 	if opts.freeSpace != nil {
 		s.setFreeSpace(opts.freeSpace)
 	} else {
@@ -168,6 +179,7 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("storage: open %s (is another keel-relay using it?): %w", opts.Dir, err)
 	}
 	s.db = db
+	s.advice.refresh(true)
 	s.seq, err = db.GetSequence([]byte(keySeqUpload), 256)
 	if err != nil {
 		_ = db.Close()
@@ -275,15 +287,21 @@ func (s *Store) Close() error {
 // Options returns the options the store was opened with.
 func (s *Store) Options() Options { return s.opts }
 
-// Sync flushes Badger's write-ahead log and value log to disk.
-func (s *Store) Sync() error {
+// Sync flushes Badger's write-ahead log and value log to disk: everything written before it
+// was called is durable when it returns nil. Concurrent calls share their fsyncs (syncer).
+func (s *Store) Sync() error { return s.syncs.sync() }
+
+// syncNow is one fsync of Badger's logs.
+func (s *Store) syncNow() error {
+	s.advice.refresh(false)
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("storage: sync: %w", err)
 	}
 	return nil
 }
 
-// syncIfDurable syncs when the store is configured to acknowledge only durable writes.
+// syncIfDurable syncs when the store is configured to acknowledge only durable writes. The
+// fsync is shared with the concurrent callers (group commit, syncer.go).
 func (s *Store) syncIfDurable() error {
 	if !s.opts.SyncWrites {
 		return nil

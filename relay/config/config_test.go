@@ -63,7 +63,7 @@ func contractDefault() *Config {
 			BlockCacheSize:   8 * MiB,
 			IndexCacheSize:   4 * MiB,
 			ValueLogFileSize: 64 * MiB,
-			ValueThreshold:   4 * KiB,
+			ValueThreshold:   512,
 			NumCompactors:    2,
 			ChunkSize:        256 * KiB,
 			SyncWrites:       true,
