@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/keel-relay/keel/relay/relaytest"
@@ -31,7 +32,7 @@ func startInProcess(b *testing.B, dir string) (*relaytest.Relay, *relaytest.Node
 
 // benchPut PUTs a signed file of size bytes b.N times in a row on one keep-alive connection,
 // each under a new id.
-func benchPut(b *testing.B, size int) (r *relaytest.Relay, elapsed float64) {
+func benchPut(b *testing.B, size int) {
 	r, src := startInProcess(b, benchDir(b))
 	body := relaytest.SignedBody(b, src, randomContent(b, size), "1d")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
@@ -44,8 +45,6 @@ func benchPut(b *testing.B, size int) (r *relaytest.Relay, elapsed float64) {
 			b.Fatal(err)
 		}
 	}
-	b.StopTimer()
-	return r, b.Elapsed().Seconds()
 }
 
 // BenchmarkPutInProcess1KiB measures a signed 1 KiB PUT stored for a node: time, allocations
@@ -57,7 +56,8 @@ func BenchmarkPutInProcess1MiB(b *testing.B) { benchPut(b, 1<<20) }
 
 // BenchmarkPutInProcess64MiB measures a signed 64 MiB PUT stored for a node, next to what
 // bounds it, measured in the same run: single-core SHA-256 and SHA-512 (the hash the relay
-// computes while it reads) and writing 64 MiB + fsync to a file in the store's directory.
+// computes while it reads) and writing 64 MiB + fsync to a file in the store's directory
+// (the median of three).
 func BenchmarkPutInProcess64MiB(b *testing.B) {
 	dir := benchDir(b)
 	r, src := startInProcess(b, dir)
@@ -65,7 +65,13 @@ func BenchmarkPutInProcess64MiB(b *testing.B) {
 	body := relaytest.SignedBody(b, src, content, "1d")
 	sha256Rate := hashSpeed(sha256.New(), content[:8<<20])
 	sha512Rate := hashSpeed(sha512.New(), content[:8<<20])
-	diskRate := diskSyncSpeed(b, filepath.Join(dir, "data"), content)
+	// The median of three: one write + fsync of 64 MiB varies a lot from one to the next.
+	var disk [3]float64
+	for i := range disk {
+		disk[i] = diskSyncSpeed(b, filepath.Join(dir, "data"), content)
+	}
+	slices.Sort(disk[:])
+	diskRate := disk[1]
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
 	b.SetBytes(int64(len(content)))
