@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -147,8 +148,10 @@ func procStatus(tb testing.TB, pid int) map[string]int64 {
 }
 
 // sha256Speed measures single-core SHA-256 throughput in bytes/s over buf.
-func sha256Speed(buf []byte) float64 {
-	h := sha256.New()
+func sha256Speed(buf []byte) float64 { return hashSpeed(sha256.New(), buf) }
+
+// hashSpeed measures single-core throughput of h in bytes/s over buf.
+func hashSpeed(h hash.Hash, buf []byte) float64 {
 	start := time.Now()
 	n := 0
 	for time.Since(start) < 500*time.Millisecond {

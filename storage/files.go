@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -92,14 +93,34 @@ func decodeFileV1(k FileKey, b []byte) (FileMeta, error) {
 // Upload receives a file's content chunk by chunk. Nothing of it is visible until it is
 // committed with CommitFile or Enqueue; an abandoned upload leaves only orphan chunks, which
 // Abort or the sweeper removes. An Upload is not safe for concurrent use.
+//
+// Its memory follows its size: a file smaller than a chunk is buffered in a buffer of its
+// declared size, and a larger one in chunk-sized buffers the store lends (chunkPool). Full
+// chunks are written in the background, one at a time, while the next one fills: the caller
+// reads (and hashes) chunk N+1 while chunk N goes to the store. An upload holds at most two
+// chunks, the one filling and the one being written; a failed write is reported by the next
+// Write, ReadFrom or the commit.
 type Upload struct {
 	s      *Store
 	id     uint64
-	buf    []byte
-	chunks uint32
+	buf    []byte // the chunk filling
+	spare  []byte // a chunk-sized buffer for the next chunk (the one last written), or nil
+	chunks uint32 // chunks handed to the writer
 	size   int64
 	done   bool
+
+	// written carries the result of the chunk being written in the background, when
+	// writing is true; wbuf is that chunk's buffer, the writer's until then. err is the first
+	// write that failed: every later Write, ReadFrom and finish fail with it.
+	written chan error
+	writing bool
+	wbuf    []byte
+	err     error
 }
+
+// firstBufferUnknown is the first buffer of an upload of unknown size; it doubles up to a
+// chunk as the content comes.
+const firstBufferUnknown = 16 << 10
 
 // NewUpload starts an upload of at most size bytes (-1 if unknown). It fails with
 // ErrNoSpace when the data directory cannot take size bytes.
@@ -114,49 +135,57 @@ func (s *Store) NewUpload(size int64) (*Upload, error) {
 		return nil, err
 	}
 	s.active.Store(id, struct{}{})
-	return &Upload{s: s, id: id, buf: make([]byte, 0, s.opts.ChunkSize)}, nil
+	u := &Upload{s: s, id: id}
+	// One byte more than the declared size: the read that finds the end of the content then
+	// has room, and does not grow the buffer.
+	switch first := s.opts.ChunkSize; {
+	case size >= 0 && size < int64(first)-1:
+		u.buf = make([]byte, 0, size+1)
+	case size < 0 && firstBufferUnknown < first:
+		u.buf = make([]byte, 0, firstBufferUnknown)
+	default:
+		u.buf = s.chunkPool.get()
+	}
+	return u, nil
 }
 
 // Size returns the number of bytes written so far.
 func (u *Upload) Size() int64 { return u.size }
 
-// Write buffers p and stores every full chunk.
+// Write buffers p; every full chunk goes to the store in the background.
 func (u *Upload) Write(p []byte) (int, error) {
-	if u.done {
-		return 0, errors.New("storage: write to a finished upload")
+	if err := u.usable(); err != nil {
+		return 0, err
 	}
 	written := 0
 	for len(p) > 0 {
+		if err := u.room(); err != nil {
+			return written, err
+		}
 		n := copy(u.buf[len(u.buf):cap(u.buf)], p)
 		u.buf = u.buf[:len(u.buf)+n]
 		p = p[n:]
 		written += n
 		u.size += int64(n)
-		if len(u.buf) == cap(u.buf) {
-			if err := u.flush(); err != nil {
-				return written, err
-			}
-		}
 	}
 	return written, nil
 }
 
-// ReadFrom copies r into the upload; it lets io.Copy fill the chunk buffer directly.
+// ReadFrom copies r into the upload: r reads straight into the chunk buffer, with no copy
+// buffer between.
 func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
-	if u.done {
-		return 0, errors.New("storage: write to a finished upload")
+	if err := u.usable(); err != nil {
+		return 0, err
 	}
 	var total int64
 	for {
+		if err := u.room(); err != nil {
+			return total, err
+		}
 		n, err := r.Read(u.buf[len(u.buf):cap(u.buf)])
 		u.buf = u.buf[:len(u.buf)+n]
 		u.size += int64(n)
 		total += int64(n)
-		if len(u.buf) == cap(u.buf) {
-			if ferr := u.flush(); ferr != nil {
-				return total, ferr
-			}
-		}
 		if errors.Is(err, io.EOF) {
 			return total, nil
 		}
@@ -166,47 +195,116 @@ func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// flush stores the buffered bytes as the next chunk. The first flush also writes the upload's
-// orphan marker, in the same transaction: whatever happens next, the sweeper can find and
-// remove chunks that no record references.
-func (u *Upload) flush() error {
-	if len(u.buf) == 0 {
+// usable fails on a finished upload, or one whose write failed.
+func (u *Upload) usable() error {
+	if u.done {
+		return errors.New("storage: write to a finished upload")
+	}
+	return u.err
+}
+
+// room makes room in the buffer for at least one more byte: a buffer smaller than a chunk
+// (the upload started small) grows, a full chunk is handed to the writer. A full chunk is
+// handed over only once more content comes: a file of exactly one chunk is still written by
+// its commit's transaction.
+func (u *Upload) room() error {
+	if len(u.buf) < cap(u.buf) {
 		return nil
 	}
-	key, first := chunkKey(u.id, u.chunks), u.chunks == 0
+	if chunk := u.s.opts.ChunkSize; cap(u.buf) < chunk {
+		var grown []byte
+		if n := max(2*cap(u.buf), firstBufferUnknown); n < chunk {
+			grown = make([]byte, 0, n)
+		} else {
+			grown = u.s.chunkPool.get()
+		}
+		u.buf = append(grown, u.buf...)
+		return nil
+	}
+	return u.flush()
+}
+
+// flush hands the buffered bytes to the writer as the next chunk, once the chunk before is
+// written: at most one is in flight, and they reach the store in order. The buffer of the
+// chunk written before takes the place of this one.
+func (u *Upload) flush() error {
+	if len(u.buf) == 0 {
+		return u.wait()
+	}
+	if err := u.wait(); err != nil {
+		return err
+	}
+	if u.written == nil {
+		u.written = make(chan error, 1)
+	}
+	buf, n := u.buf, u.chunks
+	u.chunks++
+	u.wbuf, u.writing = buf, true
+	go func(done chan<- error) { done <- u.writeChunk(n, buf) }(u.written)
+	if u.spare != nil {
+		u.buf, u.spare = u.spare, nil
+	} else {
+		u.buf = u.s.chunkPool.get()
+	}
+	return nil
+}
+
+// wait waits for the chunk in flight, if any, and returns the upload's write error.
+func (u *Upload) wait() error {
+	if u.writing {
+		err := <-u.written
+		u.writing = false
+		// Badger has copied the value once the commit returns, so the buffer can be reused.
+		u.spare, u.wbuf = u.wbuf[:0], nil
+		if err != nil && u.err == nil {
+			u.err = err
+		}
+	}
+	return u.err
+}
+
+// writeChunk stores buf as chunk n. The first chunk also writes the upload's orphan marker,
+// in the same transaction: whatever happens next, the sweeper can find and remove chunks
+// that no record references. It runs in the writer's goroutine and touches only what does
+// not change (the store, the upload's id) and buf.
+func (u *Upload) writeChunk(n uint32, buf []byte) error {
+	key, first := chunkKey(u.id, n), n == 0
 	// Every chunk checks the reserve again: the size checked by NewUpload may be unknown (a
 	// chunked request) or taken by concurrent uploads, and Badger writes through a memory
 	// map, so a full disk would be a SIGBUS, not an error.
-	err := u.s.updateSized(int64(len(u.buf)), func(txn *badger.Txn) error {
+	err := u.s.updateSized(int64(len(buf)), func(txn *badger.Txn) error {
 		if first {
 			if err := txn.Set(orphanKey(u.id), nil); err != nil {
 				return err
 			}
 		}
-		return txn.Set(key, u.buf)
+		return txn.Set(key, buf)
 	})
 	if err != nil {
-		return fmt.Errorf("storage: write chunk %d of upload %d: %w", u.chunks, u.id, err)
+		return fmt.Errorf("storage: write chunk %d of upload %d: %w", n, u.id, err)
 	}
-	// Badger has copied the value once the commit returns, so the buffer can be reused.
-	u.chunks++
-	u.buf = u.buf[:0]
 	return nil
 }
 
 // finish prepares the commit of the record that will reference the chunks. A file that fits
 // in one chunk has written nothing yet: its content is written by the commit's own
 // transaction (stage), atomically with the record and with one sync. A larger file's last
-// chunk is flushed and every chunk made durable first, so the record never reaches the disk
-// before its content.
+// chunk is flushed, every chunk written and made durable first, so the record never reaches
+// the disk before its content.
 func (u *Upload) finish() error {
-	if u.done {
-		return errors.New("storage: upload already finished")
+	if err := u.usable(); err != nil {
+		if u.done {
+			return errors.New("storage: upload already finished")
+		}
+		return err
 	}
 	if u.chunks == 0 {
 		return nil // the commit's transaction writes the chunk, and checks the space for it
 	}
 	if err := u.flush(); err != nil {
+		return err
+	}
+	if err := u.wait(); err != nil {
 		return err
 	}
 	return u.s.syncIfDurable()
@@ -233,14 +331,14 @@ func (u *Upload) stage(txn *badger.Txn) (uint32, error) {
 	return 1, txn.Set(chunkKey(u.id, 0), u.buf)
 }
 
-// Abort abandons the upload and deletes its chunks.
+// Abort abandons the upload and deletes its chunks, once the one in flight, if any, is
+// written.
 func (u *Upload) Abort() {
 	if u.done {
 		return
 	}
-	u.done = true
-	u.buf = nil
-	u.s.active.Delete(u.id)
+	_ = u.wait() // the error is the reason of the abort, reported by the caller
+	u.drop()
 	if u.chunks == 0 {
 		return // nothing was written
 	}
@@ -250,10 +348,41 @@ func (u *Upload) Abort() {
 }
 
 // release marks the upload finished after its record was committed.
-func (u *Upload) release() {
+func (u *Upload) release() { u.drop() }
+
+// drop marks the upload finished and gives its buffers back; nothing is in flight.
+func (u *Upload) drop() {
 	u.done = true
-	u.buf = nil
+	u.s.chunkPool.put(u.buf)
+	u.s.chunkPool.put(u.spare)
+	u.buf, u.spare = nil, nil
 	u.s.active.Delete(u.id)
+}
+
+// chunkPool lends chunk-sized buffers to uploads. Only uploads larger than a chunk hold
+// one, at most two each (upload slots bound how many are in progress); the pool keeps those
+// given back for the next uploads until the garbage collector takes them.
+type chunkPool struct {
+	size int
+	pool sync.Pool // of *[]byte, cap size
+}
+
+// get returns an empty chunk-sized buffer.
+func (p *chunkPool) get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, p.size)
+}
+
+// put gives back a buffer from get; anything else (nil, an upload's small buffer) is left
+// to the garbage collector.
+func (p *chunkPool) put(b []byte) {
+	if cap(b) != p.size {
+		return
+	}
+	b = b[:0]
+	p.pool.Put(&b)
 }
 
 // CommitFile makes the upload visible as the file meta.Key, replacing any previous version,

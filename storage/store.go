@@ -94,6 +94,9 @@ type Store struct {
 	// leaves their chunks alone.
 	active sync.Map // uint64 -> struct{}
 
+	// chunkPool lends chunk buffers to uploads larger than a chunk (files.go).
+	chunkPool chunkPool
+
 	files atomic.Int64
 	jobs  atomic.Int64
 
@@ -144,7 +147,7 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
 	}
-	s := &Store{opts: opts, log: log}
+	s := &Store{opts: opts, log: log, chunkPool: chunkPool{size: opts.ChunkSize}}
 	s.syncs = newSyncer(s.syncNow)
 	s.advice = newLogAdvice(opts.Dir)
 	if opts.freeSpace != nil {

@@ -175,17 +175,26 @@ func Config(t testing.TB, dir string, nodeID string, nodes []byte) *config.Confi
 	return cfg
 }
 
-// Start runs a relay with cfg until the test ends (or Stop).
+// Start runs a relay with cfg until the test ends (or Stop); LogText returns what it logged.
 func Start(t testing.TB, cfg *config.Config) *Relay {
 	t.Helper()
 	logs := &lockedWriter{w: &bytes.Buffer{}}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := StartLogging(t, cfg, log)
+	r.logs = logs
+	return r
+}
+
+// StartLogging is Start with the relay logging to log (LogText then returns nothing): a
+// benchmark counting allocations passes a logger that discards.
+func StartLogging(t testing.TB, cfg *config.Config, log *slog.Logger) *Relay {
+	t.Helper()
 	srv, err := relay.New(cfg, relay.Options{Logger: log, Build: relay.Build{Version: "test"}})
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Relay{Server: srv, Config: cfg, URL: "http://" + srv.APIAddr().String(), logs: logs, cancel: cancel, done: make(chan error, 1)}
+	r := &Relay{Server: srv, Config: cfg, URL: "http://" + srv.APIAddr().String(), cancel: cancel, done: make(chan error, 1)}
 	if a := srv.AdminAddr(); a != nil {
 		r.Admin = "http://" + a.String()
 	}
@@ -259,6 +268,9 @@ func Do(t testing.TB, method, url string, body []byte) (int, string) {
 
 // LogText returns what the relay logged so far (debug level and up).
 func (r *Relay) LogText() string {
+	if r.logs == nil {
+		return ""
+	}
 	r.logs.mu.Lock()
 	defer r.logs.mu.Unlock()
 	return r.logs.w.String()

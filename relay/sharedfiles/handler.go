@@ -294,13 +294,12 @@ func (h *Handler) Put(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 		return
 	}
 	hasher := block.NewHash()
-	// Large reads straight from the connection once the read buffer is drained (struct{...}
-	// hides bufio's WriteTo, which would read 4 KiB at a time); the buffer is bounded by the
-	// slots.
-	copyBuf := make([]byte, copyBufferSize)
-	if _, err := io.CopyBuffer(io.MultiWriter(hasher, storeWriter{up}), struct{ io.Reader }{br}, copyBuf); err != nil {
+	// The body is read straight into the upload's chunk buffer (large reads from the
+	// connection once the read buffer is drained) and hashed there; no copy buffer between.
+	// The store writes a full chunk in the background while the next one is read and hashed.
+	if _, err := up.ReadFrom(io.TeeReader(bodySource{br}, hasher)); err != nil {
 		up.Abort()
-		if errors.Is(err, errStore) {
+		if !errors.As(err, new(bodyReadError)) {
 			h.storeFailed(w, r, log, err)
 			return
 		}
@@ -413,16 +412,20 @@ func sourcePin(m *nodemap.Map, source string) (keyhash.Pin, error) {
 	return pin, nil
 }
 
-// errStore marks errors from the store (as opposed to reading the body) during a copy.
-var errStore = errors.New("store")
+// bodyReadError is an error reading the body (as opposed to the store's) during the copy
+// into the store; its message is the read error's.
+type bodyReadError struct{ err error }
 
-// storeWriter tags the upload's write errors with errStore.
-type storeWriter struct{ up *storage.Upload }
+func (e bodyReadError) Error() string { return e.err.Error() }
+func (e bodyReadError) Unwrap() error { return e.err }
 
-func (sw storeWriter) Write(p []byte) (int, error) {
-	n, err := sw.up.Write(p)
-	if err != nil {
-		err = fmt.Errorf("%w: %w", errStore, err)
+// bodySource tags the body's read errors as bodyReadError.
+type bodySource struct{ r io.Reader }
+
+func (bs bodySource) Read(p []byte) (int, error) {
+	n, err := bs.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = bodyReadError{err}
 	}
 	return n, err
 }
@@ -468,12 +471,8 @@ func bodyError(err error, maxBody int64) (int, string) {
 const retryAfterSeconds = 10
 
 // blockReadBuffer is the read buffer of an upload's body while its signature block is read
-// (before it has a slot, so per connection: kept small); copyBufferSize is the buffer of the
-// copy into the store (per slot).
-const (
-	blockReadBuffer = 4 << 10
-	copyBufferSize  = 32 << 10
-)
+// (before it has a slot, so per connection: kept small).
+const blockReadBuffer = 4 << 10
 
 // errPreempted ends an upload that was cut to make room for waiting ones.
 var errPreempted = errors.New("upload cut to make room for waiting uploads")
