@@ -343,8 +343,10 @@ func (s *Store) DiskUsage() (int64, error) {
 }
 
 // CollectGarbage returns the disk space of deleted data: it rewrites value-log files whose
-// live data fell below half, until none is left or ctx is done, and returns how many it
-// rewrote. The value-log file being written to is never rewritten.
+// live data fell below a quarter (gcDiscardRatio), until none is left or ctx is done, and
+// returns how many it rewrote. The value-log file being written to is never rewritten, so
+// while it is the only one there is nothing to do, and CollectGarbage does not even flush:
+// on flash storage every flush and compaction is wear.
 //
 // Badger learns how much of a value-log file is dead only when compaction drops the deleted
 // versions of its keys; deletes still in the memtable are invisible to value-log GC, and a
@@ -356,6 +358,9 @@ func (s *Store) DiskUsage() (int64, error) {
 // part of a file, a flush, a compaction), so it does not start without the room for that
 // (roomForGC), and fails with ErrNoSpace then.
 func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
+	if n, err := s.valueLogFiles(); err == nil && n <= 1 {
+		return 0, nil
+	}
 	if err := s.roomForGC(); err != nil {
 		return 0, err
 	}
@@ -399,10 +404,31 @@ func (s *Store) roomForGC() error {
 // Badger's rewrite reads the memtable's maximum version while its writer updates it
 // unsynchronised (DB.MaxVersion against memTable.Put, a data race in badger v4.9.6), and
 // a rewrite lasts a fraction of a second.
+// gcDiscardRatio is the share of a value-log file that must be dead before GC rewrites it:
+// rewriting copies the live rest, so a high ratio trades some disk space for less wear.
+// Files mostly expire in the order they were written, so a file that is half dead now is
+// usually all dead soon, at no cost.
+const gcDiscardRatio = 0.75
+
+// valueLogFiles counts the value-log files in the data directory.
+func (s *Store) valueLogFiles() (int, error) {
+	entries, err := os.ReadDir(s.opts.Dir)
+	if err != nil {
+		return 0, fmt.Errorf("storage: list data directory: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".vlog") {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (s *Store) rewriteValueLog() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	return s.db.RunValueLogGC(0.5)
+	return s.db.RunValueLogGC(gcDiscardRatio)
 }
 
 // keyGCMarker is written, then dropped at once, by flushDeletes.
