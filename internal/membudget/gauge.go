@@ -1,0 +1,112 @@
+package membudget
+
+import (
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pressure tells whether the process is near its memory budget: new work (an upload's body,
+// an edge stream, a remote-run call) is then refused or made to wait. Gauge is the real one;
+// tests give their own.
+type Pressure interface {
+	Near() bool
+}
+
+// Never is a Pressure that is never near (no budget).
+type Never struct{}
+
+// Near reports false.
+func (Never) Near() bool { return false }
+
+// SampleEvery is how often, at most, a Gauge reads the runtime's memory statistics.
+const SampleEvery = 50 * time.Millisecond
+
+// Runtime metrics a Gauge reads (runtime/metrics).
+const (
+	metricTotal    = "/memory/classes/total:bytes"
+	metricReleased = "/memory/classes/heap/released:bytes"
+	metricObjects  = "/memory/classes/heap/objects:bytes"
+	metricLive     = "/gc/heap/live:bytes"
+)
+
+// Gauge measures the memory the Go runtime holds, from runtime/metrics, at most once per
+// SampleEvery however often it is asked. It is safe for concurrent use.
+type Gauge struct {
+	nearAt int64
+
+	mu      sync.Mutex // one sampler at a time; guards samples
+	samples []metrics.Sample
+	next    atomic.Int64 // unix nanoseconds of the next sample
+	inUse   atomic.Int64
+	pressed atomic.Int64
+}
+
+// NewGauge returns a gauge that is near from nearAt bytes of memory in use after garbage
+// collection (Plan.NearAt); nearAt <= 0: never near.
+func NewGauge(nearAt int64) *Gauge {
+	g := &Gauge{nearAt: nearAt, samples: []metrics.Sample{
+		{Name: metricTotal}, {Name: metricReleased}, {Name: metricObjects}, {Name: metricLive},
+	}}
+	g.sample(time.Now())
+	return g
+}
+
+// Near reports whether the memory in use, the garbage aside, is at or above the threshold.
+func (g *Gauge) Near() bool {
+	if g.nearAt <= 0 {
+		return false
+	}
+	g.refresh()
+	return g.pressed.Load() >= g.nearAt
+}
+
+// InUse returns the memory the Go runtime holds from the system (released pages aside): what
+// the process's RSS is made of, the binary aside.
+func (g *Gauge) InUse() int64 {
+	g.refresh()
+	return g.inUse.Load()
+}
+
+// NearAt returns the threshold (0: never near).
+func (g *Gauge) NearAt() int64 { return g.nearAt }
+
+func (g *Gauge) refresh() {
+	now := time.Now()
+	if now.UnixNano() < g.next.Load() || !g.mu.TryLock() {
+		return // fresh enough, or another goroutine is sampling
+	}
+	defer g.mu.Unlock()
+	if now.UnixNano() >= g.next.Load() {
+		g.sampleLocked(now)
+	}
+}
+
+func (g *Gauge) sample(now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.sampleLocked(now)
+}
+
+// sampleLocked reads the metrics; g.mu is held. The pressure is what is in use minus the
+// heap objects found dead at the last collection and not yet freed: with a Go memory limit
+// the heap grows towards it between collections, and garbage is no reason to refuse work.
+func (g *Gauge) sampleLocked(now time.Time) {
+	metrics.Read(g.samples)
+	v := func(i int) int64 {
+		if g.samples[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return int64(g.samples[i].Value.Uint64())
+	}
+	total, released, objects, live := v(0), v(1), v(2), v(3)
+	inUse := max(total-released, 0)
+	pressed := inUse
+	if live > 0 && objects > live {
+		pressed -= objects - live
+	}
+	g.inUse.Store(inUse)
+	g.pressed.Store(max(pressed, 0))
+	g.next.Store(now.Add(SampleEvery).UnixNano())
+}
