@@ -76,12 +76,12 @@ func TestReadLimit(t *testing.T) {
 		}, Limit{Bytes: 1 << 30, Source: "MemTotal"}, ""},
 		{"v1 in a namespace (mount root is the cgroup)", map[string]string{
 			"proc/meminfo": meminfo1G, "proc/self/cgroup": "4:memory:/docker/abc\n",
-			"proc/self/mountinfo": "35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
+			"proc/self/mountinfo":                        "35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": "33554432",
 		}, Limit{Bytes: 32 << 20, Source: "cgroup v1 /sys/fs/cgroup/memory/memory.limit_in_bytes"}, ""},
 		{"v1 cgroup outside the mount", map[string]string{
 			"proc/meminfo": meminfo1G, "proc/self/cgroup": "4:memory:/other\n",
-			"proc/self/mountinfo": "35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
+			"proc/self/mountinfo":                        "35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": "33554432",
 		}, Limit{Bytes: 1 << 30, Source: "MemTotal"}, ""},
 		{"hybrid: v1 and v2, smallest wins", map[string]string{
