@@ -178,9 +178,17 @@ func Config(t testing.TB, dir string, nodeID string, nodes []byte) *config.Confi
 // Start runs a relay with cfg until the test ends (or Stop).
 func Start(t testing.TB, cfg *config.Config) *Relay {
 	t.Helper()
+	return StartWith(t, cfg, relay.Options{})
+}
+
+// StartWith is Start with options (such as a memory Pressure); their Logger and Build are
+// the test's own.
+func StartWith(t testing.TB, cfg *config.Config, opts relay.Options) *Relay {
+	t.Helper()
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := relay.New(cfg, relay.Options{Logger: log, Build: relay.Build{Version: "test"}})
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Build = relay.Build{Version: "test"}
+	srv, err := relay.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
