@@ -1,6 +1,7 @@
 package membudget
 
 import (
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ const SampleEvery = 50 * time.Millisecond
 const (
 	metricTotal    = "/memory/classes/total:bytes"
 	metricReleased = "/memory/classes/heap/released:bytes"
+	metricFree     = "/memory/classes/heap/free:bytes"
 	metricObjects  = "/memory/classes/heap/objects:bytes"
 	metricLive     = "/gc/heap/live:bytes"
 )
@@ -41,13 +43,23 @@ type Gauge struct {
 	next    atomic.Int64 // unix nanoseconds of the next sample
 	inUse   atomic.Int64
 	pressed atomic.Int64
+	// collecting is set while a collection asked for by the gauge runs; lastGC is when the
+	// last one was asked for (unix nanoseconds).
+	collecting atomic.Bool
+	lastGC     atomic.Int64
 }
+
+// CollectEvery is how often, at most, a gauge near its threshold asks for a garbage
+// collection: the live heap it goes by is measured by collections, and a relay that refuses
+// work allocates little, so that without one the gauge could stay near long after the memory
+// was freed.
+const CollectEvery = time.Second
 
 // NewGauge returns a gauge that is near from nearAt bytes of memory in use after garbage
 // collection (Plan.NearAt); nearAt <= 0: never near.
 func NewGauge(nearAt int64) *Gauge {
 	g := &Gauge{nearAt: nearAt, samples: []metrics.Sample{
-		{Name: metricTotal}, {Name: metricReleased}, {Name: metricObjects}, {Name: metricLive},
+		{Name: metricTotal}, {Name: metricReleased}, {Name: metricObjects}, {Name: metricLive}, {Name: metricFree},
 	}}
 	g.sample(time.Now())
 	return g
@@ -89,9 +101,11 @@ func (g *Gauge) sample(now time.Time) {
 	g.sampleLocked(now)
 }
 
-// sampleLocked reads the metrics; g.mu is held. The pressure is what is in use minus the
-// heap objects found dead at the last collection and not yet freed: with a Go memory limit
-// the heap grows towards it between collections, and garbage is no reason to refuse work.
+// sampleLocked reads the metrics; g.mu is held. The pressure is what the runtime holds minus
+// what it could give back at once: free heap pages not yet returned to the system, and heap
+// objects allocated since the last collection (mostly garbage). With a Go memory limit the
+// heap grows towards it between collections and free pages are returned only when needed:
+// neither is a reason to refuse work.
 func (g *Gauge) sampleLocked(now time.Time) {
 	metrics.Read(g.samples)
 	v := func(i int) int64 {
@@ -100,13 +114,20 @@ func (g *Gauge) sampleLocked(now time.Time) {
 		}
 		return int64(g.samples[i].Value.Uint64())
 	}
-	total, released, objects, live := v(0), v(1), v(2), v(3)
+	total, released, objects, live, free := v(0), v(1), v(2), v(3), v(4)
 	inUse := max(total-released, 0)
-	pressed := inUse
+	pressed := inUse - free
 	if live > 0 && objects > live {
 		pressed -= objects - live
 	}
 	g.inUse.Store(inUse)
 	g.pressed.Store(max(pressed, 0))
 	g.next.Store(now.Add(SampleEvery).UnixNano())
+	if g.nearAt > 0 && pressed >= g.nearAt && now.UnixNano()-g.lastGC.Load() >= int64(CollectEvery) && g.collecting.CompareAndSwap(false, true) {
+		g.lastGC.Store(now.UnixNano())
+		go func() {
+			defer g.collecting.Store(false)
+			runtime.GC()
+		}()
+	}
 }

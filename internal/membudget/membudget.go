@@ -28,10 +28,10 @@ func Resolve(configured int64, detected Limit) (b Budget, warning string) {
 		if detected.Bytes <= 0 {
 			return Budget{Source: "none"}, ""
 		}
-		return Budget{Bytes: detected.Bytes, Source: detected.Source}, ""
+		return Budget(detected), ""
 	}
 	if detected.Bytes > 0 && configured > detected.Bytes {
-		return Budget{Bytes: detected.Bytes, Source: detected.Source},
+		return Budget(detected),
 			fmt.Sprintf("memory.limit (%s) is more than the process may use (%s, %s): using the latter",
 				FormatBytes(configured), FormatBytes(detected.Bytes), detected.Source)
 	}
