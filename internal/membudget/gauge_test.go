@@ -11,6 +11,9 @@ func TestGauge(t *testing.T) {
 	if !g.Near() {
 		t.Error("a gauge at 1 byte is not near")
 	}
+	if g.lastGC.Load() == 0 {
+		t.Error("a gauge near its threshold asked for no collection")
+	}
 	if g.InUse() <= 0 {
 		t.Errorf("InUse = %d", g.InUse())
 	}
