@@ -238,6 +238,8 @@ type Status struct {
 	StatusReason string        `json:"reason,omitempty"`
 	// Disk is the free space of data_dir's file system (absent where it cannot be measured).
 	Disk *DiskStatus `json:"disk,omitempty"`
+	// Memory is the memory budget, its split and the memory in use.
+	Memory *MemoryStatus `json:"memory,omitempty"`
 }
 
 // DiskStatus is the free space of data_dir's file system, as the store sees it.
@@ -274,7 +276,7 @@ func (s *Server) currentStatus() (Status, int) {
 		UptimeSec: int64(time.Since(s.started).Seconds()),
 		NodeMap:   NodeMapStatus{Nodes: m.Len(), Digest: m.Digest()},
 		Files:     s.store.FileCount(), QueueDepth: s.store.JobCount(), StoreBytes: s.diskUsage.Load(),
-		NodesFile: cfg.NodesFile,
+		NodesFile: cfg.NodesFile, Memory: s.memoryStatus(),
 	}
 	if t := s.nodeLoaded.Load(); t != nil {
 		st.NodeMap.LoadedAt = t.UTC()

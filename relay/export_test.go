@@ -27,3 +27,6 @@ func (s *Server) WrapLoopback(route string, h http.HandlerFunc) http.Handler {
 	wrapped := s.wrap(route, func(*accessLists) *access.List { return nil }, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { h(w, r) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wrapped(w, r, nil) })
 }
+
+// MemoryPlanAt is MemoryPlan reading /proc and /sys under root (a fake tree).
+var MemoryPlanAt = memoryPlan

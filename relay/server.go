@@ -20,6 +20,7 @@ import (
 	"time"
 
 	edgeserver "github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/cleaner"
@@ -52,6 +53,9 @@ type Options struct {
 	// Edge runs remote runs over live edge streams; nil means the relay's own edge API
 	// (when edge.enabled).
 	Edge remoterun.EdgeRunner
+	// Pressure tells when the relay is near its memory budget (uploads wait, edge streams and
+	// remote-run calls are refused); nil means the runtime's own gauge (tests set their own).
+	Pressure membudget.Pressure
 }
 
 // Server is a running keel-relay.
@@ -70,6 +74,10 @@ type Server struct {
 	files   *sharedfiles.Handler
 	remote  *remoterun.Handler
 	edge    *edgeserver.Server // nil when edge.enabled is false
+
+	plan     membudget.Plan     // the memory budget and its split
+	gauge    *membudget.Gauge   // memory in use
+	pressure membudget.Pressure // gauge, or Options.Pressure
 
 	apiLn, adminLn net.Listener
 	api, admin     *http.Server
@@ -127,7 +135,17 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	}
 	s.lists.Store(lists)
 
-	so := StorageOptions(cfg)
+	plan, warnings := MemoryPlan(cfg)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	logPlan(log, plan, applyGoLimit(plan))
+	s.plan, s.gauge, s.pressure = plan, membudget.NewGauge(plan.NearAt), opts.Pressure
+	if s.pressure == nil {
+		s.pressure = s.gauge
+	}
+
+	so := storageOptions(cfg, plan)
 	if !so.SyncWrites {
 		log.Warn("storage.sync_writes is off: an acknowledged file can be lost in a power failure")
 	}
@@ -171,12 +189,13 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		Root:                 cfg.Role == config.RoleRoot,
 		MaxBody:              func() int64 { return int64(s.cfg.Load().HTTP.MaxBody) },
 		BodyIdleTimeout:      cfg.HTTP.BodyIdleTimeout,
-		MaxConcurrentUploads: cfg.HTTP.MaxConcurrentUploads,
+		MaxConcurrentUploads: plan.UploadSlots,
 		MaxUploadsPerClient:  cfg.HTTP.MaxUploadsPerClient,
 		MinUploadRate:        int64(cfg.HTTP.MinUploadRate),
 		UploadSlotWait:       cfg.HTTP.UploadSlotWait,
 		UploadPreemptRate:    int64(cfg.HTTP.UploadPreemptRate),
 		Metrics:              s.reg,
+		Pressure:             s.pressure,
 	}, s.store, s.nodes.Current, s.hops, s.worker.Wake, log.With("component", "shared-files"))
 
 	// Remote runs go down only: sub-relays are reached with remote_run.sub_relay_url and
@@ -194,6 +213,7 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
+		eo.MaxStreams, eo.Pressure = plan.EdgeStreams, s.pressure
 		if s.edge, err = edgeserver.New(eo, s.store, s.reg, log.With("component", "edge")); err != nil {
 			return nil, err
 		}
@@ -203,7 +223,8 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	}
 	s.remote = remoterun.New(remoterun.Options{
 		Command: cfg.RemoteRun.Command, Concurrency: cfg.RemoteRun.Concurrency,
-		Timeout: cfg.RemoteRun.Timeout, MaxCalls: cfg.RemoteRun.MaxCalls,
+		Timeout: cfg.RemoteRun.Timeout, MaxCalls: plan.RemoteRunCalls,
+		OutputLines: plan.RemoteRunOutputLines, Pressure: s.pressure,
 	}, s.nodes.Current, runHops, edgeRunner, remoterun.NewMetrics(s.reg), log.With("component", "remote-run"))
 
 	if cfg.Admin.Listen != "" && cfg.Admin.TokenFile != "" {
@@ -217,13 +238,19 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	return s, nil
 }
 
-// StorageOptions maps the storage section (and the queue bound) to store options.
+// StorageOptions maps the storage section (and the queue bound) to store options, with the
+// memtables and caches lowered to fit the memory budget (MemoryPlan).
 func StorageOptions(cfg *config.Config) storage.Options {
+	plan, _ := MemoryPlan(cfg)
+	return storageOptions(cfg, plan)
+}
+
+func storageOptions(cfg *config.Config, plan membudget.Plan) storage.Options {
 	so := storage.DefaultOptions(cfg.DataDir)
-	so.MemTableSize = int64(cfg.Storage.MemTableSize)
-	so.NumMemtables = cfg.Storage.NumMemtables
-	so.BlockCacheSize = int64(cfg.Storage.BlockCacheSize)
-	so.IndexCacheSize = int64(cfg.Storage.IndexCacheSize)
+	so.MemTableSize = plan.MemTableSize
+	so.NumMemtables = plan.NumMemtables
+	so.BlockCacheSize = plan.BlockCacheSize
+	so.IndexCacheSize = plan.IndexCacheSize
 	so.ValueLogFileSize = int64(cfg.Storage.ValueLogFileSize)
 	so.ValueThreshold = int64(cfg.Storage.ValueThreshold)
 	so.NumCompactors = cfg.Storage.NumCompactors

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
@@ -269,7 +270,25 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		source = path
 	}
 	fmt.Fprintf(stdout, "# config OK (%s, with KEEL_* environment overrides)\n%s", source, out)
+	printMemoryPlan(stdout, cfg)
 	return 0
+}
+
+// printMemoryPlan prints, as YAML comments, the memory budget the relay would run under
+// here, where it comes from, and how it is split.
+func printMemoryPlan(w io.Writer, cfg *config.Config) {
+	plan, warnings := relay.MemoryPlan(cfg)
+	budget := "none known"
+	if plan.Bytes > 0 {
+		budget = membudget.FormatBytes(plan.Bytes)
+	}
+	fmt.Fprintf(w, "# memory budget: %s (from %s)\n# memory split: %s\n", budget, plan.Source, plan)
+	for _, l := range plan.Lowered {
+		fmt.Fprintf(w, "# memory: lowered %s\n", l)
+	}
+	for _, warning := range warnings {
+		fmt.Fprintf(w, "# memory warning: %s\n", warning)
+	}
 }
 
 // cmdBackup writes a backup of the store. When the relay is running (the store is locked),

@@ -203,6 +203,7 @@ KillSignal=SIGTERM
 KillMode=mixed
 UMask=0027
 LimitNOFILE=65536
+MemoryMax=128M
 ReadWritePaths=@DATA_DIR@
 CapabilityBoundingSet=
 NoNewPrivileges=true

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/edge/keys"
+	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay/config"
 )
 
@@ -83,6 +84,9 @@ type Options struct {
 	ReconnectGrace time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Pressure, when not nil, refuses new ConnectEdge streams with ResourceExhausted while
+	// the process is near its memory budget (a node's replacement stream is still taken).
+	Pressure membudget.Pressure
 }
 
 // FromConfig returns the Options of cfg's edge section. The signing key is read from

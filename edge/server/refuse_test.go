@@ -4,11 +4,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgetoken"
@@ -446,4 +449,32 @@ func TestMaxStreams(t *testing.T) {
 		t.Fatalf("second node's stream ended with %s", got)
 	}
 	a.connect(t) // a replacement always fits
+}
+
+// nearFlag is a memory pressure a test turns on and off.
+type nearFlag struct{ on atomic.Bool }
+
+func (n *nearFlag) Near() bool { return n.on.Load() }
+
+// TestMemoryPressure: near the memory budget a new stream is refused with ResourceExhausted,
+// saying why; a node's replacement stream is still taken; once the pressure goes, new streams
+// are taken again.
+func TestMemoryPressure(t *testing.T) {
+	near := &nearFlag{}
+	h := newHarness(t, func(o *Options) { o.Pressure = near })
+	a, b := enrolled(t, h), enrolled(t, h)
+	a.connect(t)
+	near.on.Store(true)
+	st := b.open(t, b.token)
+	_ = st.hello()
+	_, err := st.s.Recv()
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "memory budget") {
+		t.Fatalf("new stream near the budget ended with %v, want ResourceExhausted about the memory budget", err)
+	}
+	a.connect(t) // a replacement adds nothing
+	if m := h.metrics(); !strings.Contains(m, `keel_edge_refusals_total{reason="memory"} 1`) {
+		t.Errorf("refusal not counted:\n%s", m)
+	}
+	near.on.Store(false)
+	b.connect(t)
 }

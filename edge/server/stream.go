@@ -314,6 +314,11 @@ func (es *edgeStream) hello(ctx context.Context, st *streamState, first *edgepb.
 	if s.draining.Load() {
 		return errShutdown
 	}
+	if s.opts.Pressure != nil && s.opts.Pressure.Near() {
+		if _, live := s.reg.Get(st.node); !live { // a replacement adds nothing
+			return s.refuse(codes.ResourceExhausted, "memory", "the relay is near its memory budget; retry later", "node", st.node)
+		}
+	}
 	reg, replaced, err := s.reg.Register(st.node, st.streamID, s.now())
 	if err != nil {
 		if errors.Is(err, registry.ErrTooMany) {

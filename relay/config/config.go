@@ -41,6 +41,7 @@ type Config struct {
 	RemoteRun         RemoteRunConfig   `mapstructure:"remote_run"`
 	Storage           StorageConfig     `mapstructure:"storage"`
 	Edge              EdgeConfig        `mapstructure:"edge"`
+	Memory            MemoryConfig      `mapstructure:"memory"`
 }
 
 // Roles a relay can have.
@@ -159,6 +160,15 @@ type EdgeConfig struct {
 	FlushInterval        time.Duration   `mapstructure:"flush_interval"`
 	DrainGrace           time.Duration   `mapstructure:"drain_grace"`
 	MaxStreams           int             `mapstructure:"max_streams"`
+}
+
+// MemoryConfig is the "memory" section: the memory budget the relay sizes itself to.
+type MemoryConfig struct {
+	// Limit is the budget: Auto (the limit the process runs under: its cgroup's memory.max or
+	// memory.limit_in_bytes, else the machine's RAM) or a size, which cannot exceed that limit.
+	// The Go memory limit, the storage caches, the upload slots, the edge streams and the
+	// remote-run buffers are lowered to fit it; near it, new work is refused.
+	Limit AutoByteSize `mapstructure:"limit"`
 }
 
 // EdgeTLSConfig is the "edge.tls" section: the certificate of the edge listener.

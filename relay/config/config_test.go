@@ -89,6 +89,7 @@ func contractDefault() *Config {
 			DrainGrace:           10 * time.Second,
 			MaxStreams:           20000,
 		},
+		Memory: MemoryConfig{Limit: Auto},
 	}
 }
 
@@ -168,6 +169,7 @@ func customEnv() map[string]string {
 		"KEEL_EDGE_FLUSH_INTERVAL":              "1m",
 		"KEEL_EDGE_DRAIN_GRACE":                 "2s",
 		"KEEL_EDGE_MAX_STREAMS":                 "100",
+		"KEEL_MEMORY_LIMIT":                     "96MiB",
 	}
 }
 
@@ -257,6 +259,7 @@ func customConfig() *Config {
 			DrainGrace:    2 * time.Second,
 			MaxStreams:    100,
 		},
+		Memory: MemoryConfig{Limit: AutoByteSize(96 * MiB)},
 	}
 }
 

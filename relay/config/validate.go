@@ -28,6 +28,8 @@ const (
 	MaxRemoteRunTimeout = 24 * time.Hour
 	// MaxValueThreshold is the storage engine's own cap on value_threshold.
 	MaxValueThreshold = 1 * MiB
+	// MinMemoryLimit is the smallest memory.limit: below it the relay cannot run.
+	MinMemoryLimit = 32 * MiB
 )
 
 // Validate checks every key and returns one error per bad key (joined with
@@ -223,6 +225,9 @@ func (c *Config) Validate() error {
 		add("storage.min_free_space", "must be auto or a size, got %d", int64(s.MinFreeSpace))
 	}
 	c.Edge.validate(add)
+	if l := c.Memory.Limit; l != Auto && l < AutoByteSize(MinMemoryLimit) {
+		add("memory.limit", "must be auto or at least %s, got %s", MinMemoryLimit, l)
+	}
 	return errors.Join(errs...)
 }
 

@@ -154,6 +154,11 @@ func TestValidateRefuses(t *testing.T) {
 		{"edge flush", "edge: {flush_interval: 0s}", `edge.flush_interval: must be > 0, got 0s`},
 		{"edge drain", "edge: {drain_grace: -1s}", `edge.drain_grace: must be > 0, got -1s`},
 		{"edge max_streams", "edge: {max_streams: 0}", `edge.max_streams: must be between 1 and 1000000, got 0`},
+		{"memory.limit small", "memory: {limit: 31MiB}", `memory.limit: must be auto or at least 32MiB, got 31MiB`},
+		{"memory.limit zero", "memory: {limit: 0}", `memory.limit: must be auto or at least 32MiB, got 0B`},
+		{"memory.limit word", "memory: {limit: lots}", `memory.limit: invalid size "lots": want a whole number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), or auto`},
+		{"memory.limit negative", "memory: {limit: -64MiB}", `memory.limit: invalid size "-64MiB": must not be negative, or auto`},
+		{"memory unknown key", "memory: {max: 64MiB}", `unknown key "memory.max"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := LoadBytes([]byte(tc.yaml), nil)
@@ -233,6 +238,11 @@ func TestValidateAccepts(t *testing.T) {
 		{"edge tls off loopback", "edge: {listen: '0.0.0.0:443', tls: {cert_file: /c.pem, key_file: /k.pem}}"},
 		{"edge plaintext allowed", "edge: {listen: '0.0.0.0:50056', allow_plaintext: true}"},
 		{"edge disabled off loopback", "edge: {listen: '0.0.0.0:50056', enabled: false}"},
+		{"memory.limit auto", "memory: {limit: auto}"},
+		{"memory.limit AUTO", "memory: {limit: ' AUTO '}"},
+		{"memory.limit 32MiB", "memory: {limit: 32MiB}"},
+		{"memory.limit 64 MiB", "memory: {limit: 64 MiB}"},
+		{"memory.limit bytes", "memory: {limit: 1073741824}"},
 		{"edge trusted issuers", "edge: {trusted_issuers: [{issuer: 'https://up.example', public_key_file: /k.pem}]}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

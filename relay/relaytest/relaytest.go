@@ -178,23 +178,32 @@ func Config(t testing.TB, dir string, nodeID string, nodes []byte) *config.Confi
 // Start runs a relay with cfg until the test ends (or Stop); LogText returns what it logged.
 func Start(t testing.TB, cfg *config.Config) *Relay {
 	t.Helper()
-	logs := &lockedWriter{w: &bytes.Buffer{}}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r := StartLogging(t, cfg, log)
-	r.logs = logs
-	return r
+	return StartWith(t, cfg, relay.Options{})
 }
 
 // StartLogging is Start with the relay logging to log (LogText then returns nothing): a
 // benchmark counting allocations passes a logger that discards.
 func StartLogging(t testing.TB, cfg *config.Config, log *slog.Logger) *Relay {
 	t.Helper()
-	srv, err := relay.New(cfg, relay.Options{Logger: log, Build: relay.Build{Version: "test"}})
+	return StartWith(t, cfg, relay.Options{Logger: log})
+}
+
+// StartWith is Start with options (such as a memory Pressure). Without a Logger, the relay
+// logs for LogText; Build is the test's own.
+func StartWith(t testing.TB, cfg *config.Config, opts relay.Options) *Relay {
+	t.Helper()
+	var logs *lockedWriter
+	if opts.Logger == nil {
+		logs = &lockedWriter{w: &bytes.Buffer{}}
+		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	opts.Build = relay.Build{Version: "test"}
+	srv, err := relay.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Relay{Server: srv, Config: cfg, URL: "http://" + srv.APIAddr().String(), cancel: cancel, done: make(chan error, 1)}
+	r := &Relay{Server: srv, Config: cfg, URL: "http://" + srv.APIAddr().String(), cancel: cancel, done: make(chan error, 1), logs: logs}
 	if a := srv.AdminAddr(); a != nil {
 		r.Admin = "http://" + a.String()
 	}

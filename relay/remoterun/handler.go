@@ -13,6 +13,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/relay/nodemap"
@@ -28,7 +29,16 @@ type Options struct {
 	Timeout time.Duration
 	// MaxCalls bounds the calls in progress (asynchronous ones included); more get 429.
 	MaxCalls int
+	// OutputLines bounds the output lines a call queues for its client (each at most
+	// MaxLine bytes); a slow client slows the runs down. 0: DefaultOutputLines.
+	OutputLines int
+	// Pressure, when not nil, refuses new calls with 429 and Retry-After while the process is
+	// near its memory budget.
+	Pressure membudget.Pressure
 }
+
+// DefaultOutputLines is Options.OutputLines when unset.
+const DefaultOutputLines = 256
 
 // EdgeRunner runs the agent of a node over its live edge stream (tool agent-run, argument
 // classes). It is the seam for the edge API: nil means no node has a stream.
@@ -76,6 +86,9 @@ type Handler struct {
 func New(opts Options, nodes func() *nodemap.Map, hops *forward.Hops, edge EdgeRunner, m *Metrics, log *slog.Logger) *Handler {
 	opts.Concurrency = max(opts.Concurrency, 1)
 	opts.MaxCalls = max(opts.MaxCalls, 1)
+	if opts.OutputLines <= 0 {
+		opts.OutputLines = DefaultOutputLines
+	}
 	base, stop := context.WithCancelCause(context.Background())
 	return &Handler{
 		opts: opts, nodes: nodes, hops: hops, edge: edge, log: log, metrics: m,
@@ -131,6 +144,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, kind, pathNode s
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if h.opts.Pressure != nil && h.opts.Pressure.Near() {
+		h.metrics.Calls.With(mode(p), "refused").Inc()
+		h.log.Warn("remote run refused: the relay is near its memory budget", "peer", r.RemoteAddr)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "the relay is near its memory budget; retry later", http.StatusTooManyRequests)
+		return
+	}
 	select {
 	case h.calls <- struct{}{}:
 	default:
@@ -149,7 +169,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, kind, pathNode s
 	if !p.Async {
 		defer func() { <-h.calls }()
 		startStream(w)
-		st := newStream(w)
+		st := newStream(w, h.opts.OutputLines)
 		ctx, cancel := callerContext(r.Context())
 		defer cancel()
 		h.execute(ctx, p, plan, st, log)
@@ -160,11 +180,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, kind, pathNode s
 	var st *stream
 	if p.KeepOutput {
 		startStream(w)
-		st = newStream(w)
+		st = newStream(w, h.opts.OutputLines)
 	} else {
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
-		st = newStream(nil)
+		st = newStream(nil, h.opts.OutputLines)
 	}
 	h.async.Add(1)
 	done := make(chan struct{})

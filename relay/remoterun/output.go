@@ -46,10 +46,10 @@ type stream struct {
 	rc *http.ResponseController
 }
 
-// newStream starts the writer. With w nil (asynchronous calls without output) lines are
+// newStream starts the writer, with a queue of queue lines. With w nil (asynchronous calls without output) lines are
 // dropped. A client that goes away turns the writer into a sink, so runs never block on it.
-func newStream(w http.ResponseWriter) *stream {
-	s := &stream{lines: make(chan []byte, 256), done: make(chan struct{}), w: w}
+func newStream(w http.ResponseWriter, queue int) *stream {
+	s := &stream{lines: make(chan []byte, max(queue, 1)), done: make(chan struct{}), w: w}
 	if w != nil {
 		s.rc = http.NewResponseController(w)
 	}

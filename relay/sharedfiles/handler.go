@@ -21,6 +21,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/relay/nodemap"
@@ -67,6 +68,10 @@ type Options struct {
 	HeadTimeout time.Duration
 	// Metrics, when not nil, is where the upload-slot metrics are registered.
 	Metrics *metrics.Registry
+	// Pressure, when not nil, holds uploads back near the memory budget: they wait for their
+	// slot as for a busy one, and get 503 with Retry-After if the pressure outlasts
+	// UploadSlotWait.
+	Pressure membudget.Pressure
 }
 
 // Handler serves the shared-files routes.
@@ -103,6 +108,7 @@ func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *fo
 		slots: uploadslots.New(uploadslots.Options{
 			Slots: opts.MaxConcurrentUploads, PerClient: opts.MaxUploadsPerClient,
 			PreemptBelow: opts.UploadPreemptRate, PreemptAfter: opts.BodyIdleTimeout,
+			Pressure: opts.Pressure,
 		}),
 	}
 	if reg := opts.Metrics; reg != nil {
@@ -110,7 +116,7 @@ func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *fo
 			refused: reg.Counter("keel_upload_block_refusals_total",
 				"Shared-file uploads refused on their signature block (malformed, key not the source's, TTL), before taking an upload slot, by reason (block, key, ttl).", "reason"),
 			slotWaits: reg.Counter("keel_upload_slot_refusals_total",
-				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; gone: the client closed while waiting; stopping: the relay began to drain).", "reason"),
+				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; memory: the relay stayed near its memory budget; gone: the client closed while waiting; stopping: the relay began to drain).", "reason"),
 			preempted: reg.Counter("keel_upload_preempted_total",
 				"Shared-file uploads cut to make room for waiting ones (below http.upload_preempt_rate).").With(),
 		}
@@ -376,6 +382,10 @@ func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		reason = "gone"
 		log.Info("upload refused: the connection was closed while it waited for a slot")
 		msg = "the connection was closed while the upload waited for an upload slot; nothing was stored; retry later"
+	case errors.Is(err, uploadslots.ErrMemory):
+		reason = "memory"
+		log.Warn("upload refused: the relay stayed near its memory budget", "waited", h.opts.UploadSlotWait)
+		msg = fmt.Sprintf("busy: the relay stayed near its memory budget for %s; nothing was stored; retry later", h.opts.UploadSlotWait)
 	case held < o.Slots && h.slots.Held(client) >= o.PerClient:
 		reason = "busy"
 		log.Warn("upload refused: the client's share of upload slots stayed in use", "client", client.String(), "share", o.PerClient, "waited", h.opts.UploadSlotWait)

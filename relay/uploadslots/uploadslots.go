@@ -2,7 +2,7 @@
 // are in progress at once, one client (an IPv4 address, or an IPv6 /64) holds at most
 // PerClient of them, uploads that find no slot wait in arrival order, and, when uploads wait
 // and every slot is taken, the slowest holder below PreemptBelow bytes per second is cut to
-// make room.
+// make room. Near the memory budget (Pressure), no slot is handed out: uploads wait.
 package uploadslots
 
 import (
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keel-relay/keel/internal/membudget"
 )
 
 // Client identifies whom a share of the slots belongs to: an IPv4 address, or the /64 of an
@@ -55,7 +57,14 @@ type Options struct {
 	// PreemptAfter is how long a holder keeps its slot before it may be cut: its rate is
 	// judged over at least this time.
 	PreemptAfter time.Duration
+	// Pressure, when not nil, holds the slots back while the process is near its memory
+	// budget: no slot is handed out then, and uploads wait as they do for a busy slot (their
+	// wait running out while still near gives ErrMemory). Nil: never.
+	Pressure membudget.Pressure
 }
+
+// pressureRecheck is how often uploads held back by memory pressure look again.
+const pressureRecheck = membudget.SampleEvery
 
 // Errors of Acquire.
 var (
@@ -65,6 +74,8 @@ var (
 	ErrGone = errors.New("the connection was closed while the upload waited for a slot")
 	// ErrClosed: the pool is closed (the relay is stopping): no slot is handed out any more.
 	ErrClosed = errors.New("the relay is stopping")
+	// ErrMemory: the relay stayed near its memory budget for the whole wait.
+	ErrMemory = errors.New("the relay stayed near its memory budget")
 )
 
 // Pool hands out the slots. It is safe for concurrent use.
@@ -189,6 +200,12 @@ func (p *Pool) Acquire(ctx context.Context, client Client, wait time.Duration, c
 		defer t.Stop()
 		recheck = t.C
 	}
+	var relieved <-chan time.Time
+	if p.opts.Pressure != nil {
+		t := time.NewTicker(pressureRecheck)
+		defer t.Stop()
+		relieved = t.C
+	}
 	for {
 		var err error
 		select {
@@ -199,12 +216,24 @@ func (p *Pool) Acquire(ctx context.Context, client Client, wait time.Duration, c
 			p.preempt()
 			p.mu.Unlock()
 			continue
+		case <-relieved:
+			// Slots are not released when the pressure goes: look for free ones. Near is
+			// cheap and asked outside the lock; the first waiter to see it go grants.
+			if !p.near() {
+				p.mu.Lock()
+				p.grant()
+				p.mu.Unlock()
+			}
+			continue
 		case <-ctx.Done():
 			err = ErrGone
 		case <-p.closed:
 			err = ErrClosed
 		case <-timeout:
 			err = ErrBusy
+			if p.near() {
+				err = ErrMemory
+			}
 		}
 		p.mu.Lock()
 		if w.slot != nil { // granted meanwhile: a slot wins over the reason to stop waiting
@@ -221,7 +250,7 @@ func (p *Pool) Acquire(ctx context.Context, client Client, wait time.Duration, c
 // are handed to waiters as soon as they are released (grant), so a free slot here means that
 // no waiter may take it.
 func (p *Pool) take(client Client, cut func()) *Slot {
-	if len(p.holders) >= p.opts.Slots || p.held[client] >= p.opts.PerClient {
+	if len(p.holders) >= p.opts.Slots || p.held[client] >= p.opts.PerClient || p.near() {
 		return nil
 	}
 	s := &Slot{pool: p, client: client, since: p.now(), cut: cut}
@@ -244,6 +273,9 @@ func (p *Pool) grant() {
 		close(w.granted)
 	}
 }
+
+// near reports whether the process is near its memory budget (never without Pressure).
+func (p *Pool) near() bool { return p.opts.Pressure != nil && p.opts.Pressure.Near() }
 
 func (p *Pool) dropWaiter(w *waiter) {
 	for i, x := range p.waiting {

@@ -352,3 +352,52 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	})
 }
+
+// pressure is a Pressure a test turns on and off.
+type pressure struct{ on atomic.Bool }
+
+func (p *pressure) Near() bool { return p.on.Load() }
+
+// TestPressure: near the memory budget no slot is handed out, though slots are free; an upload
+// waits, gets its slot once the pressure goes, or ErrMemory when its wait runs out first.
+func TestPressure(t *testing.T) {
+	var pr pressure
+	p := New(Options{Slots: 4, PerClient: 4, Pressure: &pr})
+	a := client("192.0.2.1")
+	pr.on.Store(true)
+	if s, err := acquire(p, a, 100*time.Millisecond); !errors.Is(err, ErrMemory) || s != nil {
+		t.Fatalf("near the budget: %v, %v; want ErrMemory", s, err)
+	}
+	if held, waiting := p.InUse(); held != 0 || waiting != 0 {
+		t.Fatalf("after ErrMemory: %d held, %d waiting", held, waiting)
+	}
+	ch := waitFor(context.Background(), p, a, 10*time.Second, nil)
+	settle(t, p, 1)
+	time.Sleep(3 * pressureRecheck)
+	select {
+	case r := <-ch:
+		t.Fatalf("a slot was handed out near the budget: %+v", r)
+	default:
+	}
+	pr.on.Store(false)
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("after the pressure went: %v", r.err)
+		}
+		r.slot.Release()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting upload got no slot after the pressure went")
+	}
+	// A busy pool without pressure still answers ErrBusy.
+	s1, _ := acquire(p, a, 0)
+	s2, _ := acquire(p, a, 0)
+	s3, _ := acquire(p, a, 0)
+	s4, _ := acquire(p, a, 0)
+	if _, err := acquire(p, a, 20*time.Millisecond); !errors.Is(err, ErrBusy) {
+		t.Errorf("busy pool: %v, want ErrBusy", err)
+	}
+	for _, s := range []*Slot{s1, s2, s3, s4} {
+		s.Release()
+	}
+}

@@ -1,0 +1,129 @@
+package relay_test
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/relaytest"
+)
+
+// nearFlag is a memory pressure a test turns on and off.
+type nearFlag struct{ on atomic.Bool }
+
+func (n *nearFlag) Near() bool { return n.on.Load() }
+
+// TestMemoryPlan: the budget comes from the cgroup, or memory.limit below it; a memory.limit
+// above the cgroup's gives the cgroup's and a warning; the split lowers the settings.
+func TestMemoryPlan(t *testing.T) {
+	root := t.TempDir()
+	for name, content := range map[string]string{
+		"proc/meminfo":        "MemTotal: 1048576 kB\n",
+		"proc/self/cgroup":    "0::/system.slice/keel-relay.service\n",
+		"proc/self/mountinfo": "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+		"sys/fs/cgroup/system.slice/keel-relay.service/memory.max": "134217728\n",
+	} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		limit      config.AutoByteSize
+		wantBytes  int64
+		wantSource string
+		warns      bool
+		uploads    int
+	}{
+		{config.Auto, 128 << 20, "cgroup v2 /sys/fs/cgroup/system.slice/keel-relay.service/memory.max", false, 43},
+		{config.AutoByteSize(64 * config.MiB), 64 << 20, "memory.limit", false, 19},
+		{config.AutoByteSize(512 * config.MiB), 128 << 20, "cgroup v2 /sys/fs/cgroup/system.slice/keel-relay.service/memory.max", true, 43},
+	} {
+		cfg := config.Default()
+		cfg.Memory.Limit = tc.limit
+		plan, warnings := relay.MemoryPlanAt(cfg, root)
+		if plan.Bytes != tc.wantBytes || plan.Source != tc.wantSource || (len(warnings) > 0) != tc.warns {
+			t.Errorf("memory.limit %s: budget %d from %q, warnings %q; want %d from %q, warnings: %v",
+				tc.limit, plan.Bytes, plan.Source, warnings, tc.wantBytes, tc.wantSource, tc.warns)
+		}
+		if plan.UploadSlots != tc.uploads || plan.GoLimit != tc.wantBytes*3/4 {
+			t.Errorf("memory.limit %s: %d upload slots, Go limit %d; want %d, %d", tc.limit, plan.UploadSlots, plan.GoLimit, tc.uploads, tc.wantBytes*3/4)
+		}
+	}
+}
+
+// TestMemoryAdmission: near the memory budget, a new upload waits for its slot and, the
+// pressure outlasting http.upload_slot_wait, gets 503 with Retry-After, nothing stored and its
+// answer read whole; one whose wait sees the pressure go is stored. A remote-run call gets 429
+// with Retry-After. /system/status says it all.
+func TestMemoryAdmission(t *testing.T) {
+	t.Parallel()
+	root := relaytest.NewNode("root", "root", 0)
+	n1 := relaytest.NewNode("n1", "root", 1)
+	src := relaytest.NewNode("src", "root", 3)
+	cfg := relaytest.Config(t, t.TempDir(), "root", relaytest.NodeMap(root, n1, src))
+	cfg.HTTP.UploadSlotWait = 300 * time.Millisecond
+	near := &nearFlag{}
+	r := relaytest.StartWith(t, cfg, relay.Options{Pressure: near})
+
+	st := status(t, r)
+	if m := st.Memory; m == nil || m.NearLimit || m.InUseBytes <= 0 || m.Split.MaxConcurrentUploads < 1 || m.Source == "" {
+		t.Fatalf("memory status before: %+v", m)
+	}
+
+	near.on.Store(true)
+	// A body larger than what net/http drains after a handler that did not read it.
+	file := content(600<<10, 7)
+	body := relaytest.SignedBody(t, src, file, "1h")
+	const path = "/shared-files/n1/src/near"
+	a := put(t, r, path, body)
+	if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") == "" || !bytes.Contains(a.body, []byte("memory budget")) {
+		t.Errorf("PUT near the budget: %d (Retry-After %q) %s; want 503 with Retry-After about the memory budget", a.code, a.hdr.Get("Retry-After"), a.body)
+	}
+	if a := head(t, r, path+"?hash="+sha256hex(file)); a.code != http.StatusNotFound {
+		t.Errorf("HEAD after the refused PUT: %d, want 404 (nothing stored)", a.code)
+	}
+	if v := metricValue(t, metricsText(t, r), `keel_upload_slot_refusals_total{reason="memory"}`); v != 1 {
+		t.Errorf("keel_upload_slot_refusals_total{reason=memory} = %v, want 1", v)
+	}
+
+	rr := do(t, http.MethodPost, r.URL+"/rudder/relay-api/remote-run/nodes/n1", strings.NewReader("keep_output=true"),
+		func(req *http.Request) { req.Header.Set("Content-Type", "application/x-www-form-urlencoded") })
+	if rr.code != http.StatusTooManyRequests || rr.hdr.Get("Retry-After") == "" || !bytes.Contains(rr.body, []byte("memory budget")) {
+		t.Errorf("remote run near the budget: %d (Retry-After %q) %s; want 429 with Retry-After", rr.code, rr.hdr.Get("Retry-After"), rr.body)
+	}
+	if m := status(t, r).Memory; m == nil || !m.NearLimit {
+		t.Errorf("memory status near the budget: %+v, want near_limit", m)
+	}
+
+	// An upload that waits while the pressure goes gets its slot and is stored.
+	cfg2 := relaytest.Config(t, t.TempDir(), "root", relaytest.NodeMap(root, n1, src))
+	cfg2.HTTP.UploadSlotWait = 10 * time.Second
+	near2 := &nearFlag{}
+	near2.on.Store(true)
+	r2 := relaytest.StartWith(t, cfg2, relay.Options{Pressure: near2})
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		near2.on.Store(false)
+	}()
+	start := time.Now()
+	if a := put(t, r2, path, body); a.code != http.StatusOK {
+		t.Errorf("PUT while the pressure goes: %d %s, want 200", a.code, a.body)
+	}
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Errorf("the upload did not wait for the pressure to go (%s)", waited)
+	}
+	if a := get(t, r2, path, n1); a.code != http.StatusOK || !bytes.Equal(a.body, file) {
+		t.Errorf("GET after the wait: %d, identical: %v", a.code, bytes.Equal(a.body, file))
+	}
+}
