@@ -635,6 +635,7 @@ func (s *Store) reclaim(fn func(txn *badger.Txn) error) error {
 func (s *Store) commit(fn func(txn *badger.Txn) error) error {
 	s.writeMu.RLock()
 	defer s.writeMu.RUnlock()
+	defer s.syncs.committing()()
 	for attempt := 0; ; attempt++ {
 		err := s.db.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) || attempt >= 20 {

@@ -101,3 +101,40 @@ func TestSyncerErrors(t *testing.T) {
 	}
 	<-started
 }
+
+// TestSyncerLingers checks that a sync waits for a commit in progress (bounded by maxLinger)
+// and that a lone caller does not wait.
+func TestSyncerLingers(t *testing.T) {
+	var syncs atomic.Int64
+	s := newSyncer(func() error { syncs.Add(1); return nil })
+
+	start := time.Now()
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= maxLinger {
+		t.Errorf("a lone sync took %s: it lingered", d)
+	}
+
+	// A commit in progress that never ends: the sync waits maxLinger, then goes.
+	done := s.committing()
+	start = time.Now()
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < maxLinger {
+		t.Errorf("the sync took %s with a commit in progress: want at least %s", d, maxLinger)
+	}
+	done()
+
+	// A commit that ends soon joins the same round as the caller already waiting.
+	done = s.committing()
+	go func() { time.Sleep(maxLinger / 4); done() }()
+	before := syncs.Load()
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncs.Load() - before; got != 1 {
+		t.Errorf("%d syncs, want 1", got)
+	}
+}
