@@ -41,7 +41,7 @@ func memorySettings(cfg *config.Config) membudget.Settings {
 		MemTableSize: int64(s.MemTableSize), NumMemtables: s.NumMemtables,
 		BlockCacheSize: int64(s.BlockCacheSize), IndexCacheSize: int64(s.IndexCacheSize),
 		ValueThreshold: int64(s.ValueThreshold), ChunkSize: int64(s.ChunkSize),
-		UploadSlots: cfg.HTTP.MaxConcurrentUploads, EdgeStreams: cfg.Edge.MaxStreams,
+		APIConnections: cfg.HTTP.MaxConnections, UploadSlots: cfg.HTTP.MaxConcurrentUploads, EdgeStreams: cfg.Edge.MaxStreams,
 		RemoteRunCalls: cfg.RemoteRun.MaxCalls, RemoteRunOutputLines: remoterun.DefaultOutputLines,
 	}
 }
@@ -87,6 +87,7 @@ type MemorySplit struct {
 	NumMemtables         int      `json:"num_memtables"`
 	BlockCacheSize       int64    `json:"block_cache_size"`
 	IndexCacheSize       int64    `json:"index_cache_size"`
+	MaxConnections       int      `json:"max_connections"`
 	MaxConcurrentUploads int      `json:"max_concurrent_uploads"`
 	UploadCostBytes      int64    `json:"upload_cost_bytes"`
 	EdgeMaxStreams       int      `json:"edge_max_streams"`
@@ -102,7 +103,7 @@ func (s *Server) memoryStatus() *MemoryStatus {
 		InUseBytes: s.gauge.InUse(), NearLimit: s.pressure.Near(),
 		Split: MemorySplit{
 			MemTableSize: p.MemTableSize, NumMemtables: p.NumMemtables, BlockCacheSize: p.BlockCacheSize,
-			IndexCacheSize: p.IndexCacheSize, MaxConcurrentUploads: p.UploadSlots, UploadCostBytes: p.UploadCost,
+			IndexCacheSize: p.IndexCacheSize, MaxConnections: p.APIConnections, MaxConcurrentUploads: p.UploadSlots, UploadCostBytes: p.UploadCost,
 			EdgeMaxStreams: p.EdgeStreams, RemoteRunMaxCalls: p.RemoteRunCalls, RemoteRunOutputLines: p.RemoteRunOutputLines,
 			Lowered: p.Lowered,
 		},

@@ -1,7 +1,10 @@
 package relay_test
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -125,5 +128,61 @@ func TestMemoryAdmission(t *testing.T) {
 	}
 	if a := get(t, r2, path, n1); a.code != http.StatusOK || !bytes.Equal(a.body, file) {
 		t.Errorf("GET after the wait: %d, identical: %v", a.code, bytes.Equal(a.body, file))
+	}
+}
+
+// TestAPIConnectionBound checks http.max_connections on the real listener: with the bound
+// reached by idle connections, a new request is not refused but waits, and is answered as
+// soon as one of them closes.
+func TestAPIConnectionBound(t *testing.T) {
+	t.Parallel()
+	cfg := relaytest.Config(t, t.TempDir(), "root", relaytest.NodeMap(relaytest.NewNode("root", "root", 0)))
+	cfg.HTTP.MaxConnections, cfg.HTTP.MaxConcurrentUploads = 2, 2
+	r := relaytest.Start(t, cfg)
+	addr := strings.TrimPrefix(r.URL, "http://")
+	var idle []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	// Both idle connections are accepted (they hold the two slots) once the server has
+	// taken them; a request on each shows it.
+	for _, c := range idle {
+		if _, err := fmt.Fprintf(c, "GET /rudder/relay-api/1/system/status HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+	}
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(r.URL + "/rudder/relay-api/1/system/status")
+		if err != nil {
+			answered <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case code := <-answered:
+		t.Fatalf("a third connection was served (%d) with 2 open and http.max_connections 2", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = idle[0].Close()
+	select {
+	case code := <-answered:
+		if code != http.StatusOK {
+			t.Errorf("the waiting request got %d, want 200", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting request was not served after a connection closed")
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	edgeserver "github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/connlimit"
 	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/admintoken"
@@ -269,12 +270,14 @@ func minFreeSpace(cfg *config.Config) int64 {
 	return int64(cfg.Storage.MinFreeSpace)
 }
 
-// listenAPI opens the relay API's listener (http.listen, with TLS when configured).
-func listenAPI(cfg *config.Config) (net.Listener, error) {
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+// listenAPI opens the relay API's listener (http.listen, with TLS when configured), with at
+// most maxConns connections open at once (the memory plan's http.max_connections).
+func listenAPI(cfg *config.Config, maxConns int) (net.Listener, error) {
+	raw, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
+	var ln net.Listener = connlimit.New(raw, maxConns)
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
 		if err != nil {
@@ -288,7 +291,7 @@ func listenAPI(cfg *config.Config) (net.Listener, error) {
 
 func (s *Server) listen(cfg *config.Config) error {
 	var err error
-	if s.apiLn, err = listenAPI(cfg); err != nil {
+	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections); err != nil {
 		return err
 	}
 	s.api = &http.Server{

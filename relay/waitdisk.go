@@ -54,7 +54,8 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 			cancel()
 		}
 	}()
-	ln, err := listenAPI(cfg)
+	plan, _ := MemoryPlan(cfg)
+	ln, err := listenAPI(cfg, plan.APIConnections)
 	if err != nil {
 		return err
 	}

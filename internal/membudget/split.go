@@ -21,6 +21,8 @@ type Settings struct {
 	ChunkSize int64
 	// UploadSlots is http.max_concurrent_uploads.
 	UploadSlots int
+	// APIConnections is http.max_connections: connections the relay API has open at once.
+	APIConnections int
 	// EdgeStreams is edge.max_streams.
 	EdgeStreams int
 	// RemoteRunCalls is remote_run.max_calls; RemoteRunOutputLines the output lines one call
@@ -47,6 +49,9 @@ const (
 	// UploadOverhead is counted per upload on top of its buffers: the transaction, hasher,
 	// connection buffers and goroutine.
 	UploadOverhead = 64 << 10
+	// ConnCost is what one open connection of the relay API is counted for: its goroutine,
+	// read and write buffers, TLS state and a request's headers.
+	ConnCost = 32 << 10
 	// CopyBuffer is the copy buffer of an upload (relay/sharedfiles).
 	CopyBuffer = 32 << 10
 	// RemoteRunMaxLine is the largest output line of a remote run (relay/remoterun.MaxLine).
@@ -59,7 +64,8 @@ const (
 
 // Shares of what the Go limit leaves after BaseReserve, in percent.
 const (
-	storageShare = 35
+	storageShare = 30
+	connShare    = 5
 	uploadShare  = 30
 	edgeShare    = 25
 	remoteShare  = 10
@@ -70,6 +76,7 @@ const (
 	minMemTable   = 2 << 20
 	minCache      = 1 << 20
 	minSlots      = 2
+	minConns      = 64
 	minStreams    = 16
 	maxMemtables  = 2 // below bigBudget
 	bigBudget     = 256 << 20
@@ -87,7 +94,7 @@ type Plan struct {
 	// Settings are the effective values: min(configured, derived from the budget).
 	Settings
 	// StorageBytes, UploadBytes, EdgeBytes and RemoteRunBytes are the shares of the parts.
-	StorageBytes, UploadBytes, EdgeBytes, RemoteRunBytes int64
+	StorageBytes, ConnBytes, UploadBytes, EdgeBytes, RemoteRunBytes int64
 	// UploadCost is what one upload is counted for (2 chunks, the copy buffer, overhead).
 	UploadCost int64
 	// Lowered lists the settings the budget lowered, as "key configured->effective".
@@ -107,6 +114,7 @@ func Split(b Budget, configured Settings) Plan {
 	p.NearAt = p.GoLimit * NearPercent / 100
 	h := max(p.GoLimit-BaseReserve, 0)
 	p.StorageBytes = h * storageShare / 100
+	p.ConnBytes = h * connShare / 100
 	p.UploadBytes = h * uploadShare / 100
 	p.EdgeBytes = h * edgeShare / 100
 	p.RemoteRunBytes = h * remoteShare / 100
@@ -135,6 +143,7 @@ func Split(b Budget, configured Settings) Plan {
 	lowerSize("storage.mem_table_size", &s.MemTableSize, memtable)
 	lowerSize("storage.block_cache_size", &s.BlockCacheSize, max(floorMiB(p.StorageBytes/4), minCache))
 	lowerSize("storage.index_cache_size", &s.IndexCacheSize, max(floorMiB(p.StorageBytes/8), minCache))
+	lowerInt("http.max_connections", &s.APIConnections, int(max(p.ConnBytes/ConnCost, minConns)))
 	lowerInt("http.max_concurrent_uploads", &s.UploadSlots, int(max(p.UploadBytes/max(p.UploadCost, 1), minSlots)))
 	lowerInt("edge.max_streams", &s.EdgeStreams, int(max(p.EdgeBytes/StreamCost, minStreams)))
 	lowerInt("remote_run.max_calls", &s.RemoteRunCalls, int(max(p.RemoteRunBytes/RemoteRunCallOutput, 1)))
@@ -149,9 +158,9 @@ func (p Plan) String() string {
 		return "no memory limit: nothing lowered, Go memory limit left alone"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "go_limit=%s near_at=%s memtables=%dx%s block_cache=%s index_cache=%s upload_slots=%d (%s each) edge_streams=%d remote_run_calls=%d (%d output lines each)",
+	fmt.Fprintf(&b, "go_limit=%s near_at=%s memtables=%dx%s block_cache=%s index_cache=%s api_connections=%d upload_slots=%d (%s each) edge_streams=%d remote_run_calls=%d (%d output lines each)",
 		FormatBytes(p.GoLimit), FormatBytes(p.NearAt), p.NumMemtables, FormatBytes(p.MemTableSize),
-		FormatBytes(p.BlockCacheSize), FormatBytes(p.IndexCacheSize), p.UploadSlots, FormatBytes(p.UploadCost),
+		FormatBytes(p.BlockCacheSize), FormatBytes(p.IndexCacheSize), p.APIConnections, p.UploadSlots, FormatBytes(p.UploadCost),
 		p.EdgeStreams, p.RemoteRunCalls, p.RemoteRunOutputLines)
 	return b.String()
 }

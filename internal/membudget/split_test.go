@@ -8,7 +8,7 @@ import (
 // defaults are the settings of the packaged default configuration (relay/config/default.yaml).
 var defaults = Settings{
 	MemTableSize: 8 << 20, NumMemtables: 2, BlockCacheSize: 8 << 20, IndexCacheSize: 4 << 20,
-	ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, EdgeStreams: 20000,
+	ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 1024, EdgeStreams: 20000,
 	RemoteRunCalls: 8, RemoteRunOutputLines: 256,
 }
 
@@ -22,15 +22,15 @@ func TestSplit(t *testing.T) {
 	}{
 		{"none", 0, 0, defaults},
 		{"32MiB", 32 * mib, 24 * mib, Settings{MemTableSize: 2 * mib, NumMemtables: 2, BlockCacheSize: 1 * mib, IndexCacheSize: 1 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 7, EdgeStreams: 56, RemoteRunCalls: 2, RemoteRunOutputLines: 11}},
-		{"64MiB", 64 * mib, 48 * mib, Settings{MemTableSize: 2 * mib, NumMemtables: 2, BlockCacheSize: 3 * mib, IndexCacheSize: 1 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 19, EdgeStreams: 152, RemoteRunCalls: 7, RemoteRunOutputLines: 8}},
-		{"128MiB", 128 * mib, 96 * mib, Settings{MemTableSize: 5 * mib, NumMemtables: 2, BlockCacheSize: 7 * mib, IndexCacheSize: 3 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 43, EdgeStreams: 344, RemoteRunCalls: 8, RemoteRunOutputLines: 17}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 7, APIConnections: 64, EdgeStreams: 56, RemoteRunCalls: 2, RemoteRunOutputLines: 11}},
+		{"64MiB", 64 * mib, 48 * mib, Settings{MemTableSize: 2 * mib, NumMemtables: 2, BlockCacheSize: 2 * mib, IndexCacheSize: 1 * mib,
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 19, APIConnections: 64, EdgeStreams: 152, RemoteRunCalls: 7, RemoteRunOutputLines: 8}},
+		{"128MiB", 128 * mib, 96 * mib, Settings{MemTableSize: 4 * mib, NumMemtables: 2, BlockCacheSize: 6 * mib, IndexCacheSize: 3 * mib,
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 43, APIConnections: 137, EdgeStreams: 344, RemoteRunCalls: 8, RemoteRunOutputLines: 17}},
 		{"256MiB", 256 * mib, 192 * mib, Settings{MemTableSize: 8 * mib, NumMemtables: 2, BlockCacheSize: 8 * mib, IndexCacheSize: 4 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, EdgeStreams: 728, RemoteRunCalls: 8, RemoteRunOutputLines: 36}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 291, EdgeStreams: 728, RemoteRunCalls: 8, RemoteRunOutputLines: 36}},
 		{"1GiB", 1024 * mib, 768 * mib, Settings{MemTableSize: 8 * mib, NumMemtables: 2, BlockCacheSize: 8 * mib, IndexCacheSize: 4 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, EdgeStreams: 3032, RemoteRunCalls: 8, RemoteRunOutputLines: 151}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 1024, EdgeStreams: 3032, RemoteRunCalls: 8, RemoteRunOutputLines: 151}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Split(Budget{Bytes: tc.budget, Source: "test"}, defaults)
@@ -46,6 +46,7 @@ func TestSplit(t *testing.T) {
 			if tc.budget > 0 {
 				// What the plan counts must fit the Go limit.
 				counted := BaseReserve + int64(p.NumMemtables+1)*p.MemTableSize + p.BlockCacheSize + p.IndexCacheSize +
+					int64(p.APIConnections)*ConnCost +
 					int64(p.UploadSlots)*p.UploadCost + int64(p.EdgeStreams)*StreamCost +
 					int64(p.RemoteRunCalls*p.RemoteRunOutputLines)*RemoteRunMaxLine
 				if tc.budget >= 64*mib && counted > p.GoLimit {

@@ -67,6 +67,7 @@ type HTTPConfig struct {
 	ReadHeaderTimeout    time.Duration `mapstructure:"read_header_timeout"`
 	IdleTimeout          time.Duration `mapstructure:"idle_timeout"`
 	BodyIdleTimeout      time.Duration `mapstructure:"body_idle_timeout"`
+	MaxConnections       int           `mapstructure:"max_connections"` // open at once; more wait in the kernel's accept queue
 	MaxConcurrentUploads int           `mapstructure:"max_concurrent_uploads"`
 	MaxUploadsPerClient  int           `mapstructure:"max_uploads_per_client"` // slots one IPv4 address or IPv6 /64 may hold; 0 = a quarter of max_concurrent_uploads
 	MinUploadRate        ByteSize      `mapstructure:"min_upload_rate"`        // per second, after body_idle_timeout; 0 = no minimum

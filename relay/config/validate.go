@@ -26,6 +26,8 @@ const (
 	MaxRemoteRunWorkers = 1024 // remote_run.concurrency
 	MaxRemoteRunCalls   = 1024 // remote_run.max_calls
 	MaxRemoteRunTimeout = 24 * time.Hour
+	// MaxConnections bounds http.max_connections.
+	MaxConnections = 1 << 20
 	// MaxValueThreshold is the storage engine's own cap on value_threshold.
 	MaxValueThreshold = 1 * MiB
 	// MinMemoryLimit is the smallest memory.limit: below it the relay cannot run.
@@ -113,6 +115,11 @@ func (c *Config) Validate() error {
 	positive("http.read_header_timeout", h.ReadHeaderTimeout)
 	positive("http.idle_timeout", h.IdleTimeout)
 	positive("http.body_idle_timeout", h.BodyIdleTimeout)
+	if h.MaxConnections < 1 || h.MaxConnections > MaxConnections {
+		add("http.max_connections", "must be between 1 and %d, got %d", MaxConnections, h.MaxConnections)
+	} else if h.MaxConnections < h.MaxConcurrentUploads {
+		add("http.max_connections", "%d is fewer than http.max_concurrent_uploads (%d): every upload needs a connection", h.MaxConnections, h.MaxConcurrentUploads)
+	}
 	if h.MaxConcurrentUploads < 1 {
 		add("http.max_concurrent_uploads", "must be >= 1, got %d", h.MaxConcurrentUploads)
 	}

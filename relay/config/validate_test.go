@@ -59,6 +59,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"min_upload_rate unit", "http: {min_upload_rate: 1 parsec}", `http.min_upload_rate: invalid size "1 parsec": unknown unit "parsec" (want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)`},
 		{"min_upload_rate negative", "http: {min_upload_rate: -1KiB}", `http.min_upload_rate: invalid size "-1KiB": must not be negative`},
 		{"max_concurrent_uploads", "http: {max_concurrent_uploads: 0}", `http.max_concurrent_uploads: must be >= 1, got 0`},
+		{"max_connections zero", "http: {max_connections: 0}", `http.max_connections: must be between 1 and 1048576, got 0`},
+		{"max_connections below the upload slots", "http: {max_connections: 10, max_concurrent_uploads: 11}", `http.max_connections: 10 is fewer than http.max_concurrent_uploads (11): every upload needs a connection`},
 		{"max_uploads_per_client negative", "http: {max_uploads_per_client: -1}", `http.max_uploads_per_client: must be 0 (a quarter of http.max_concurrent_uploads) or 1 to http.max_concurrent_uploads (64), got -1`},
 		{"max_uploads_per_client over the slots", "http: {max_concurrent_uploads: 8, max_uploads_per_client: 9}", `http.max_uploads_per_client: must be 0 (a quarter of http.max_concurrent_uploads) or 1 to http.max_concurrent_uploads (8), got 9`},
 		{"upload_preempt_rate negative", "http: {upload_preempt_rate: -1B}", `http.upload_preempt_rate: invalid size "-1B": must not be negative`},

@@ -1,0 +1,96 @@
+package connlimit
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestBound checks on a real loopback listener that the connection beyond the bound is not
+// accepted until an open one closes, and that it is then served, not refused.
+func TestBound(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, 2)
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	var clients []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", raw.Addr().String()) // the kernel completes the handshake
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	first, second := <-accepted, <-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted with 2 open and a bound of 2")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := l.Open(); got != 2 {
+		t.Errorf("Open = %d, want 2", got)
+	}
+	_ = first.Close()
+	_ = first.Close() // twice: the slot is given back once
+	select {
+	case third := <-accepted:
+		_ = third.Close()
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiting connection was not accepted after one closed")
+	}
+	_ = second.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for l.Open() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := l.Open(); got != 0 {
+		t.Errorf("Open = %d after every connection closed, want 0", got)
+	}
+	_ = clients
+}
+
+// TestCloseWhileFull checks that Close wakes an Accept waiting for a slot.
+func TestCloseWhileFull(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, 1)
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	held, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	errc := make(chan error, 1)
+	go func() { _, err := l.Accept(); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	_ = l.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Accept still waiting after Close")
+	}
+}
