@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -669,7 +670,7 @@ func (d *Daemon) pushConfig(pc *edgepb.PushConfig) {
 	d.edge, d.configVersion = next, pc.GetVersion()
 	after := Capabilities(d.edge)
 	d.mu.Unlock()
-	changed := !slices.Equal(before.GetLocalTools(), after.GetLocalTools()) || !mapsEqual(before.GetCustomLabels(), after.GetCustomLabels())
+	changed := !slices.Equal(before.GetLocalTools(), after.GetLocalTools()) || !maps.Equal(before.GetCustomLabels(), after.GetCustomLabels())
 	d.log.Info("edge: config applied", "version", pc.GetVersion(), "tools", after.GetLocalTools(), "capabilities_changed", changed)
 	if changed {
 		select {
@@ -684,18 +685,6 @@ func (d *Daemon) ConfigVersion() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.configVersion
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // invoke starts a tool, or answers at once with a refusal.

@@ -1,6 +1,7 @@
 package membudget
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,22 +166,10 @@ func TestParseCgroup(t *testing.T) {
 		{"0::relative\n", nil, true}, {"x::/a\n", nil, true}, {":memory:/a\n", nil, true}, {"4:memory\n", nil, true},
 	} {
 		got, err := parseCgroup([]byte(tc.in))
-		if (err != nil) != tc.wantErr || (!tc.wantErr && !equalMaps(got, tc.want)) {
+		if (err != nil) != tc.wantErr || (!tc.wantErr && !maps.Equal(got, tc.want)) {
 			t.Errorf("parseCgroup(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
 		}
 	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestParseMountInfo(t *testing.T) {

@@ -455,15 +455,12 @@ func (r *cgRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	edgeAddr, err := freeAddr()
+	listeners, err := newEdgeListeners(b.p.cgEdgeN)
 	if err != nil {
 		return err
 	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	enrollCfg := relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), edge: &edgeListeners{edge: edgeAddr, admin: adminAddr, streams: b.p.cgEdgeN}}
+	edgeAddr, adminAddr := listeners.edge, listeners.admin
+	enrollCfg := relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), edge: listeners}
 	ids, _, err := b.enroll(ctx, enrollCfg, b.p.cgEdgeN)
 	if err != nil {
 		return err

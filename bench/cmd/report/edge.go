@@ -181,15 +181,12 @@ func (b *bench) edge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	edgeAddr, err := freeAddr()
+	listeners, err := newEdgeListeners(n)
 	if err != nil {
 		return err
 	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	cfg := relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), edge: &edgeListeners{edge: edgeAddr, admin: adminAddr, streams: n}}
+	edgeAddr, adminAddr := listeners.edge, listeners.admin
+	cfg := relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), edge: listeners}
 	ns := thousands(float64(n))
 
 	ids, took, err := b.enroll(ctx, cfg, n)

@@ -116,6 +116,20 @@ type edgeListeners struct {
 	streams     int
 }
 
+// newEdgeListeners picks free loopback addresses for the edge and admin listeners of a
+// relay that allows streams ConnectEdge streams.
+func newEdgeListeners(streams int) (*edgeListeners, error) {
+	edge, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	return &edgeListeners{edge: edge, admin: admin, streams: streams}, nil
+}
+
 func (c relayConfig) dataDir() string { return filepath.Join(c.dir, "data") }
 
 // yaml renders the config file for an API listening on api. The admin listener and the edge
