@@ -1,0 +1,11 @@
+//go:build !linux
+
+package server
+
+import (
+	"net"
+	"time"
+)
+
+// setUserTimeout does nothing where TCP_USER_TIMEOUT is not set (as in gRPC).
+func setUserTimeout(net.Conn, time.Duration) {}
