@@ -117,3 +117,30 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitEdgeConnections: the edge connections are the effective streams and the margin
+// for connections without a stream, whether the streams were lowered or configured below
+// the budget's share.
+func TestSplitEdgeConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		budget        int64
+		streams       int
+		wantStreams   int
+		wantConnCount int
+	}{
+		{"64MiB, lowered", 64 << 20, 20000, 121, 181},
+		{"64MiB, configured below", 64 << 20, 10, 10, 70},
+		{"32MiB, configured 1", 32 << 20, 1, 1, 23},
+		{"no budget: no bound", 0, 20000, 20000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := defaults
+			s.EdgeStreams = tc.streams
+			p := Split(Budget{Bytes: tc.budget}, s)
+			if p.EdgeStreams != tc.wantStreams || p.EdgeConnections != tc.wantConnCount {
+				t.Errorf("streams %d, connections %d; want %d, %d", p.EdgeStreams, p.EdgeConnections, tc.wantStreams, tc.wantConnCount)
+			}
+		})
+	}
+}
