@@ -47,7 +47,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 	setUserTimeout(c, l.userTimeout)
 	l.open.Add(1)
-	return &capConn{Conn: c, l: l}, nil
+	return wrapConn(&capConn{Conn: c, l: l}), nil
 }
 
 // Close closes the listener and ends the Accept waiting for a slot.

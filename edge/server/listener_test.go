@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 )
 
 // dialEdge opens a gRPC connection of its own to the harness's server.
@@ -128,5 +131,47 @@ func TestCapListenerClose(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Accept still waiting after Close")
+	}
+}
+
+// TestCapListenerReadyReads: on Linux an accepted TCP connection keeps gRPC's ready reads
+// (ReadOnReady: no read buffer held while idle): data, then EOF when the peer closes.
+func TestCapListenerReadyReads(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("ready reads are for Linux only")
+	}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newCapListener(inner, 0, time.Second)
+	defer l.Close()
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rr, ok := c.(interface {
+		ReadOnReady(int, mem.BufferPool) (*[]byte, int, error)
+	})
+	if !ok {
+		t.Fatalf("%T has no ReadOnReady: gRPC would hold a read buffer per connection", c)
+	}
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	pool := mem.DefaultBufferPool()
+	buf, n, err := rr.ReadOnReady(1024, pool)
+	if err != nil || string((*buf)[:n]) != "hello" {
+		t.Fatalf("ReadOnReady = %d bytes, %v", n, err)
+	}
+	pool.Put(buf)
+	client.Close()
+	if _, _, err := rr.ReadOnReady(1024, pool); !errors.Is(err, io.EOF) {
+		t.Fatalf("ReadOnReady after the peer closed: %v, want EOF", err)
 	}
 }

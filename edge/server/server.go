@@ -47,9 +47,11 @@ const (
 	// connWindow is the static flow-control window of a stream and of a connection: gRPC's
 	// least, with BDP estimation (which grows windows up to 16 MiB) off.
 	connWindow = 64 << 10
-	// maxConnStreams bounds the concurrent streams of one connection: a daemon needs its
-	// ConnectEdge stream and a few unary calls (attestation, rotation, health).
-	maxConnStreams = 16
+	// maxConnStreams bounds the concurrent streams of one connection. A daemon needs its
+	// ConnectEdge stream and a few unary calls, but a TLS proxy in front of the listener
+	// (edge.allow_plaintext) carries many daemons on one connection; the streams are bounded
+	// by MaxStreams anyway, and the data in flight by the connection's window.
+	maxConnStreams = 64
 	// keepaliveTimeout is how long a keepalive ping waits for its answer (and the
 	// connections' TCP_USER_TIMEOUT).
 	keepaliveTimeout = 20 * time.Second

@@ -51,7 +51,7 @@ const (
 	StreamCost = 64 << 10
 	// ConnCost is what one edge connection that holds no stream is counted for: 26 KiB
 	// measured for a connection whose ConnectEdge was refused (BenchmarkRefusedConnections,
-	// edge/server: 16 KiB heap, 10 KiB stacks of its 3 goroutines; 18.5 KiB after a health
+	// edge/server: 15.5 KiB heap, 10 KiB stacks of its 3 goroutines; 18 KiB after a health
 	// check only), rounded up for its read and write buffers while it is read or written.
 	ConnCost = 32 << 10
 	// EdgeConnPercent of the edge share is kept for connections that hold no stream; the
