@@ -91,6 +91,7 @@ type MemorySplit struct {
 	MaxConcurrentUploads int      `json:"max_concurrent_uploads"`
 	UploadCostBytes      int64    `json:"upload_cost_bytes"`
 	EdgeMaxStreams       int      `json:"edge_max_streams"`
+	EdgeMaxConnections   int      `json:"edge_max_connections"` // 0: no bound
 	RemoteRunMaxCalls    int      `json:"remote_run_max_calls"`
 	RemoteRunOutputLines int      `json:"remote_run_output_lines"`
 	Lowered              []string `json:"lowered,omitempty"`
@@ -104,7 +105,7 @@ func (s *Server) memoryStatus() *MemoryStatus {
 		Split: MemorySplit{
 			MemTableSize: p.MemTableSize, NumMemtables: p.NumMemtables, BlockCacheSize: p.BlockCacheSize,
 			IndexCacheSize: p.IndexCacheSize, MaxConnections: p.APIConnections, MaxConcurrentUploads: p.UploadSlots, UploadCostBytes: p.UploadCost,
-			EdgeMaxStreams: p.EdgeStreams, RemoteRunMaxCalls: p.RemoteRunCalls, RemoteRunOutputLines: p.RemoteRunOutputLines,
+			EdgeMaxStreams: p.EdgeStreams, EdgeMaxConnections: p.EdgeConnections, RemoteRunMaxCalls: p.RemoteRunCalls, RemoteRunOutputLines: p.RemoteRunOutputLines,
 			Lowered: p.Lowered,
 		},
 	}

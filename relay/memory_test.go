@@ -47,10 +47,11 @@ func TestMemoryPlan(t *testing.T) {
 		wantSource string
 		warns      bool
 		uploads    int
+		edgeConns  int
 	}{
-		{config.Auto, 128 << 20, "cgroup v2 /sys/fs/cgroup/system.slice/keel-relay.service/memory.max", false, 43},
-		{config.AutoByteSize(64 * config.MiB), 64 << 20, "memory.limit", false, 19},
-		{config.AutoByteSize(512 * config.MiB), 128 << 20, "cgroup v2 /sys/fs/cgroup/system.slice/keel-relay.service/memory.max", true, 43},
+		{config.Auto, 128 << 20, "cgroup v2 /sys/fs/cgroup/system.slice/keel-relay.service/memory.max", false, 43, 412},
+		{config.AutoByteSize(64 * config.MiB), 64 << 20, "memory.limit", false, 19, 181},
+		{config.AutoByteSize(512 * config.MiB), 128 << 20, "cgroup v2 /sys/fs/cgroup/system.slice/keel-relay.service/memory.max", true, 43, 412},
 	} {
 		cfg := config.Default()
 		cfg.Memory.Limit = tc.limit
@@ -61,6 +62,9 @@ func TestMemoryPlan(t *testing.T) {
 		}
 		if plan.UploadSlots != tc.uploads || plan.GoLimit != tc.wantBytes*3/4 {
 			t.Errorf("memory.limit %s: %d upload slots, Go limit %d; want %d, %d", tc.limit, plan.UploadSlots, plan.GoLimit, tc.uploads, tc.wantBytes*3/4)
+		}
+		if plan.EdgeConnections != tc.edgeConns {
+			t.Errorf("memory.limit %s: %d edge connections, want %d", tc.limit, plan.EdgeConnections, tc.edgeConns)
 		}
 	}
 }
@@ -80,7 +84,7 @@ func TestMemoryAdmission(t *testing.T) {
 	r := relaytest.StartWith(t, cfg, relay.Options{Pressure: near})
 
 	st := status(t, r)
-	if m := st.Memory; m == nil || m.NearLimit || m.InUseBytes <= 0 || m.Split.MaxConcurrentUploads < 1 || m.Source == "" {
+	if m := st.Memory; m == nil || m.NearLimit || m.InUseBytes <= 0 || m.Split.MaxConcurrentUploads < 1 || (m.LimitBytes > 0 && m.Split.EdgeMaxConnections <= m.Split.EdgeMaxStreams) || m.Source == "" {
 		t.Fatalf("memory status before: %+v", m)
 	}
 

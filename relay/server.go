@@ -214,7 +214,7 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		eo.MaxStreams, eo.Pressure = plan.EdgeStreams, s.pressure
+		eo.MaxStreams, eo.MaxConnections, eo.Pressure = plan.EdgeStreams, plan.EdgeConnections, s.pressure
 		if s.edge, err = edgeserver.New(eo, s.store, s.reg, log.With("component", "edge")); err != nil {
 			return nil, err
 		}

@@ -22,7 +22,10 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgesim"
@@ -40,6 +43,7 @@ var (
 const (
 	idleClientEnv = "KEEL_EDGE_IDLE_CLIENT_IDS"
 	idleAddrEnv   = "KEEL_EDGE_IDLE_CLIENT_ADDR"
+	idleModeEnv   = "KEEL_EDGE_IDLE_CLIENT_MODE"
 )
 
 // idleIdentity is one enrolled daemon handed to the client process.
@@ -55,7 +59,32 @@ type idleIdentity struct {
 // and goroutine stacks in use are compared before and after. Run it with -benchtime=1x:
 //
 //	go test -run '^$' -bench IdleStreams -benchtime=1x ./edge/server/
-func BenchmarkIdleStreams(b *testing.B) {
+func BenchmarkIdleStreams(b *testing.B) { benchIdle(b, idleModeStreams, "stream") }
+
+// BenchmarkIdleConnections measures the memory the edge server holds per connection that
+// holds no stream: the client process opens N connections (-idle.streams), makes one unary
+// call (grpc.health.v1 Check) on each and keeps them open.
+//
+//	go test -run '^$' -bench IdleConnections -benchtime=1x ./edge/server/
+func BenchmarkIdleConnections(b *testing.B) { benchIdle(b, idleModeConns, "conn") }
+
+// BenchmarkRefusedConnections measures the memory the edge server holds per connection whose
+// ConnectEdge stream was refused (ResourceExhausted, the server holding its one stream): the
+// connection stays open, as a daemon's that retries later does.
+//
+//	go test -run '^$' -bench RefusedConnections -benchtime=1x ./edge/server/
+func BenchmarkRefusedConnections(b *testing.B) { benchIdle(b, idleModeRefused, "conn") }
+
+// Modes of the idle client process.
+const (
+	idleModeStreams = "streams" // a stream per connection, Hello said
+	idleModeConns   = "conns"   // one health check per connection, no stream
+	idleModeRefused = "refused" // a ConnectEdge refused per connection
+)
+
+// benchIdle runs the idle client process in mode against a real server on loopback and
+// reports the server's memory per connection (or stream), named per unit.
+func benchIdle(b *testing.B, mode, unit string) {
 	n := *idleStreams
 	if *idleHeapProfile != "" {
 		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
@@ -63,6 +92,10 @@ func BenchmarkIdleStreams(b *testing.B) {
 	}
 	opts := testOptions()
 	opts.MaxStreams = n + 1
+	if mode == idleModeRefused {
+		opts.MaxStreams = 1
+	}
+	opts.MaxConnections = n + 1
 	opts.FlushInterval = time.Hour
 	opts.HelloTimeout = 10 * time.Second
 	log := testLogger(nil)
@@ -122,12 +155,16 @@ func BenchmarkIdleStreams(b *testing.B) {
 
 	before := idleSample()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleStreamsClient$", "-test.count=1")
-	cmd.Env = append(os.Environ(), idleClientEnv+"="+idsFile, idleAddrEnv+"="+srv.Addr().String())
+	cmd.Env = append(os.Environ(), idleClientEnv+"="+idsFile, idleAddrEnv+"="+srv.Addr().String(), idleModeEnv+"="+mode)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -142,14 +179,22 @@ func BenchmarkIdleStreams(b *testing.B) {
 			<-done
 		}
 	}()
-	start := time.Now()
-	for srv.reg.Len() < n {
-		if time.Since(start) > 5*time.Minute {
-			b.Fatalf("%d of %d streams up after 5m", srv.reg.Len(), n)
+	// The client says "up" on its stdout once every connection did its call.
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "up" {
+				close(ready)
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("%s: the client is not up after 5m (%d streams)", mode, srv.reg.Len())
 	}
-	time.Sleep(2 * time.Second) // let the last streams settle
+	time.Sleep(2 * time.Second) // let the last connections settle
 	after := idleSample()
 	if *idleHeapProfile != "" {
 		pf, err := os.Create(*idleHeapProfile)
@@ -162,14 +207,14 @@ func BenchmarkIdleStreams(b *testing.B) {
 		_ = pf.Close()
 	}
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
-	b.ReportMetric(per(after.heap+after.stack, before.heap+before.stack), "bytes/stream")
-	b.ReportMetric(per(after.heap, before.heap), "heap-bytes/stream")
-	b.ReportMetric(per(after.stack, before.stack), "stack-bytes/stream")
+	b.ReportMetric(per(after.heap+after.stack, before.heap+before.stack), "bytes/"+unit)
+	b.ReportMetric(per(after.heap, before.heap), "heap-bytes/"+unit)
+	b.ReportMetric(per(after.stack, before.stack), "stack-bytes/"+unit)
 	if before.rss > 0 && after.rss > 0 {
-		b.ReportMetric(per(after.rss, before.rss), "rss-bytes/stream")
+		b.ReportMetric(per(after.rss, before.rss), "rss-bytes/"+unit)
 	}
-	b.ReportMetric(per(after.alloc, before.alloc), "allocated-bytes/stream")
-	b.ReportMetric(per(after.goroutines, before.goroutines), "goroutines/stream")
+	b.ReportMetric(per(after.alloc, before.alloc), "allocated-bytes/"+unit)
+	b.ReportMetric(per(after.goroutines, before.goroutines), "goroutines/"+unit)
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -202,8 +247,10 @@ func vmRSS() uint64 {
 	return 0
 }
 
-// TestIdleStreamsClient is the client process of BenchmarkIdleStreams: it opens a stream per
-// daemon of the identities file, says Hello and holds the streams until its stdin ends.
+// TestIdleStreamsClient is the client process of the idle benchmarks: per daemon of the
+// identities file it opens a connection and, by mode, a stream that says Hello, a health
+// check, or a stream the server refuses; it says "up" on stdout once all did, and holds the
+// connections until its stdin ends.
 // It is skipped unless the benchmark started it.
 func TestIdleStreamsClient(t *testing.T) {
 	file := os.Getenv(idleClientEnv)
@@ -231,8 +278,11 @@ func TestIdleStreamsClient(t *testing.T) {
 		_, _ = bufio.NewReader(os.Stdin).ReadString(0)
 		cancel()
 	}()
+	mode := os.Getenv(idleModeEnv)
 	var up, failed atomic.Int64
 	var wg sync.WaitGroup
+	var done sync.WaitGroup // every connection did its call
+	done.Add(len(ids))
 	sem := make(chan struct{}, 64)
 	for _, rec := range ids {
 		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -246,18 +296,39 @@ func TestIdleStreamsClient(t *testing.T) {
 		wg.Go(func() {
 			defer conn.Close()
 			var once sync.Once
-			release := func() { once.Do(func() { <-sem }) }
+			release := func() { once.Do(func() { <-sem; done.Done() }) }
 			defer release()
-			err := id.Run(ctx, edgepb.NewNodeClusterServiceClient(conn), edgesim.Options{Connected: func() { up.Add(1); release() }})
+			var err error
+			switch mode {
+			case idleModeConns:
+				_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+				release()
+				if err == nil {
+					up.Add(1)
+					<-ctx.Done()
+				}
+			case idleModeRefused:
+				err = id.Run(ctx, edgepb.NewNodeClusterServiceClient(conn), edgesim.Options{Connected: func() { up.Add(1); release() }})
+				if err != nil && (status.Code(err) == codes.ResourceExhausted || strings.Contains(err.Error(), "ResourceExhausted")) {
+					up.Add(1)
+					err = nil
+				}
+				release()
+				<-ctx.Done()
+			default:
+				err = id.Run(ctx, edgepb.NewNodeClusterServiceClient(conn), edgesim.Options{Connected: func() { up.Add(1); release() }})
+			}
 			if err != nil && ctx.Err() == nil {
 				failed.Add(1)
 				fmt.Fprintln(os.Stderr, "idle client:", err)
 			}
 		})
 	}
+	done.Wait()
+	fmt.Println("up")
 	<-ctx.Done()
 	wg.Wait()
 	if failed.Load() > 0 {
-		t.Errorf("%d streams failed (%d up)", failed.Load(), up.Load())
+		t.Errorf("%d connections failed (%d up)", failed.Load(), up.Load())
 	}
 }

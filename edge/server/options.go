@@ -63,6 +63,15 @@ type Options struct {
 	FlushInterval        time.Duration
 	DrainGrace           time.Duration
 	MaxStreams           int
+	// MaxConnections bounds the open connections of the edge listener: at the cap no new
+	// connection is accepted (it waits in the kernel's accept queue) until one closes.
+	// 0: no bound.
+	MaxConnections int
+	// MaxConnectionIdle closes a connection that held no stream for this long (default
+	// 2 × HelloTimeout): a live daemon always holds its ConnectEdge stream, and an enrolling
+	// one opens it right after its attestation, so a longer idle connection is a daemon
+	// backing off after a refusal, or gone; its place under MaxConnections is given back.
+	MaxConnectionIdle time.Duration
 
 	// SigningKey signs node security tokens (and this relay's enrollment tokens); Issuer is
 	// their iss (keys.Issuer of the relay's node id).
@@ -151,6 +160,9 @@ func (o *Options) defaults() {
 	}
 	if o.ReconnectGrace <= 0 {
 		o.ReconnectGrace = 2 * o.HelloTimeout
+	}
+	if o.MaxConnectionIdle <= 0 {
+		o.MaxConnectionIdle = 2 * o.HelloTimeout
 	}
 	if o.Now == nil {
 		o.Now = time.Now

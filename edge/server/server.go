@@ -40,6 +40,23 @@ import (
 	"github.com/keel-relay/keel/storage"
 )
 
+// Per-connection gRPC settings.
+const (
+	// connBuffer is the read and write buffer of a connection (gRPC's default: 32 KiB).
+	connBuffer = 8 << 10
+	// connWindow is the static flow-control window of a stream and of a connection: gRPC's
+	// least, with BDP estimation (which grows windows up to 16 MiB) off.
+	connWindow = 64 << 10
+	// maxConnStreams bounds the concurrent streams of one connection. A daemon needs its
+	// ConnectEdge stream and a few unary calls, but a TLS proxy in front of the listener
+	// (edge.allow_plaintext) carries many daemons on one connection; the streams are bounded
+	// by MaxStreams anyway, and the data in flight by the connection's window.
+	maxConnStreams = 64
+	// keepaliveTimeout is how long a keepalive ping waits for its answer (and the
+	// connections' TCP_USER_TIMEOUT).
+	keepaliveTimeout = 20 * time.Second
+)
+
 // ServiceName is the full name of the NodeClusterService (also its health service name).
 const ServiceName = "aegis.cluster.v1.NodeClusterService"
 
@@ -53,7 +70,7 @@ type Server struct {
 	now   func() time.Time
 	m     *serverMetrics
 
-	ln     net.Listener
+	ln     *capListener
 	grpc   *grpc.Server
 	health *health.Server
 
@@ -126,10 +143,23 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(opts.MaxMessageSize),
-		grpc.MaxConcurrentStreams(64),
+		grpc.MaxConcurrentStreams(maxConnStreams),
+		// Small per-connection buffers and static flow-control windows (no BDP growth): a
+		// connection costs little (BenchmarkIdleConnections), so that the budget holds
+		// thousands. Edge messages are small; large ones are read in several syscalls.
+		grpc.ReadBufferSize(connBuffer),
+		grpc.WriteBufferSize(connBuffer),
+		grpc.StaticStreamWindowSize(connWindow),
+		grpc.StaticConnWindowSize(connWindow),
+		// No HPACK dynamic table for what the daemons send: it would keep their bearer
+		// token and other headers, per connection, for a saving of a few hundred bytes per call.
+		grpc.HeaderTableSize(0),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * opts.HeartbeatInterval, // ping an idle connection
-			Timeout: 20 * time.Second,
+			Timeout: keepaliveTimeout,
+			// Close a connection that held no stream for this long, so that it gives its
+			// place under MaxConnections back.
+			MaxConnectionIdle: opts.MaxConnectionIdle,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             config.MinEdgeKeepalive,
@@ -157,7 +187,7 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("edge.listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = newCapListener(ln, opts.MaxConnections, keepaliveTimeout)
 	s.restoreChallenges()
 	return s, nil
 }
@@ -210,7 +240,8 @@ func (s *Server) Serve() error {
 		defer close(s.flushDone)
 		s.flushLoop(ctx)
 	}()
-	s.log.Info("edge API listening", "addr", s.ln.Addr().String(), "role", s.opts.Role, "tls", s.opts.TLSCertFile != "", "issuer", s.opts.Issuer)
+	s.log.Info("edge API listening", "addr", s.ln.Addr().String(), "role", s.opts.Role, "tls", s.opts.TLSCertFile != "", "issuer", s.opts.Issuer,
+		"max_streams", s.opts.MaxStreams, "max_connections", s.opts.MaxConnections, "connection_idle", s.opts.MaxConnectionIdle)
 	err := s.grpc.Serve(s.ln)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		err = nil
@@ -340,6 +371,8 @@ type serverMetrics struct {
 
 func newServerMetrics(reg *metrics.Registry, s *Server) *serverMetrics {
 	reg.GaugeFunc("keel_edge_streams", "Live ConnectEdge streams.", func() float64 { return float64(s.reg.Len()) })
+	reg.GaugeFunc("keel_edge_connections", "Open connections of the edge listener (at most edge_connections of the memory split).",
+		func() float64 { return float64(s.ln.Open()) })
 	reg.GaugeFunc("keel_edge_commands_pending", "Edge commands waiting for their result.", func() float64 { return float64(s.disp.Pending()) })
 	reg.GaugeFunc("keel_edge_challenges_pending", "Attestation challenges of anonymous callers waiting for their answer.",
 		func() float64 { return float64(s.challenges.Len(quota.Anonymous, s.now())) })

@@ -25,6 +25,10 @@ type Settings struct {
 	APIConnections int
 	// EdgeStreams is edge.max_streams.
 	EdgeStreams int
+	// EdgeConnections bounds the open connections of the edge listener; it has no config
+	// key: 0 (no bound) unless a budget derives it (EdgeStreams and a margin for the
+	// connections that hold no stream: enrolling daemons, refused ones backing off).
+	EdgeConnections int
 	// RemoteRunCalls is remote_run.max_calls; RemoteRunOutputLines the output lines one call
 	// queues for its client (each at most RemoteRunMaxLine bytes).
 	RemoteRunCalls       int
@@ -32,8 +36,9 @@ type Settings struct {
 }
 
 // Costs the split is made of. StreamCost comes from BenchmarkIdleStreams (edge/server):
-// 46 KiB per idle stream (24 KiB heap, 22 KiB goroutine stacks; 45 KiB of RSS), rounded up
-// for the gRPC buffers of an active one.
+// 46 KiB per idle stream and its connection (24 KiB heap, 22 KiB goroutine stacks; 45 KiB of
+// RSS; 42.5 KiB since the edge connections' buffers and windows are small), rounded up for
+// the gRPC buffers of an active one.
 const (
 	// GoLimitPercent of the budget is the Go memory limit (runtime/debug.SetMemoryLimit);
 	// the rest is for what the Go runtime does not count: the binary's data, the page cache
@@ -44,14 +49,24 @@ const (
 	// BaseReserve of the Go limit is kept for the relay itself: runtime, node map, gRPC,
 	// metrics, Badger's tables and compactions.
 	BaseReserve = 10 << 20
-	// StreamCost is what one live ConnectEdge stream is counted for.
+	// StreamCost is what one live ConnectEdge stream is counted for, its connection included.
 	StreamCost = 64 << 10
+	// ConnCost is what one open connection is counted for: of the relay API (goroutine, read
+	// and write buffers, TLS state, a request's headers), or of the edge listener without a
+	// stream: 26 KiB
+	// measured for a connection whose ConnectEdge was refused (BenchmarkRefusedConnections,
+	// edge/server: 15.5 KiB heap, 10 KiB stacks of its 3 goroutines; 18 KiB after a health
+	// check only), rounded up for its read and write buffers while it is read or written.
+	ConnCost = 32 << 10
+	// EdgeConnPercent of the edge share is kept for connections that hold no stream; the
+	// rest is for the streams.
+	EdgeConnPercent = 20
+	// MinEdgeConnMargin is the fewest connections without a stream the edge listener takes
+	// on top of EdgeStreams.
+	MinEdgeConnMargin = 16
 	// UploadOverhead is counted per upload on top of its buffers: the transaction, hasher,
 	// connection buffers and goroutine.
 	UploadOverhead = 64 << 10
-	// ConnCost is what one open connection of the relay API is counted for: its goroutine,
-	// read and write buffers, TLS state and a request's headers.
-	ConnCost = 32 << 10
 	// CopyBuffer is the copy buffer of an upload (relay/sharedfiles).
 	CopyBuffer = 32 << 10
 	// RemoteRunMaxLine is the largest output line of a remote run (relay/remoterun.MaxLine).
@@ -145,7 +160,13 @@ func Split(b Budget, configured Settings) Plan {
 	lowerSize("storage.index_cache_size", &s.IndexCacheSize, max(floorMiB(p.StorageBytes/8), minCache))
 	lowerInt("http.max_connections", &s.APIConnections, int(max(p.ConnBytes/ConnCost, minConns)))
 	lowerInt("http.max_concurrent_uploads", &s.UploadSlots, int(max(p.UploadBytes/max(p.UploadCost, 1), minSlots)))
-	lowerInt("edge.max_streams", &s.EdgeStreams, int(max(p.EdgeBytes/StreamCost, minStreams)))
+	streamBytes := p.EdgeBytes * (100 - EdgeConnPercent) / 100
+	lowerInt("edge.max_streams", &s.EdgeStreams, int(max(streamBytes/StreamCost, minStreams)))
+	// Not a config key: set (never lowered in the list) from the effective streams.
+	conns := s.EdgeStreams + int(max((p.EdgeBytes-streamBytes)/ConnCost, MinEdgeConnMargin))
+	if s.EdgeConnections <= 0 || conns < s.EdgeConnections {
+		s.EdgeConnections = conns
+	}
 	lowerInt("remote_run.max_calls", &s.RemoteRunCalls, int(max(p.RemoteRunBytes/RemoteRunCallOutput, 1)))
 	lines := p.RemoteRunBytes / int64(max(s.RemoteRunCalls, 1)) / RemoteRunMaxLine
 	lowerInt("remote_run output lines per call", &s.RemoteRunOutputLines, int(max(lines, MinRemoteRunOutputLines)))
@@ -158,10 +179,10 @@ func (p Plan) String() string {
 		return "no memory limit: nothing lowered, Go memory limit left alone"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "go_limit=%s near_at=%s memtables=%dx%s block_cache=%s index_cache=%s api_connections=%d upload_slots=%d (%s each) edge_streams=%d remote_run_calls=%d (%d output lines each)",
+	fmt.Fprintf(&b, "go_limit=%s near_at=%s memtables=%dx%s block_cache=%s index_cache=%s api_connections=%d upload_slots=%d (%s each) edge_streams=%d edge_connections=%d (%s each without a stream) remote_run_calls=%d (%d output lines each)",
 		FormatBytes(p.GoLimit), FormatBytes(p.NearAt), p.NumMemtables, FormatBytes(p.MemTableSize),
 		FormatBytes(p.BlockCacheSize), FormatBytes(p.IndexCacheSize), p.APIConnections, p.UploadSlots, FormatBytes(p.UploadCost),
-		p.EdgeStreams, p.RemoteRunCalls, p.RemoteRunOutputLines)
+		p.EdgeStreams, p.EdgeConnections, FormatBytes(ConnCost), p.RemoteRunCalls, p.RemoteRunOutputLines)
 	return b.String()
 }
 

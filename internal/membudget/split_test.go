@@ -22,15 +22,15 @@ func TestSplit(t *testing.T) {
 	}{
 		{"none", 0, 0, defaults},
 		{"32MiB", 32 * mib, 24 * mib, Settings{MemTableSize: 2 * mib, NumMemtables: 2, BlockCacheSize: 1 * mib, IndexCacheSize: 1 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 7, APIConnections: 64, EdgeStreams: 56, RemoteRunCalls: 2, RemoteRunOutputLines: 11}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 7, APIConnections: 64, EdgeStreams: 44, EdgeConnections: 66, RemoteRunCalls: 2, RemoteRunOutputLines: 11}},
 		{"64MiB", 64 * mib, 48 * mib, Settings{MemTableSize: 2 * mib, NumMemtables: 2, BlockCacheSize: 2 * mib, IndexCacheSize: 1 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 19, APIConnections: 64, EdgeStreams: 152, RemoteRunCalls: 7, RemoteRunOutputLines: 8}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 19, APIConnections: 64, EdgeStreams: 121, EdgeConnections: 181, RemoteRunCalls: 7, RemoteRunOutputLines: 8}},
 		{"128MiB", 128 * mib, 96 * mib, Settings{MemTableSize: 4 * mib, NumMemtables: 2, BlockCacheSize: 6 * mib, IndexCacheSize: 3 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 43, APIConnections: 137, EdgeStreams: 344, RemoteRunCalls: 8, RemoteRunOutputLines: 17}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 43, APIConnections: 137, EdgeStreams: 275, EdgeConnections: 412, RemoteRunCalls: 8, RemoteRunOutputLines: 17}},
 		{"256MiB", 256 * mib, 192 * mib, Settings{MemTableSize: 8 * mib, NumMemtables: 2, BlockCacheSize: 8 * mib, IndexCacheSize: 4 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 291, EdgeStreams: 728, RemoteRunCalls: 8, RemoteRunOutputLines: 36}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 291, EdgeStreams: 582, EdgeConnections: 873, RemoteRunCalls: 8, RemoteRunOutputLines: 36}},
 		{"1GiB", 1024 * mib, 768 * mib, Settings{MemTableSize: 8 * mib, NumMemtables: 2, BlockCacheSize: 8 * mib, IndexCacheSize: 4 * mib,
-			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 1024, EdgeStreams: 3032, RemoteRunCalls: 8, RemoteRunOutputLines: 151}},
+			ValueThreshold: 4 << 10, ChunkSize: 256 << 10, UploadSlots: 64, APIConnections: 1024, EdgeStreams: 2425, EdgeConnections: 3637, RemoteRunCalls: 8, RemoteRunOutputLines: 151}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Split(Budget{Bytes: tc.budget, Source: "test"}, defaults)
@@ -40,6 +40,9 @@ func TestSplit(t *testing.T) {
 			if p.NearAt != tc.goLimit*NearPercent/100 {
 				t.Errorf("NearAt %d", p.NearAt)
 			}
+			if tc.budget > 0 && p.EdgeConnections < p.EdgeStreams+MinEdgeConnMargin {
+				t.Errorf("edge connections %d leave less than %d for connections without a stream (%d streams)", p.EdgeConnections, MinEdgeConnMargin, p.EdgeStreams)
+			}
 			if !reflect.DeepEqual(p.Settings, tc.want) {
 				t.Errorf("settings\n%+v, want\n%+v", p.Settings, tc.want)
 			}
@@ -47,7 +50,7 @@ func TestSplit(t *testing.T) {
 				// What the plan counts must fit the Go limit.
 				counted := BaseReserve + int64(p.NumMemtables+1)*p.MemTableSize + p.BlockCacheSize + p.IndexCacheSize +
 					int64(p.APIConnections)*ConnCost +
-					int64(p.UploadSlots)*p.UploadCost + int64(p.EdgeStreams)*StreamCost +
+					int64(p.UploadSlots)*p.UploadCost + int64(p.EdgeStreams)*StreamCost + int64(p.EdgeConnections-p.EdgeStreams)*ConnCost +
 					int64(p.RemoteRunCalls*p.RemoteRunOutputLines)*RemoteRunMaxLine
 				if tc.budget >= 64*mib && counted > p.GoLimit {
 					t.Errorf("the plan counts %s, more than the Go limit %s", FormatBytes(counted), FormatBytes(p.GoLimit))
@@ -61,7 +64,7 @@ func TestSplit(t *testing.T) {
 // TestSplitNeverRaises: settings configured below the budget's share stay as they are.
 func TestSplitNeverRaises(t *testing.T) {
 	small := Settings{MemTableSize: 1 << 20, NumMemtables: 1, BlockCacheSize: 1 << 20, IndexCacheSize: 1 << 20,
-		ValueThreshold: 1 << 10, ChunkSize: 64 << 10, UploadSlots: 1, EdgeStreams: 1, RemoteRunCalls: 1, RemoteRunOutputLines: 1}
+		ValueThreshold: 1 << 10, ChunkSize: 64 << 10, UploadSlots: 1, EdgeStreams: 1, EdgeConnections: 1, RemoteRunCalls: 1, RemoteRunOutputLines: 1}
 	for _, b := range []int64{32 << 20, 64 << 20, 1 << 30, 0} {
 		p := Split(Budget{Bytes: b}, small)
 		if p.Settings != small || len(p.Lowered) != 0 {
@@ -113,5 +116,32 @@ func TestFormatBytes(t *testing.T) {
 		if got := FormatBytes(in); got != want {
 			t.Errorf("FormatBytes(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestSplitEdgeConnections: the edge connections are the effective streams and the margin
+// for connections without a stream, whether the streams were lowered or configured below
+// the budget's share.
+func TestSplitEdgeConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		budget        int64
+		streams       int
+		wantStreams   int
+		wantConnCount int
+	}{
+		{"64MiB, lowered", 64 << 20, 20000, 121, 181},
+		{"64MiB, configured below", 64 << 20, 10, 10, 70},
+		{"32MiB, configured 1", 32 << 20, 1, 1, 23},
+		{"no budget: no bound", 0, 20000, 20000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := defaults
+			s.EdgeStreams = tc.streams
+			p := Split(Budget{Bytes: tc.budget}, s)
+			if p.EdgeStreams != tc.wantStreams || p.EdgeConnections != tc.wantConnCount {
+				t.Errorf("streams %d, connections %d; want %d, %d", p.EdgeStreams, p.EdgeConnections, tc.wantStreams, tc.wantConnCount)
+			}
+		})
 	}
 }
