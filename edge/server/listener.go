@@ -2,21 +2,17 @@ package server
 
 import (
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/keel-relay/keel/internal/connlimit"
 )
 
-// capListener is a net.Listener that holds at most max connections open: at the cap it does
-// not Accept, so that new connections wait in the kernel's accept queue (and their clients
-// time out and retry) until one closes. Every connection costs memory whether it holds a
-// stream or not (membudget.ConnCost); refusing streams alone does not bound it.
+// capListener is the edge listener: at most max connections open (connlimit: at the cap it
+// does not Accept, and new connections wait in the kernel's accept queue, their clients
+// timing out and retrying, until one closes), each made as cheap for gRPC as a connection it
+// accepted itself would be (TCP_USER_TIMEOUT, ready reads: see listener_linux.go).
 type capListener struct {
-	net.Listener
-	slots chan struct{} // one token per open connection; nil: no cap
-	open  atomic.Int64
-	done  chan struct{}
-	once  sync.Once
+	*connlimit.Listener
 	// userTimeout is set as TCP_USER_TIMEOUT on accepted TCP connections (gRPC's keepalive
 	// Timeout, which gRPC sets only on the connections it sees as *net.TCPConn).
 	userTimeout time.Duration
@@ -24,36 +20,17 @@ type capListener struct {
 
 // newCapListener wraps ln; max <= 0 means no cap (the connections are still counted).
 func newCapListener(ln net.Listener, max int, userTimeout time.Duration) *capListener {
-	l := &capListener{Listener: ln, done: make(chan struct{}), userTimeout: userTimeout}
-	if max > 0 {
-		l.slots = make(chan struct{}, max)
-	}
-	return l
+	return &capListener{Listener: connlimit.New(ln, max), userTimeout: userTimeout}
 }
 
-// Accept waits for a free slot, then for a connection.
+// Accept waits for a free place, then for a connection.
 func (l *capListener) Accept() (net.Conn, error) {
-	if l.slots != nil {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
-	}
 	c, err := l.Listener.Accept()
 	if err != nil {
-		l.release()
 		return nil, err
 	}
 	setUserTimeout(c, l.userTimeout)
-	l.open.Add(1)
-	return wrapConn(&capConn{Conn: c, l: l}), nil
-}
-
-// Close closes the listener and ends the Accept waiting for a slot.
-func (l *capListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
+	return wrapConn(c), nil
 }
 
 // Open returns the number of connections accepted and not yet closed.
@@ -61,27 +38,5 @@ func (l *capListener) Open() int64 {
 	if l == nil {
 		return 0
 	}
-	return l.open.Load()
-}
-
-func (l *capListener) release() {
-	if l.slots != nil {
-		<-l.slots
-	}
-}
-
-// capConn gives its slot back when closed (once).
-type capConn struct {
-	net.Conn
-	l    *capListener
-	once sync.Once
-}
-
-func (c *capConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.l.open.Add(-1)
-		c.l.release()
-	})
-	return err
+	return l.Listener.Open()
 }

@@ -11,14 +11,14 @@ import (
 )
 
 // setUserTimeout sets TCP_USER_TIMEOUT on a TCP connection, as gRPC does for the connections
-// it accepts itself (it cannot see through capConn): unacknowledged data for longer than d
-// closes the connection.
+// it accepts itself (it cannot see through the listener's wrapper): unacknowledged data for
+// longer than d closes the connection.
 func setUserTimeout(c net.Conn, d time.Duration) {
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok || d <= 0 {
 		return
 	}
-	raw, err := tc.SyscallConn()
+	raw, err := sc.SyscallConn()
 	if err != nil {
 		return
 	}
@@ -31,24 +31,24 @@ func setUserTimeout(c net.Conn, d time.Duration) {
 // finds by itself on a *net.TCPConn: with it, an idle connection holds no read buffer (one
 // is taken from gRPC's pool when data is there to read); without it, gRPC keeps a buffer of
 // ReadBufferSize per connection for its whole life.
-func wrapConn(c *capConn) net.Conn {
-	tc, ok := c.Conn.(*net.TCPConn)
+func wrapConn(c net.Conn) net.Conn {
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
 	}
-	raw, err := tc.SyscallConn()
+	raw, err := sc.SyscallConn()
 	if err != nil {
 		return c
 	}
-	r := &capRawConn{capConn: c, raw: raw}
+	r := &capRawConn{Conn: c, raw: raw}
 	r.doRead = r.read
 	return r
 }
 
-// capRawConn is a capConn that reads only once the socket is readable, into a buffer of
-// the pool gRPC passes. One goroutine reads at a time (gRPC's reader).
+// capRawConn is an accepted connection that reads only once the socket is readable, into a
+// buffer of the pool gRPC passes. One goroutine reads at a time (gRPC's reader).
 type capRawConn struct {
-	*capConn
+	net.Conn
 	raw    syscall.RawConn
 	doRead func(fd uintptr) bool // r.read, kept to avoid an allocation per read
 

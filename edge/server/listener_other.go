@@ -11,4 +11,4 @@ import (
 func setUserTimeout(net.Conn, time.Duration) {}
 
 // wrapConn returns c: gRPC's ready reads are for Linux only.
-func wrapConn(c *capConn) net.Conn { return c }
+func wrapConn(c net.Conn) net.Conn { return c }

@@ -3,6 +3,7 @@ package connlimit
 import (
 	"errors"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -62,6 +63,46 @@ func TestBound(t *testing.T) {
 		t.Errorf("Open = %d after every connection closed, want 0", got)
 	}
 	_ = clients
+}
+
+// TestNoBound: n <= 0 accepts every connection and still counts them; the accepted
+// connection keeps the TCP connection's raw access (socket options, readiness reads).
+func TestNoBound(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, 0)
+	defer l.Close()
+	var held []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		a, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, a)
+	}
+	if l.Open() != 3 || l.Max() != 0 {
+		t.Errorf("Open %d, Max %d; want 3, 0", l.Open(), l.Max())
+	}
+	sc, ok := held[0].(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T is not a syscall.Conn", held[0])
+	}
+	if _, err := sc.SyscallConn(); err != nil {
+		t.Errorf("SyscallConn: %v", err)
+	}
+	for _, c := range held {
+		_ = c.Close()
+	}
+	if l.Open() != 0 {
+		t.Errorf("Open %d after closing all, want 0", l.Open())
+	}
 }
 
 // TestCloseWhileFull checks that Close wakes an Accept waiting for a slot.
