@@ -136,51 +136,57 @@ func TestMemoryAdmission(t *testing.T) {
 }
 
 // TestAPIConnectionBound checks http.max_connections on the real listener: with the bound
-// reached by idle connections, a new request is not refused but waits, and is answered as
-// soon as one of them closes.
+// reached by connections in the middle of a request, a new one is not refused but waits, and
+// is served as soon as one of them closes; with the bound reached by idle keep-alive
+// connections, those are closed to make room at once.
 func TestAPIConnectionBound(t *testing.T) {
 	t.Parallel()
 	cfg := relaytest.Config(t, t.TempDir(), "root", relaytest.NodeMap(relaytest.NewNode("root", "root", 0)))
 	cfg.HTTP.MaxConnections, cfg.HTTP.MaxConcurrentUploads = 2, 2
 	r := relaytest.Start(t, cfg)
 	addr := strings.TrimPrefix(r.URL, "http://")
-	var idle []net.Conn
-	for range 2 {
+	const statusPath = "/rudder/relay-api/1/system/status"
+	dial := func() net.Conn {
+		t.Helper()
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		idle = append(idle, c)
+		t.Cleanup(func() { _ = c.Close() })
+		return c
 	}
-	// Both idle connections are accepted (they hold the two slots) once the server has
-	// taken them; a request on each shows it.
-	for _, c := range idle {
-		if _, err := fmt.Fprintf(c, "GET /rudder/relay-api/1/system/status HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	get := func() chan int {
+		answered := make(chan int, 1)
+		go func() {
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := client.Get(r.URL + statusPath)
+			if err != nil {
+				answered <- 0
+				return
+			}
+			_ = resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+		return answered
+	}
+
+	// Two connections in the middle of their request (headers not finished) hold the slots.
+	var busy []net.Conn
+	for range 2 {
+		c := dial()
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n", statusPath); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
+		busy = append(busy, c)
 	}
-	answered := make(chan int, 1)
-	go func() {
-		resp, err := http.Get(r.URL + "/rudder/relay-api/1/system/status")
-		if err != nil {
-			answered <- 0
-			return
-		}
-		_ = resp.Body.Close()
-		answered <- resp.StatusCode
-	}()
+	time.Sleep(100 * time.Millisecond) // the server has accepted both
+	answered := get()
 	select {
 	case code := <-answered:
-		t.Fatalf("a third connection was served (%d) with 2 open and http.max_connections 2", code)
-	case <-time.After(200 * time.Millisecond):
+		t.Fatalf("a third connection was served (%d) with 2 busy and http.max_connections 2", code)
+	case <-time.After(300 * time.Millisecond):
 	}
-	_ = idle[0].Close()
+	_ = busy[0].Close()
 	select {
 	case code := <-answered:
 		if code != http.StatusOK {
@@ -188,5 +194,33 @@ func TestAPIConnectionBound(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting request was not served after a connection closed")
+	}
+	_ = busy[1].Close()
+
+	// Two idle keep-alive connections (a request answered on each) are closed for a new one.
+	var idle []net.Conn
+	for range 2 {
+		c := dial()
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", statusPath); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		idle = append(idle, c)
+	}
+	select {
+	case code := <-get():
+		if code != http.StatusOK {
+			t.Errorf("the new request got %d, want 200", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle keep-alive connections starved a new one")
+	}
+	_ = idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil {
+		t.Error("an idle connection was still open after the full listener reclaimed idle ones")
 	}
 }

@@ -271,13 +271,19 @@ func minFreeSpace(cfg *config.Config) int64 {
 }
 
 // listenAPI opens the relay API's listener (http.listen, with TLS when configured), with at
-// most maxConns connections open at once (the memory plan's http.max_connections).
-func listenAPI(cfg *config.Config, maxConns int) (net.Listener, error) {
+// most maxConns connections open at once (the memory plan's http.max_connections). While it
+// is full, the idle keep-alive connections of srv are closed so that they do not starve new
+// ones; listenAPI installs srv's ConnState hook for that.
+func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener, error) {
 	raw, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	var ln net.Listener = connlimit.New(raw, maxConns)
+	capped := connlimit.New(raw, maxConns)
+	idle := &connlimit.IdleHTTP{}
+	srv.ConnState = idle.ConnState
+	capped.SetReclaim(func() { idle.CloseIdle() })
+	var ln net.Listener = capped
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
 		if err != nil {
@@ -291,15 +297,15 @@ func listenAPI(cfg *config.Config, maxConns int) (net.Listener, error) {
 
 func (s *Server) listen(cfg *config.Config) error {
 	var err error
-	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections); err != nil {
-		return err
-	}
 	s.api = &http.Server{
 		Handler:           s.apiHandler(),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections, s.api); err != nil {
+		return err
 	}
 	if cfg.Admin.Listen != "" {
 		s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)

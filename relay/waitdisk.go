@@ -38,13 +38,14 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 	w := &diskWait{cfg: cfg, build: build, lists: lists, started: time.Now(), log: log}
 	w.setReason(free, need)
 	var servers []*http.Server
-	serve := func(ln net.Listener, loopbackOnly bool) {
+	newServer := func(loopbackOnly bool) *http.Server {
 		srv := &http.Server{Handler: w.handler(loopbackOnly), ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 			IdleTimeout: cfg.HTTP.IdleTimeout, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn)}
 		servers = append(servers, srv)
-		go func() { _ = srv.Serve(ln) }()
+		return srv
 	}
+	serve := func(srv *http.Server, ln net.Listener) { go func() { _ = srv.Serve(ln) }() }
 	defer func() {
 		for _, srv := range servers {
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -55,17 +56,18 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 		}
 	}()
 	plan, _ := MemoryPlan(cfg)
-	ln, err := listenAPI(cfg, plan.APIConnections)
+	api := newServer(false)
+	ln, err := listenAPI(cfg, plan.APIConnections, api)
 	if err != nil {
 		return err
 	}
-	serve(ln, false)
+	serve(api, ln)
 	if cfg.Admin.Listen != "" {
 		aln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
-		serve(aln, true)
+		serve(newServer(true), aln)
 	}
 	log.Error("the store cannot open: waiting for disk space; meanwhile status says why, uploads get 507, the rest 503",
 		"err", why, "api", ln.Addr().String(), "admin", cfg.Admin.Listen)

@@ -4,6 +4,11 @@
 // connection costs memory whatever it carries, so refusing requests or streams alone does
 // not bound it; the relay API and the edge listener both use it, with a bound from the
 // memory budget.
+//
+// Idle connections should not starve the waiting ones: while the listener is full, it calls
+// its reclaim function (SetReclaim) every ReclaimInterval, which closes what is idle (an HTTP
+// server's keep-alive connections between requests), as nginx does when it runs out of
+// connections.
 package connlimit
 
 import (
@@ -12,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Listener is a net.Listener that has at most Max connections open at once.
@@ -20,9 +26,18 @@ type Listener struct {
 	slots chan struct{} // one token per open connection; nil: no bound
 	open  atomic.Int64
 
+	reclaim atomic.Pointer[func()]
+
 	closeOnce sync.Once
 	done      chan struct{}
 }
+
+// ReclaimInterval is how often a full listener calls its reclaim function.
+const ReclaimInterval = 100 * time.Millisecond
+
+// SetReclaim sets the function a full listener calls, every ReclaimInterval while it stays
+// full, to close connections that can go (idle ones).
+func (l *Listener) SetReclaim(fn func()) { l.reclaim.Store(&fn) }
 
 // New bounds ln to n open connections; n <= 0 means no bound (they are still counted).
 func New(ln net.Listener, n int) *Listener {
@@ -42,12 +57,8 @@ func (l *Listener) Open() int64 { return l.open.Load() }
 // Accept waits for a free slot, then for a connection. The connection gives its slot back
 // when it is closed (once, however often Close is called).
 func (l *Listener) Accept() (net.Conn, error) {
-	if l.slots != nil {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
+	if err := l.acquire(); err != nil {
+		return nil, err
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -56,6 +67,34 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 	l.open.Add(1)
 	return &conn{Conn: c, l: l}, nil
+}
+
+// acquire takes a slot, reclaiming idle connections while there is none.
+func (l *Listener) acquire() error {
+	if l.slots == nil {
+		return nil
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return nil
+	case <-l.done:
+		return net.ErrClosed
+	default:
+	}
+	tick := time.NewTicker(ReclaimInterval)
+	defer tick.Stop()
+	for {
+		if fn := l.reclaim.Load(); fn != nil {
+			(*fn)()
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return nil
+		case <-l.done:
+			return net.ErrClosed
+		case <-tick.C:
+		}
+	}
 }
 
 // Close closes the listener; an Accept waiting for a slot returns net.ErrClosed.

@@ -1,8 +1,10 @@
 package connlimit
 
 import (
+	"bufio"
 	"errors"
 	"net"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
@@ -133,5 +135,105 @@ func TestCloseWhileFull(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Accept still waiting after Close")
+	}
+}
+
+// TestReclaim: a full listener calls its reclaim function until a slot frees; a connection
+// it closes gives its slot to the waiting one.
+func TestReclaim(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, 1)
+	defer l.Close()
+	c1, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	held, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := make(chan struct{}, 100)
+	l.SetReclaim(func() {
+		calls <- struct{}{}
+		if len(calls) == 2 { // the second call finds it idle
+			_ = held.Close()
+		}
+	})
+	c2, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting connection was not accepted after reclaim closed one")
+	}
+	if n := len(calls); n < 2 {
+		t.Errorf("reclaim called %d times, want at least 2 (once at once, then every ReclaimInterval)", n)
+	}
+}
+
+// TestIdleHTTP: a real http.Server's keep-alive connection is tracked while idle and closed by
+// CloseIdle; one in the middle of a request is not.
+func TestIdleHTTP(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	idle := &IdleHTTP{}
+	srv := &http.Server{ConnState: idle.ConnState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+	})}
+	go func() { _ = srv.Serve(raw) }()
+	defer srv.Close()
+	defer close(release)
+
+	keep, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	if _, err := keep.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(keep), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	busy, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if _, err := busy.Write([]byte("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // both states reached
+	if n := idle.CloseIdle(); n != 1 {
+		t.Errorf("CloseIdle closed %d connections, want 1 (the idle one)", n)
+	}
+	_ = keep.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := keep.Read(make([]byte, 1)); err == nil {
+		t.Error("the idle connection is still open")
 	}
 }
