@@ -116,7 +116,14 @@ type Upload struct {
 	writing bool
 	wbuf    []byte
 	err     error
+	// bulk is set once the upload has written bulkAfter bytes (logAdvice.bulkStart), until
+	// drop.
+	bulk bool
 }
+
+// bulkAfter is the content an upload writes before it counts as bulk (logAdvice): a large
+// file's pages then fault in cheaply; smaller ones keep the advice, which saves wear.
+const bulkAfter = 4 << 20
 
 // firstBufferUnknown is the first buffer of an upload of unknown size; it doubles up to a
 // chunk as the content comes.
@@ -238,6 +245,10 @@ func (u *Upload) flush() error {
 		u.written = make(chan error, 1)
 	}
 	buf, n := u.buf, u.chunks
+	if !u.bulk && int64(n)*int64(u.s.opts.ChunkSize) >= bulkAfter {
+		u.bulk = true
+		u.s.advice.bulkStart()
+	}
 	u.chunks++
 	u.wbuf, u.writing = buf, true
 	go func(done chan<- error) { done <- u.writeChunk(n, buf) }(u.written)
@@ -353,6 +364,10 @@ func (u *Upload) release() { u.drop() }
 // drop marks the upload finished and gives its buffers back; nothing is in flight.
 func (u *Upload) drop() {
 	u.done = true
+	if u.bulk {
+		u.bulk = false
+		u.s.advice.bulkEnd()
+	}
 	u.s.chunkPool.put(u.buf)
 	u.s.chunkPool.put(u.spare)
 	u.buf, u.spare = nil, nil

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,8 +22,15 @@ import (
 // rotates, so the advice is given again (it is idempotent and cheap: a few system calls)
 // at most every adviceInterval, just before a sync; in that window only a few folios of a
 // new log can become large.
+//
+// The advice has a price: without read-ahead every 4 KiB page of a log faults on its own,
+// which is what limits a large upload (64 MiB: about 190 MB/s with the advice, 275 without,
+// BenchmarkPutInProcess64MiB). So while an upload of more than bulkAfter is writing its chunks (bulk),
+// the value-log file gets normal read-ahead back; the memtables' logs keep the advice.
 type logAdvice struct {
 	dir string
+	// bulk counts the uploads writing chunks now.
+	bulk atomic.Int32
 
 	mu   sync.Mutex
 	last time.Time
@@ -45,5 +53,19 @@ func (a *logAdvice) refresh(force bool) {
 		return
 	}
 	a.last = now
-	adviseLogMappings(a.dir)
+	adviseLogMappings(a.dir, a.bulk.Load() > 0)
+}
+
+// bulkStart says that a large upload is writing chunks: the value log gets read-ahead back.
+func (a *logAdvice) bulkStart() {
+	if a.bulk.Add(1) == 1 {
+		a.refresh(true)
+	}
+}
+
+// bulkEnd says that an upload wrote its last chunk (or was abandoned).
+func (a *logAdvice) bulkEnd() {
+	if a.bulk.Add(-1) == 0 {
+		a.refresh(true)
+	}
 }

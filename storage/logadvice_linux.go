@@ -66,8 +66,8 @@ func writtenLogs(maps []logMapping) []logMapping {
 }
 
 // adviseLogMappings gives MADV_RANDOM to the mappings of the logs of dir that Badger
-// appends to.
-func adviseLogMappings(dir string) {
+// appends to; with bulk, the value log gets MADV_NORMAL instead (logAdvice).
+func adviseLogMappings(dir string, bulk bool) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return
@@ -79,6 +79,10 @@ func adviseLogMappings(dir string) {
 	for _, m := range writtenLogs(parseLogMappings(maps, abs)) {
 		// The mapping is Badger's, known only by its address: the system call takes the
 		// address as a number, so no Go pointer is made up from it.
-		_, _, _ = unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_RANDOM)
+		advice := uintptr(unix.MADV_RANDOM)
+		if bulk && strings.HasSuffix(m.path, ".vlog") {
+			advice = unix.MADV_NORMAL
+		}
+		_, _, _ = unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, advice)
 	}
 }

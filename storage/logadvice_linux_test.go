@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestWrittenLogs(t *testing.T) {
@@ -63,4 +64,39 @@ func FuzzParseLogMappings(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBulkAdvice: an upload past bulkAfter counts as bulk (the value log gets read-ahead
+// back) until it is committed or abandoned; smaller ones never do.
+func TestBulkAdvice(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	content := make([]byte, bulkAfter+3*s.Options().ChunkSize)
+	for _, commit := range []bool{true, false} {
+		u, err := s.NewUpload(int64(len(content)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Write(content[:bulkAfter/2]); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.advice.bulk.Load(); n != 0 {
+			t.Fatalf("bulk = %d after %d bytes, want 0", n, bulkAfter/2)
+		}
+		if _, err := u.Write(content[bulkAfter/2:]); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.advice.bulk.Load(); n != 1 {
+			t.Fatalf("bulk = %d after %d bytes, want 1", n, len(content))
+		}
+		if commit {
+			if err := s.CommitFile(u, FileMeta{Key: FileKey{"t", "s", "big"}, Expires: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			u.Abort()
+		}
+		if n := s.advice.bulk.Load(); n != 0 {
+			t.Errorf("bulk = %d after the upload ended (commit %v), want 0", n, commit)
+		}
+	}
 }

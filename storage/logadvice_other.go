@@ -4,4 +4,4 @@ package storage
 
 // adviseLogMappings does nothing where large page-cache folios are not a concern known to
 // Keel (see logAdvice).
-func adviseLogMappings(string) {}
+func adviseLogMappings(string, bool) {}
