@@ -278,6 +278,9 @@ func (s *Server) currentStatus() (Status, int) {
 		Files:     s.store.FileCount(), QueueDepth: s.store.JobCount(), StoreBytes: s.diskUsage.Load(),
 		NodesFile: cfg.NodesFile, Memory: s.memoryStatus(),
 	}
+	if s.edge != nil {
+		st.EdgeDaemons = s.edge.Streams()
+	}
 	if t := s.nodeLoaded.Load(); t != nil {
 		st.NodeMap.LoadedAt = t.UTC()
 	}

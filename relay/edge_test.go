@@ -93,6 +93,9 @@ func TestEdgeRemoteRun(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if st := status(t, r); st.EdgeDaemons != 1 {
+		t.Errorf("system/status edge_daemons_connected = %d with one live stream, want 1", st.EdgeDaemons)
+	}
 
 	// The daemon: runs agent-run, answers with two lines and exit code 0.
 	drained := make(chan bool, 1)

@@ -251,6 +251,9 @@ func (s *Server) ShutdownDaemon(node string, grace time.Duration) error {
 	return s.disp.Shutdown(node, grace)
 }
 
+// Streams returns the number of live ConnectEdge streams (one per connected daemon).
+func (s *Server) Streams() int { return s.reg.Len() }
+
 // Connected reports whether a node has a live stream.
 func (s *Server) Connected(node string) bool {
 	_, ok := s.reg.Get(node)
