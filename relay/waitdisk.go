@@ -26,7 +26,8 @@ const diskPoll = 2 * time.Second
 // 507, anything else 503 with Retry-After; the access lists apply as usual. It returns nil
 // once the store can open (call New again), or ctx.Err() when ctx ends first.
 func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog.Logger) error {
-	so := StorageOptions(cfg)
+	plan, _ := MemoryPlan(cfg)
+	so := storageOptions(cfg, plan)
 	free, need, why := storage.CheckOpen(so)
 	if why == nil {
 		return nil
@@ -55,7 +56,6 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 			cancel()
 		}
 	}()
-	plan, _ := MemoryPlan(cfg)
 	api := newServer(false)
 	ln, err := listenAPI(cfg, plan.APIConnections, api)
 	if err != nil {

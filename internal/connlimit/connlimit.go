@@ -48,9 +48,6 @@ func New(ln net.Listener, n int) *Listener {
 	return l
 }
 
-// Max is the bound (0: none).
-func (l *Listener) Max() int { return cap(l.slots) }
-
 // Open returns the connections accepted and not yet closed.
 func (l *Listener) Open() int64 { return l.open.Load() }
 
