@@ -66,9 +66,9 @@ lint: ## gofmt, go vet (linux and windows), staticcheck
 	$(TOOL) staticcheck ./...
 
 # Protobuf: protoc from Debian's protobuf-compiler, the Go plugins pinned in tools/go.mod.
-PROTO_DIR   := edge/edgepb
+PROTO_DIR   := internal/wire/edgepb
 PROTO_BIN   := $(BIN)/protoc-plugins
-proto: ## regenerate the committed gRPC/protobuf code under edge/edgepb from cluster.proto
+proto: ## regenerate the committed gRPC/protobuf code under internal/wire/edgepb from cluster.proto
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
 	$(GO) build -modfile=tools/go.mod -o $(PROTO_BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	PATH="$(CURDIR)/$(PROTO_BIN):$$PATH" protoc -I $(PROTO_DIR) \
@@ -77,7 +77,7 @@ proto: ## regenerate the committed gRPC/protobuf code under edge/edgepb from clu
 	  $(PROTO_DIR)/cluster.proto
 
 proto-check: proto ## fail when the committed generated code is not what `make proto` produces
-	@git diff --exit-code -- $(PROTO_DIR) || { echo "edge/edgepb is stale: run make proto and commit"; exit 1; }
+	@git diff --exit-code -- $(PROTO_DIR) || { echo "internal/wire/edgepb is stale: run make proto and commit"; exit 1; }
 
 # The commands every cross build and package covers.
 CMDS        := keel-relay keel-agent

@@ -10,7 +10,7 @@ import (
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/nodekey"
 	"github.com/keel-relay/keel/agent/sharedfile"
-	"github.com/keel-relay/keel/relay/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // maxUUIDFile bounds what NodeID reads from uuid_file.

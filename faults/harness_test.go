@@ -28,9 +28,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/reqauth"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/relaytest"
-	"github.com/keel-relay/keel/relay/wire/reqauth"
 )
 
 // enableEnv must be set to a non-empty value for the fault tests to run.

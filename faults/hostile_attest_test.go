@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgesim"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 

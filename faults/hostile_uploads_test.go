@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/sigblock"
 	"github.com/keel-relay/keel/relay/relaytest"
-	"github.com/keel-relay/keel/relay/wire/sigblock"
 )
 
 // addrOf is host:port of a proc's API.

@@ -12,8 +12,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	edgeadmin "github.com/keel-relay/keel/edge/admin"
+	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/relay/access"
-	"github.com/keel-relay/keel/relay/metrics"
 )
 
 // apiPrefixes are the prefixes the relay API is served under: bare (as old agents call

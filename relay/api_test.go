@@ -33,12 +33,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/reqauth"
+	"github.com/keel-relay/keel/internal/wire/sigblock"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/relaytest"
-	"github.com/keel-relay/keel/relay/wire/reqauth"
-	"github.com/keel-relay/keel/relay/wire/sigblock"
 )
 
 // prefixes returns the three prefixes the shared-files routes are served under.

@@ -17,10 +17,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/envelope"
 	"github.com/keel-relay/keel/edge/keys"
 	edgeserver "github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 

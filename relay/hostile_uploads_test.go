@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/sigblock"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/relaytest"
-	"github.com/keel-relay/keel/relay/wire/sigblock"
 	"github.com/keel-relay/keel/storage"
 )
 

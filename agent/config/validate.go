@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/internal/confload"
-	"github.com/keel-relay/keel/relay/wire/ids"
-	"github.com/keel-relay/keel/relay/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 )
 
 // Limits enforced by Validate.

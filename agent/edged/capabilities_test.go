@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/edge/capabilities"
+	"github.com/keel-relay/keel/internal/wire/capabilities"
 )
 
 // TestCapabilitiesWithinBounds: capabilities the relay would refuse (too many labels) stop

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 )
 
 // Paths are the daemon's credential files. Beside them live the files of an

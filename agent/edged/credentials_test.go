@@ -21,7 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 )
 
 func testLog(t *testing.T) *slog.Logger {

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
-	"github.com/keel-relay/keel/edge/envelope"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 )
 
 // Options tune a Daemon beyond its config; zero values take the defaults.

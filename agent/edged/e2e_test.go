@@ -26,12 +26,12 @@ import (
 
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/edged"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/keys"
 	"github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	relayconfig "github.com/keel-relay/keel/relay/config"
-	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/storage"
 )
 

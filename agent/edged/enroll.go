@@ -15,9 +15,9 @@ import (
 
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/edge/capabilities"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/capabilities"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 )
 
 // Tool names the daemon serves.

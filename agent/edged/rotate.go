@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/envelope"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 )
 
 // RotateKey replaces the node key: it generates a new key, stores it as

@@ -23,8 +23,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/keel-relay/keel/relay/wire/ids"
-	"github.com/keel-relay/keel/relay/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 )
 
 // APIPrefix is the path under the relay base URL where the shared-files

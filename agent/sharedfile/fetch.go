@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keel-relay/keel/relay/wire/reqauth"
+	"github.com/keel-relay/keel/internal/wire/reqauth"
 )
 
 // FetchOptions tune Fetch.

@@ -13,8 +13,8 @@ import (
 	"net/url"
 	"os"
 
-	"github.com/keel-relay/keel/relay/wire/sigblock"
-	"github.com/keel-relay/keel/relay/wire/ttl"
+	"github.com/keel-relay/keel/internal/wire/sigblock"
+	"github.com/keel-relay/keel/internal/wire/ttl"
 )
 
 // HashFile returns the hex SHA-256 of the file at path and its size, reading

@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/agent/nodekey"
-	"github.com/keel-relay/keel/relay/wire/keyhash"
-	"github.com/keel-relay/keel/relay/wire/reqauth"
-	"github.com/keel-relay/keel/relay/wire/sigblock"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/reqauth"
+	"github.com/keel-relay/keel/internal/wire/sigblock"
 )
 
 // testKey makes an RSA key with openssl; it returns the key and the PEM public key file.

@@ -14,8 +14,8 @@ import (
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/sharedfile"
-	"github.com/keel-relay/keel/relay/wire/ids"
-	"github.com/keel-relay/keel/relay/wire/ttl"
+	"github.com/keel-relay/keel/internal/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/ttl"
 )
 
 // identity returns the node identity cfg describes.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/keys"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 

@@ -15,10 +15,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/keel-relay/keel/edge/admin"
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgesim"
 	"github.com/keel-relay/keel/edge/keys"
 	edgeserver "github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 

@@ -25,9 +25,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/reqauth"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/relaytest"
-	"github.com/keel-relay/keel/relay/wire/reqauth"
 )
 
 // testVersion is linked into the test binary, so `keel-relay version` can be checked.

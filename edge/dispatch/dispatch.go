@@ -21,8 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // Errors of Invoke.

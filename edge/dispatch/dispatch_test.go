@@ -11,9 +11,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/registry"
-	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // daemon answers the commands written to a registered stream, standing in for the far end.

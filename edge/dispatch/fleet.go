@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // ErrTooManyFleets: the dispatcher runs its maximum number of fleet commands.

@@ -1,7 +1,7 @@
 // Package edgesim is a small, real edge daemon for tests and benchmarks: it enrolls through
 // AttestNode and ChallengeNode with a fresh Ed25519 key, opens a ConnectEdge stream with a
 // sealed Hello, heartbeats, and answers InvokeTool with a handler the caller supplies, every
-// event sealed with edge/envelope. Unlike keel-agent it keeps nothing on disk, so one
+// event sealed with internal/wire/envelope. Unlike keel-agent it keeps nothing on disk, so one
 // process can play thousands of daemons.
 package edgesim
 
@@ -26,9 +26,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
-	"github.com/keel-relay/keel/edge/envelope"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 )
 
 // Identity is an enrolled daemon: its node id, key and node security token.

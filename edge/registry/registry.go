@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // Errors returned by Send and Register.

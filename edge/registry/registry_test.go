@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 func drain() *edgepb.EdgeCommand {

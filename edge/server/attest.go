@@ -18,11 +18,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/keel-relay/keel/edge/capabilities"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/quota"
 	"github.com/keel-relay/keel/edge/ratelimit"
+	"github.com/keel-relay/keel/internal/wire/capabilities"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/storage"
 )
 

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgesim"
 	"github.com/keel-relay/keel/edge/quota"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // BenchmarkEnrollBehindOneAddress measures how fast a fleet behind one address (a NAT)

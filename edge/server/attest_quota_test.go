@@ -21,11 +21,11 @@ import (
 
 	agentconfig "github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/edged"
-	"github.com/keel-relay/keel/edge/capabilities"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/quota"
-	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/capabilities"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/storage"
 )
 

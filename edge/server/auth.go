@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/keel-relay/keel/edge/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/storage"
 )
 

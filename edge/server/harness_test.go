@@ -23,13 +23,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/keel-relay/keel/edge/dispatch"
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgesim"
-	"github.com/keel-relay/keel/edge/edgetoken"
-	"github.com/keel-relay/keel/edge/envelope"
 	"github.com/keel-relay/keel/edge/keys"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 	"github.com/keel-relay/keel/relay/config"
-	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/storage"
 )
 

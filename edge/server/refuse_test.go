@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
-	"github.com/keel-relay/keel/edge/envelope"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 )
 
 // resign replaces the envelope payload of ev with p, signed with key.

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/registry"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/relay/remoterun"
 )
 

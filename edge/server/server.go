@@ -30,13 +30,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keel-relay/keel/edge/dispatch"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
 	"github.com/keel-relay/keel/edge/quota"
 	"github.com/keel-relay/keel/edge/ratelimit"
 	"github.com/keel-relay/keel/edge/registry"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/relay/config"
-	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/storage"
 )
 

@@ -12,11 +12,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/keel-relay/keel/edge/capabilities"
-	"github.com/keel-relay/keel/edge/edgepb"
-	"github.com/keel-relay/keel/edge/edgetoken"
-	"github.com/keel-relay/keel/edge/envelope"
 	"github.com/keel-relay/keel/edge/registry"
+	"github.com/keel-relay/keel/internal/wire/capabilities"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/envelope"
 	"github.com/keel-relay/keel/storage"
 )
 

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/internal/metrics"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/storage"
 )
 

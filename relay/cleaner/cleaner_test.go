@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/relay/metrics"
+	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/storage"
 )
 

@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/nodemap"
-	"github.com/keel-relay/keel/relay/wire/keyhash"
 )
 
 // HopOptions says how next hops are reached and verified.

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keel-relay/keel/relay/metrics"
-	"github.com/keel-relay/keel/relay/wire/ttl"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/ttl"
 	"github.com/keel-relay/keel/storage"
 )
 

@@ -23,9 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/sigblock"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/config"
-	"github.com/keel-relay/keel/relay/wire/sigblock"
 )
 
 // Node is a test node with its own RSA key.

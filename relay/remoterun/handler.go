@@ -14,8 +14,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/internal/membudget"
+	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/relay/forward"
-	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/relay/nodemap"
 )
 

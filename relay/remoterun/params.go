@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/keel-relay/keel/relay/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // MaxBody bounds a remote-run request body (a form that can list thousands of nodes).

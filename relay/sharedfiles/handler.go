@@ -22,15 +22,15 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/internal/membudget"
+	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/reqauth"
+	"github.com/keel-relay/keel/internal/wire/sigblock"
+	"github.com/keel-relay/keel/internal/wire/ttl"
 	"github.com/keel-relay/keel/relay/forward"
-	"github.com/keel-relay/keel/relay/metrics"
 	"github.com/keel-relay/keel/relay/nodemap"
 	"github.com/keel-relay/keel/relay/uploadslots"
-	"github.com/keel-relay/keel/relay/wire/ids"
-	"github.com/keel-relay/keel/relay/wire/keyhash"
-	"github.com/keel-relay/keel/relay/wire/reqauth"
-	"github.com/keel-relay/keel/relay/wire/sigblock"
-	"github.com/keel-relay/keel/relay/wire/ttl"
 	"github.com/keel-relay/keel/storage"
 )
 

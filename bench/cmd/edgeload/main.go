@@ -44,10 +44,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/keel-relay/keel/edge/edgepb"
 	"github.com/keel-relay/keel/edge/edgesim"
 	"github.com/keel-relay/keel/edge/keys"
 	"github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 func main() {

@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keel-relay/keel/relay/wire/sigblock"
+	"github.com/keel-relay/keel/internal/wire/sigblock"
 )
 
 // statusPath is the route polled to know the relay is up.

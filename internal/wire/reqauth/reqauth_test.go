@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/relay/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 )
 
 const (

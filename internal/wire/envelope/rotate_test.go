@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // TestRotateDigestVector pins the digest with a value computed outside Go (Python

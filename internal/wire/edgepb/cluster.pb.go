@@ -2122,7 +2122,7 @@ const file_cluster_proto_rawDesc = "" +
 	"AttestNode\x12#.aegis.cluster.v1.AttestNodeRequest\x1a$.aegis.cluster.v1.AttestNodeResponse\x12`\n" +
 	"\rChallengeNode\x12&.aegis.cluster.v1.ChallengeNodeRequest\x1a'.aegis.cluster.v1.ChallengeNodeResponse\x12M\n" +
 	"\vConnectEdge\x12\x1b.aegis.cluster.v1.EdgeEvent\x1a\x1d.aegis.cluster.v1.EdgeCommand(\x010\x01\x12`\n" +
-	"\rRotateEdgeKey\x12&.aegis.cluster.v1.RotateEdgeKeyRequest\x1a'.aegis.cluster.v1.RotateEdgeKeyResponseB(Z&github.com/keel-relay/keel/edge/edgepbb\x06proto3"
+	"\rRotateEdgeKey\x12&.aegis.cluster.v1.RotateEdgeKeyRequest\x1a'.aegis.cluster.v1.RotateEdgeKeyResponseB1Z/github.com/keel-relay/keel/internal/wire/edgepbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once

@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // The bounds Check enforces.

@@ -37,8 +37,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keel-relay/keel/relay/wire/ids"
-	"github.com/keel-relay/keel/relay/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 )
 
 // The request headers.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 func TestCheck(t *testing.T) {

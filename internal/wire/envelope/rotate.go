@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keel-relay/keel/edge/edgepb"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // NonceSize is the length of a rotation nonce.
