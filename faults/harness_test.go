@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/internal/wire/reqauth"
-	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -350,13 +350,13 @@ func headHash(c *http.Client, base, target, source, id, hash string) (int, error
 
 // status returns the relay's /system/status: answered 200, or 503 while the relay says it is
 // not healthy (draining, disk full).
-func status(t testing.TB, base string) relay.Status {
+func status(t testing.TB, base string) httpapi.Status {
 	t.Helper()
 	code, body, err := do(newClient(10*time.Second), http.MethodGet, base+"/rudder/relay-api/1/system/status", nil)
 	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		t.Fatalf("status: %d %s %v", code, body, err)
 	}
-	var st relay.Status
+	var st httpapi.Status
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatalf("status: %v in %s", err, body)
 	}

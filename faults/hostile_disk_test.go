@@ -26,7 +26,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/keel-relay/keel/internal/wire/edgepb"
-	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -74,8 +74,8 @@ func (r *diskFullRelay) put(t *testing.T, p *proc, id string, seed uint64, size 
 }
 
 // statusNow returns /system/status, or false while the relay does not answer.
-func statusNow(p *proc) (relay.Status, bool) {
-	var st relay.Status
+func statusNow(p *proc) (httpapi.Status, bool) {
+	var st httpapi.Status
 	code, body, err := do(newClient(5*time.Second), http.MethodGet, p.api+"/rudder/relay-api/1/system/status", nil)
 	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		return st, false
@@ -84,9 +84,9 @@ func statusNow(p *proc) (relay.Status, bool) {
 }
 
 // diskFullStatus waits until /system/status says the disk is full, and returns it.
-func diskFullStatus(t *testing.T, p *proc, within time.Duration) relay.Status {
+func diskFullStatus(t *testing.T, p *proc, within time.Duration) httpapi.Status {
 	t.Helper()
-	var st relay.Status
+	var st httpapi.Status
 	relaytest.Eventually(t, within, "status disk_full", func() bool {
 		requireAlive(t, p, "waiting for status disk_full")
 		var ok bool

@@ -38,6 +38,7 @@ import (
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -120,13 +121,13 @@ func get(t testing.TB, r *relaytest.Relay, path string, n *relaytest.Node) answe
 }
 
 // status returns the relay's /system/status.
-func status(t testing.TB, r *relaytest.Relay) relay.Status {
+func status(t testing.TB, r *relaytest.Relay) httpapi.Status {
 	t.Helper()
 	a := do(t, http.MethodGet, r.URL+"/rudder/relay-api/1/system/status", nil, nil)
 	if a.code != http.StatusOK {
 		t.Fatalf("system/status: %d %s", a.code, a.body)
 	}
-	var st relay.Status
+	var st httpapi.Status
 	if err := json.Unmarshal(a.body, &st); err != nil {
 		t.Fatalf("system/status: %v in %s", err, a.body)
 	}
@@ -1181,7 +1182,7 @@ func TestAllowedNetworks(t *testing.T) {
 		}
 	}
 	a := do(t, http.MethodGet, r.Admin+"/status", nil, nil)
-	var st relay.Status
+	var st httpapi.Status
 	if a.code != http.StatusOK || json.Unmarshal(a.body, &st) != nil || st.Files != 0 {
 		t.Errorf("admin /status: %d %s, want 200 and files_stored 0", a.code, a.body)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -68,10 +69,10 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 	api, admin := "http://"+srv.APIAddr().String(), "http://"+srv.AdminAddr().String()
-	statusOf := func() (int, relay.Status) {
+	statusOf := func() (int, httpapi.Status) {
 		t.Helper()
 		code, body := relaytest.Do(t, http.MethodGet, api+"/rudder/relay-api/1/system/status", nil)
-		var st relay.Status
+		var st httpapi.Status
 		if err := json.Unmarshal([]byte(body), &st); err != nil {
 			t.Fatalf("status: %v in %s", err, body)
 		}

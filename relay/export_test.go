@@ -5,7 +5,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
-	"github.com/keel-relay/keel/relay/access"
+	"github.com/keel-relay/keel/relay/httpapi"
 )
 
 // APIHandler returns the relay API listener's handler, so that the external tests can call it
@@ -24,7 +24,7 @@ func (s *Server) AdminHandler() http.Handler {
 // WrapLoopback returns h behind the relay's request middleware (loopback only), so that the
 // external tests can check what the middleware does for any handler.
 func (s *Server) WrapLoopback(route string, h http.HandlerFunc) http.Handler {
-	wrapped := s.wrap(route, func(*accessLists) *access.List { return nil }, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { h(w, r) })
+	wrapped := s.front.Wrap(route, httpapi.LoopbackOnly, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { h(w, r) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wrapped(w, r, nil) })
 }
 

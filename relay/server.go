@@ -1,7 +1,19 @@
-// Package relay assembles the keel-relay daemon: the relay HTTP API (shared files, system
-// endpoints), the admin listener (/metrics), the node map and its reloads, the forward queue
-// worker and the TTL cleaner, over one storage.Store. Server.Run serves until its context
-// ends, then drains.
+// Package relay assembles the keel-relay daemon; it is the one package that sees both the
+// relay HTTP API's parts and the edge API. New opens the store, loads the node map and builds,
+// over that one storage.Store:
+//
+//   - the relay API (package httpapi: routers and middleware) over its parts: shared files
+//     (sharedfiles), forwarding and its queue worker (forward), remote run (remoterun), the
+//     TTL cleaner (cleaner), the node map (nodemap) and the access lists (access);
+//   - the edge gRPC API (edge/server) and its operator API (edge/admin), mounted on the
+//     admin listener, and handed to remote run as its EdgeRunner;
+//   - the memory budget (internal/membudget) that sizes all of them.
+//
+// Server.Run serves until its context ends, then drains; Reload re-reads the config and the
+// node map; BackupStore and RestoreSigningKey serve `keel-relay backup|restore`. The files:
+// server.go (build, listen, run, drain), edge.go (the edge API's options), status.go (the
+// system endpoints), reload.go (reloads), nodemap.go (the node map and its copy in the
+// store), memory.go, metrics.go, backup.go, waitdisk.go (serving while the disk is full).
 package relay
 
 import (
@@ -12,13 +24,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"reflect"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	edgeadmin "github.com/keel-relay/keel/edge/admin"
 	edgeserver "github.com/keel-relay/keel/edge/server"
 	"github.com/keel-relay/keel/internal/connlimit"
 	"github.com/keel-relay/keel/internal/membudget"
@@ -28,6 +38,7 @@ import (
 	"github.com/keel-relay/keel/relay/cleaner"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/forward"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/nodemap"
 	"github.com/keel-relay/keel/relay/remoterun"
 	"github.com/keel-relay/keel/relay/sharedfiles"
@@ -51,9 +62,6 @@ type Options struct {
 	Logger         *slog.Logger
 	// LogLevel, when set, is adjusted on reload to follow log.level.
 	LogLevel *slog.LevelVar
-	// Edge runs remote runs over live edge streams; nil means the relay's own edge API
-	// (when edge.enabled).
-	Edge remoterun.EdgeRunner
 	// Pressure tells when the relay is near its memory budget (uploads wait, edge streams and
 	// remote-run calls are refused); nil means the runtime's own gauge (tests set their own).
 	Pressure membudget.Pressure
@@ -64,11 +72,12 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	cfg     atomic.Pointer[config.Config]
-	lists   atomic.Pointer[accessLists]
+	lists   atomic.Pointer[httpapi.Lists]
 	store   *storage.Store
 	nodes   *nodemap.Holder
 	reg     *metrics.Registry
-	m       *serverMetrics
+	m       *daemonMetrics
+	front   *httpapi.API // the relay API's routers and middleware
 	hops    *forward.Hops
 	worker  *forward.Worker
 	cleaner *cleaner.Cleaner
@@ -87,7 +96,6 @@ type Server struct {
 	started   time.Time
 	draining  atomic.Bool
 	diskUsage atomic.Int64
-	inflight  sync.WaitGroup
 
 	reloadMu    sync.Mutex
 	nodeLoadErr atomic.Pointer[string]
@@ -99,14 +107,9 @@ type Server struct {
 	nodeKeepErr atomic.Pointer[string] // why the map in force is not kept; nil when it is
 }
 
-// accessLists are the reloadable access-control lists.
-type accessLists struct {
-	shared       *access.List // shared files, status, info
-	policyServer *access.List // remote run, reload (plus loopback)
-	metrics      *access.List // GET /metrics on the admin listener
-}
-
-func buildLists(cfg *config.Config) (*accessLists, error) {
+// buildLists builds the network access lists of cfg (policy server and metrics scrapers
+// always include loopback).
+func buildLists(cfg *config.Config) (*httpapi.Lists, error) {
 	shared, err := access.Parse(cfg.HTTP.AllowedNetworks)
 	if err != nil {
 		return nil, fmt.Errorf("http.allowed_networks: %w", err)
@@ -119,7 +122,7 @@ func buildLists(cfg *config.Config) (*accessLists, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin.metrics_networks: %w", err)
 	}
-	return &accessLists{shared: shared, policyServer: ps, metrics: scrapers}, nil
+	return &httpapi.Lists{Shared: shared, PolicyServer: ps, Metrics: scrapers}, nil
 }
 
 // New opens the store, loads the node map and binds the listeners; Run serves.
@@ -168,7 +171,7 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 
 	s.nodes = nodemap.NewHolder(cfg.NodeID, log.With("component", "nodemap"))
 	s.nodes.BeforeInstall(s.supersedeKeptNodeMap)
-	s.m = newServerMetrics(s.reg, s)
+	s.m = newDaemonMetrics(s.reg, s)
 	if err := s.loadNodeMap(); err != nil {
 		log.Error("node map not loaded", "err", err)
 	}
@@ -208,19 +211,16 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	edgeRunner := opts.Edge
+	var edgeRunner remoterun.EdgeRunner // nil: remote runs use remote_run.command only
 	if cfg.Edge.Enabled {
-		eo, err := edgeserver.FromConfig(cfg)
+		eo, err := edgeOptions(cfg, plan, s.pressure)
 		if err != nil {
 			return nil, err
 		}
-		eo.MaxStreams, eo.MaxConnections, eo.Pressure = plan.EdgeStreams, plan.EdgeConnections, s.pressure
 		if s.edge, err = edgeserver.New(eo, s.store, s.reg, log.With("component", "edge")); err != nil {
 			return nil, err
 		}
-		if edgeRunner == nil {
-			edgeRunner = s.edge.Runner()
-		}
+		edgeRunner = s.edge.Runner()
 	}
 	s.remote = remoterun.New(remoterun.Options{
 		Command: cfg.RemoteRun.Command, Concurrency: cfg.RemoteRun.Concurrency,
@@ -233,10 +233,23 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 			return nil, fmt.Errorf("admin.token_file: %w", err)
 		}
 	}
+	s.front = httpapi.New(s.frontOptions())
 	if err := s.listen(cfg); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// frontOptions are the parts the relay API's routers serve.
+func (s *Server) frontOptions() httpapi.Options {
+	o := httpapi.Options{
+		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s},
+		AdminToken: s.adminToken, Metrics: s.reg, Log: s.log,
+	}
+	if s.edge != nil {
+		o.Edge = edgeadmin.New(edgeadmin.ServerBackend{S: s.edge}, s.log.With("component", "edge-admin"))
+	}
+	return o
 }
 
 // StorageOptions maps the storage section (and the queue bound) to store options, with the
@@ -298,7 +311,7 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener
 func (s *Server) listen(cfg *config.Config) error {
 	var err error
 	s.api = &http.Server{
-		Handler:           s.apiHandler(),
+		Handler:           s.front.Handler(),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
@@ -313,7 +326,7 @@ func (s *Server) listen(cfg *config.Config) error {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
 		s.admin = &http.Server{
-			Handler:           s.adminHandler(),
+			Handler:           s.front.AdminHandler(),
 			ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 			IdleTimeout:       cfg.HTTP.IdleTimeout,
 			MaxHeaderBytes:    64 << 10,
@@ -446,7 +459,7 @@ func (s *Server) drain(grace time.Duration) {
 		_ = s.api.Close()
 	}
 	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
+	go func() { s.front.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -475,242 +488,5 @@ func (s *Server) watchDisk(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// Reload re-reads the config file and the node map. Settings that can change live (log
-// level, access lists, body limit, storage.min_free_space) are applied; a changed setting that needs a restart is
-// reported. A bad config or node map leaves the running ones in place.
-func (s *Server) Reload() error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	var errs []error
-	old := s.cfg.Load()
-	next := old
-	if s.opts.ConfigPath != "" {
-		cfg, err := config.Load(s.opts.ConfigPath, s.opts.ConfigExplicit)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("config not reloaded: %w", err))
-		} else if lists, err := buildLists(cfg); err != nil {
-			errs = append(errs, fmt.Errorf("config not reloaded: %w", err))
-		} else {
-			next = s.applyConfig(old, cfg, lists)
-		}
-	}
-	if err := s.loadNodeMapFrom(next); err != nil {
-		errs = append(errs, err)
-	}
-	err := errors.Join(errs...)
-	if err != nil {
-		s.log.Error("reload incomplete", "err", err)
-	} else {
-		s.log.Info("reloaded", "nodes", s.nodes.Current().Len())
-	}
-	return err
-}
-
-// applyConfig installs the live-reloadable part of cfg and returns the config now in force.
-func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *config.Config {
-	live := *old
-	live.Log = cfg.Log
-	live.HTTP.AllowedNetworks = cfg.HTTP.AllowedNetworks
-	live.HTTP.PolicyServerNetworks = cfg.HTTP.PolicyServerNetworks
-	live.HTTP.MaxBody = cfg.HTTP.MaxBody
-	live.Admin.MetricsNetworks = cfg.Admin.MetricsNetworks
-	live.NodesFile = cfg.NodesFile
-	live.Storage.MinFreeSpace = cfg.Storage.MinFreeSpace
-	if !reflect.DeepEqual(live, *cfg) {
-		for _, key := range changedKeys(live, *cfg) {
-			s.log.Warn("config change needs a restart to take effect", "key", key)
-		}
-	}
-	if s.opts.LogLevel != nil {
-		s.opts.LogLevel.Set(ParseLevel(cfg.Log.Level))
-	}
-	s.lists.Store(lists)
-	s.cfg.Store(&live)
-	if old.Storage.MinFreeSpace != live.Storage.MinFreeSpace {
-		sp := s.store.SetMinFreeSpace(minFreeSpace(&live))
-		s.log.Info("storage.min_free_space changed", "min_free_space", live.Storage.MinFreeSpace.String(), "reserve", sp.Reserve)
-	}
-	return &live
-}
-
-// changedKeys lists the top-level sections (or keys) that differ between a and b.
-func changedKeys(a, b config.Config) []string {
-	var keys []string
-	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
-	t := va.Type()
-	for i := range t.NumField() {
-		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			name := t.Field(i).Tag.Get("mapstructure")
-			if name == "" {
-				name = t.Field(i).Name
-			}
-			keys = append(keys, name)
-		}
-	}
-	return keys
-}
-
-// loadNodeMap loads the node map at start; when the file is missing or broken, the last good
-// map kept in the store is used, unless it is marked superseded (a newer map was in force and
-// could not be kept): then no node is routed, and the status says why.
-func (s *Server) loadNodeMap() error {
-	cfg := s.cfg.Load()
-	err := s.loadNodeMapFrom(cfg)
-	if err == nil || cfg.NodesFile == "" {
-		return err
-	}
-	rec, content, rerr := s.store.OpenNodeMap()
-	if errors.Is(rerr, storage.ErrNotFound) {
-		return err
-	}
-	if rerr != nil {
-		return errors.Join(err, fmt.Errorf("stored node map unusable: %w", rerr))
-	}
-	defer content.Close()
-	if rec.SupersededBy != "" {
-		stale := fmt.Errorf("the node map kept in the store (sha256 %s, loaded at %s from %s) is older than the map last in force "+
-			"(sha256 %s, since %s), which could not be kept: it is not used, and no node is routed until a good nodes file is loaded",
-			rec.Digest, rec.LoadedAt.UTC().Format(time.RFC3339), rec.Source, rec.SupersededBy, rec.SupersededAt.UTC().Format(time.RFC3339))
-		s.log.Error("node map kept in the store not used", "err", stale)
-		msg := err.Error() + "; " + stale.Error()
-		s.nodeLoadErr.Store(&msg)
-		return errors.Join(err, stale)
-	}
-	m, perr := nodemap.ParseReader(content, cfg.NodeID)
-	if perr == nil && m.Digest() != rec.Digest {
-		perr = fmt.Errorf("content has sha256 %s, its record says %s", m.Digest(), rec.Digest)
-	}
-	if perr != nil {
-		return errors.Join(err, fmt.Errorf("stored node map unusable: %w", perr))
-	}
-	s.nodes.Set(m)
-	s.nodeKept.Store(&rec.Digest)
-	loaded := rec.LoadedAt
-	s.nodeLoaded.Store(&loaded)
-	s.log.Warn("using the last good node map kept in the store", "nodes", m.Len(), "loaded_at", rec.LoadedAt, "source", rec.Source)
-	debug.FreeOSMemory()
-	return err
-}
-
-func (s *Server) loadNodeMapFrom(cfg *config.Config) error {
-	if cfg.NodesFile == "" {
-		if s.nodeLoaded.Load() == nil {
-			now := time.Now()
-			s.nodeLoaded.Store(&now)
-		}
-		return nil
-	}
-	m, err := s.nodes.LoadFile(cfg.NodesFile)
-	s.nodeMapLoaded(m, err)
-	if err != nil {
-		return fmt.Errorf("node map %s not loaded (the previous map stays): %w", cfg.NodesFile, err)
-	}
-	return nil
-}
-
-// nodeMapLoaded records the outcome of a node map load (from start, reload or the watcher).
-func (s *Server) nodeMapLoaded(m *nodemap.Map, err error) {
-	// The previous map (and the garbage of a load, kept or refused) goes back to the system now
-	// rather than over the next minutes: a node map changes rarely and can be large.
-	defer debug.FreeOSMemory()
-	if err != nil {
-		msg := err.Error()
-		s.nodeLoadErr.Store(&msg)
-		s.m.nodeLoads.With("error").Inc()
-		s.log.Error("node map refused; the previous map stays", "err", err)
-		return
-	}
-	s.nodeLoadErr.Store(nil)
-	now := time.Now()
-	s.nodeLoaded.Store(&now)
-	s.m.nodeLoads.With("ok").Inc()
-	s.log.Info("node map loaded", "nodes", m.Len(), "digest", m.Digest())
-	s.keepNodeMap(m, now)
-}
-
-// keepNodeMap keeps the file of the map just loaded in the store, so a restart with a broken or
-// missing file still routes with it. The file is read again (the map does not hold it) and
-// must still be the one parsed; if it changed since, the watcher loads (and keeps) the newer
-// one. A map already kept is not written again. When keeping fails, the map kept before stays
-// marked superseded (supersedeKeptNodeMap) and the status says the map in force is not kept.
-func (s *Server) keepNodeMap(m *nodemap.Map, loadedAt time.Time) {
-	s.keepMu.Lock()
-	defer s.keepMu.Unlock()
-	if s.nodes.Current() != m {
-		return // a newer map came into force meanwhile: its own keep follows
-	}
-	rec, err := s.store.NodeMapInfo()
-	if err == nil && rec.Digest == m.Digest() && rec.SupersededBy == "" {
-		s.keptNodeMap(m.Digest())
-		return
-	}
-	path := s.cfg.Load().NodesFile
-	written, err := s.saveNodeMapFile(path, m, loadedAt)
-	if err != nil {
-		var consequence string
-		switch info, ierr := s.store.NodeMapInfo(); {
-		case errors.Is(ierr, storage.ErrNotFound):
-			consequence = "no map is kept: a restart without a good nodes file routes no node"
-		case ierr == nil && info.SupersededBy == m.Digest():
-			consequence = "the older map kept there is marked superseded: a restart without a good nodes file routes no node rather than route with it"
-		default:
-			consequence = "the older map kept there could not be marked superseded: a restart without a good nodes file would route with it"
-		}
-		msg := fmt.Sprintf("the node map in force is not kept in the store (%v); %s", err, consequence)
-		s.nodeKeepErr.Store(&msg)
-		s.log.Error("node map not kept in the store", "err", err, "consequence", consequence)
-		return
-	}
-	s.keptNodeMap(m.Digest())
-	s.log.Info("node map kept in the store", "nodes", m.Len(), "bytes_written", written, "digest", m.Digest())
-}
-
-// keptNodeMap records that the map with digest is the one kept in the store.
-func (s *Server) keptNodeMap(digest string) {
-	s.nodeKept.Store(&digest)
-	s.nodeKeepErr.Store(nil)
-}
-
-// saveNodeMapFile streams the file at path, which must be m's, into the store.
-func (s *Server) saveNodeMapFile(path string, m *nodemap.Map, loadedAt time.Time) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("read the node map again: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("read the node map again: %w", err)
-	}
-	return s.store.SaveNodeMap(f, storage.NodeMapRecord{Source: path, LoadedAt: loadedAt, Digest: m.Digest(), Size: fi.Size()})
-}
-
-// supersedeKeptNodeMap runs before a map that parsed comes into force. If the store keeps
-// another map, it is marked superseded first, so that a restart (even one right after this) with
-// a broken or missing nodes file never routes with a map older than the one last in force; a
-// successful keepNodeMap then replaces it. Coming back to the map kept clears the mark.
-func (s *Server) supersedeKeptNodeMap(m *nodemap.Map) {
-	s.keepMu.Lock()
-	defer s.keepMu.Unlock()
-	rec, err := s.store.NodeMapInfo()
-	switch {
-	case err != nil: // none kept, or unusable at the next start anyway
-		return
-	case rec.Digest == m.Digest():
-		if rec.SupersededBy == "" {
-			return
-		}
-		err = s.store.MarkNodeMapSuperseded("", time.Time{})
-	case rec.SupersededBy == m.Digest():
-		return
-	default:
-		err = s.store.MarkNodeMapSuperseded(m.Digest(), time.Now())
-	}
-	if err != nil {
-		s.log.Error("the node map kept in the store could not be marked: until the map in force is kept, "+
-			"a restart without a good nodes file may route with the wrong map", "err", err, "kept_digest", rec.Digest)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -97,15 +98,15 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 type diskWait struct {
 	cfg     *config.Config
 	build   Build
-	lists   *accessLists
+	lists   *httpapi.Lists
 	started time.Time
 	log     *slog.Logger
 	// disk is the free space and what an open needs, as last measured.
-	disk atomic.Pointer[DiskStatus]
+	disk atomic.Pointer[httpapi.DiskStatus]
 }
 
 func (w *diskWait) setReason(free, need int64) {
-	w.disk.Store(&DiskStatus{FreeBytes: free, NeedBytes: need, Full: true})
+	w.disk.Store(&httpapi.DiskStatus{FreeBytes: free, NeedBytes: need, Full: true})
 }
 
 // reason says why the store cannot open, as the clients see it (no paths).
@@ -119,9 +120,9 @@ func (w *diskWait) handler(loopbackOnly bool) http.Handler {
 		peer, err := access.PeerAddr(r.RemoteAddr)
 		allowed := err == nil && peer.Unmap().IsLoopback()
 		if !loopbackOnly && err == nil {
-			list := w.lists.shared
+			list := w.lists.Shared
 			if strings.Contains(r.URL.Path, "/remote-run/") || strings.HasSuffix(r.URL.Path, "/system/reload") {
-				list = w.lists.policyServer
+				list = w.lists.PolicyServer
 			}
 			allowed = list.Allows(peer)
 		}
@@ -132,7 +133,7 @@ func (w *diskWait) handler(loopbackOnly bool) http.Handler {
 			code = http.StatusForbidden
 			http.Error(rw, "forbidden: "+r.RemoteAddr+" is not in the networks allowed", code)
 		case status && r.Method == http.MethodGet:
-			writeJSON(rw, code, Status{Status: "disk_full", Version: w.build.Version, NodeID: w.cfg.NodeID, Role: w.cfg.Role,
+			httpapi.WriteJSON(rw, code, httpapi.Status{Status: "disk_full", Version: w.build.Version, NodeID: w.cfg.NodeID, Role: w.cfg.Role,
 				UptimeSec: int64(time.Since(w.started).Seconds()), NodesFile: w.cfg.NodesFile,
 				StatusReason: w.reason() + "; the relay waits for space", Disk: w.disk.Load()})
 		case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/shared-files/"):

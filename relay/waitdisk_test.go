@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/httpapi"
 )
 
 // TestDiskWaitAnswers: while the relay waits for disk space to open its database, status
@@ -63,7 +64,7 @@ func TestDiskWaitAnswers(t *testing.T) {
 				t.Error("503 without Retry-After")
 			}
 			if strings.HasSuffix(tc.path, "status") && tc.code == 503 {
-				var st Status
+				var st httpapi.Status
 				if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.Disk == nil || !st.Disk.Full || st.Version != "test" {
 					t.Errorf("status %+v, %v", st, err)
 				}

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/internal/wire/reqauth"
-	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -357,13 +357,13 @@ func requireFile(t testing.TB, base string, target *relaytest.Node, source, id s
 }
 
 // status returns the relay's /system/status.
-func status(t testing.TB, base string) relay.Status {
+func status(t testing.TB, base string) httpapi.Status {
 	t.Helper()
 	code, body := relaytest.Do(t, http.MethodGet, base+"/rudder/relay-api/1/system/status", nil)
 	if code != http.StatusOK {
 		t.Fatalf("status: %d %s", code, body)
 	}
-	var st relay.Status
+	var st httpapi.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("status: %v in %s", err, body)
 	}

@@ -29,7 +29,6 @@ import (
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/internal/wire/envelope"
-	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -56,7 +55,7 @@ func testLogger(t testing.TB) *slog.Logger {
 func testOptions() Options {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	return Options{
-		Listen: "127.0.0.1:0", Role: config.EdgeRoleRelayCoordinator,
+		Listen: "127.0.0.1:0", Role: "relay_coordinator",
 		HeartbeatInterval: 30 * time.Second, StaleThreshold: 90 * time.Second,
 		TokenTTL: time.Hour, OverlapWindow: time.Minute, AttestPerMinute: 1000,
 		MaxPendingChallenges: 1024, HelloTimeout: 2 * time.Second, StreamQueue: 16,

@@ -2,13 +2,11 @@ package server
 
 import (
 	"crypto/ed25519"
-	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/keel-relay/keel/edge/keys"
 	"github.com/keel-relay/keel/internal/membudget"
-	"github.com/keel-relay/keel/relay/config"
 )
 
 // Defaults of the settings the config file does not carry.
@@ -41,16 +39,20 @@ const (
 	DefaultChallengesPerToken = 2
 )
 
-// Options configure a Server. FromConfig builds them from the relay configuration.
+// Options configure a Server. The daemon's assembly (package relay) fills them from its
+// configuration.
 type Options struct {
 	Listen                  string
 	TLSCertFile, TLSKeyFile string
-	Role                    string // config.EdgeRole*
-	HeartbeatInterval       time.Duration
-	StaleThreshold          time.Duration
-	TokenTTL                time.Duration
-	OverlapWindow           time.Duration
-	AttestPerMinute         int
+	// Role is the relay's edge.role, shown in logs; Worker (role "worker") refuses the edge
+	// RPCs with FailedPrecondition and serves only the health service.
+	Role              string
+	Worker            bool
+	HeartbeatInterval time.Duration
+	StaleThreshold    time.Duration
+	TokenTTL          time.Duration
+	OverlapWindow     time.Duration
+	AttestPerMinute   int
 	// MaxPendingChallenges bounds the anonymous pool of pending challenges, in which one
 	// source holds at most ChallengesPerSource and one network ChallengesPerNetwork;
 	// ReservedChallenges is the pool of callers with a valid token (package quota).
@@ -96,35 +98,6 @@ type Options struct {
 	// Pressure, when not nil, refuses new ConnectEdge streams with ResourceExhausted while
 	// the process is near its memory budget (a node's replacement stream is still taken).
 	Pressure membudget.Pressure
-}
-
-// FromConfig returns the Options of cfg's edge section. The signing key is read from
-// data_dir (created on first start); the trusted issuers' key files are read.
-func FromConfig(cfg *config.Config) (Options, error) {
-	e := cfg.Edge
-	key, err := keys.LoadOrCreate(SigningKeyPath(cfg.DataDir))
-	if err != nil {
-		return Options{}, err
-	}
-	trusted := make(map[string]ed25519.PublicKey, len(e.TrustedIssuers))
-	for i, ti := range e.TrustedIssuers {
-		pub, err := keys.LoadPublicKey(ti.PublicKeyFile)
-		if err != nil {
-			return Options{}, fmt.Errorf("edge.trusted_issuers[%d] (%s): %w", i, ti.Issuer, err)
-		}
-		trusted[ti.Issuer] = pub
-	}
-	return Options{
-		Listen: e.Listen, TLSCertFile: e.TLS.CertFile, TLSKeyFile: e.TLS.KeyFile, Role: e.Role,
-		HeartbeatInterval: e.HeartbeatInterval, StaleThreshold: e.StaleThreshold,
-		TokenTTL: e.TokenTTL, OverlapWindow: e.OverlapWindow, AttestPerMinute: e.AttestPerMinute,
-		MaxPendingChallenges: e.MaxPendingChallenges, ReservedChallenges: e.ReservedChallenges,
-		ChallengesPerSource: e.ChallengesPerSource, ChallengesPerNetwork: e.ChallengesPerNetwork,
-		HelloTimeout: e.HelloTimeout, StreamQueue: e.StreamQueue, FlushInterval: e.FlushInterval,
-		DrainGrace: e.DrainGrace, MaxStreams: e.MaxStreams,
-		SigningKey: key, Issuer: keys.Issuer(cfg.NodeID), TrustedIssuers: trusted,
-		AgentRunTimeout: cfg.RemoteRun.Timeout,
-	}, nil
 }
 
 // SigningKeyPath is where the relay's edge signing key lives in its data directory.

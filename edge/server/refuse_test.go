@@ -424,7 +424,7 @@ func TestAttest(t *testing.T) {
 }
 
 func TestWorkerRoleRefusesEdgeRPCs(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.Role = "worker" })
+	h := newHarness(t, func(o *Options) { o.Role, o.Worker = "worker", true })
 	d := newDaemon(h)
 	_, _, err := d.attest(ctxT(t))
 	wantCode(t, err, codes.FailedPrecondition)

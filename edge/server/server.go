@@ -36,7 +36,6 @@ import (
 	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
-	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -162,7 +161,7 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 			MaxConnectionIdle: opts.MaxConnectionIdle,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             config.MinEdgeKeepalive,
+			MinTime:             edgepb.MinKeepalive,
 			PermitWithoutStream: true,
 		}),
 		grpc.ConnectionTimeout(opts.HelloTimeout),
@@ -330,7 +329,7 @@ func (s *Server) gate(method string) error {
 	if !strings.HasPrefix(method, "/"+ServiceName+"/") {
 		return nil
 	}
-	if s.opts.Role == config.EdgeRoleWorker {
+	if s.opts.Worker {
 		s.m.refused.With("role").Inc()
 		return status.Error(codes.FailedPrecondition, "edge RPCs are not served by a relay with edge.role worker")
 	}

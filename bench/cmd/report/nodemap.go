@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keel-relay/keel/relay"
+	"github.com/keel-relay/keel/relay/httpapi"
 )
 
 const nodeMapSection = "Node map load (parse, check, keep in the store)"
@@ -226,14 +226,14 @@ func benchUUID(i int) string {
 }
 
 // relayStatus reads the relay's status route.
-func relayStatus(ctx context.Context, p *relayProc) (relay.Status, error) {
-	var st relay.Status
+func relayStatus(ctx context.Context, p *relayProc) (httpapi.Status, error) {
+	var st httpapi.Status
 	body, err := do(ctx, newClient(1), http.MethodGet, p.url+statusPath, nil, http.StatusOK)
 	if err == nil {
 		err = json.Unmarshal(body, &st)
 	}
 	if err != nil {
-		return relay.Status{}, fmt.Errorf("relay status: %w", err)
+		return httpapi.Status{}, fmt.Errorf("relay status: %w", err)
 	}
 	return st, nil
 }
