@@ -125,36 +125,21 @@ func buildLists(cfg *config.Config) (*httpapi.Lists, error) {
 	return &httpapi.Lists{Shared: shared, PolicyServer: ps, Metrics: scrapers}, nil
 }
 
-// New opens the store, loads the node map and binds the listeners; Run serves.
+// New opens the store, loads the node map, builds the relay API and the edge API and binds
+// the listeners; Run serves.
 func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	log := opts.Logger
-	s = &Server{opts: opts, log: log, reg: metrics.NewRegistry(), started: time.Now()}
+	s = &Server{opts: opts, log: opts.Logger, reg: metrics.NewRegistry(), started: time.Now()}
 	s.cfg.Store(cfg)
 	lists, err := buildLists(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.lists.Store(lists)
-
-	plan, warnings := MemoryPlan(cfg)
-	for _, w := range warnings {
-		log.Warn(w)
-	}
-	logPlan(log, plan, applyGoLimit(plan))
-	s.plan, s.gauge, s.pressure = plan, membudget.NewGauge(plan.NearAt), opts.Pressure
-	if s.pressure == nil {
-		s.pressure = s.gauge
-	}
-
-	so := storageOptions(cfg, plan)
-	if !so.SyncWrites {
-		log.Warn("storage.sync_writes is off: an acknowledged file can be lost in a power failure")
-	}
-	s.store, err = storage.Open(so, log.With("component", "storage"))
-	if err != nil {
+	s.planMemory(cfg)
+	if err := s.openStore(cfg); err != nil {
 		return nil, err
 	}
 	// The returns below give a nil *Server with the error: clean up through srv.
@@ -169,65 +154,21 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		}
 	}()
 
-	s.nodes = nodemap.NewHolder(cfg.NodeID, log.With("component", "nodemap"))
+	s.nodes = nodemap.NewHolder(cfg.NodeID, s.log.With("component", "nodemap"))
 	s.nodes.BeforeInstall(s.supersedeKeptNodeMap)
 	s.m = newDaemonMetrics(s.reg, s)
 	if err := s.loadNodeMap(); err != nil {
-		log.Error("node map not loaded", "err", err)
+		s.log.Error("node map not loaded", "err", err)
 	}
-
-	s.hops, err = forward.NewHops(forward.HopOptions{
-		Upstream: cfg.Upstream, SubRelayURL: cfg.Forward.SubRelayURL, AllowHTTP: cfg.Forward.AllowHTTP,
-		CAFile: cfg.Forward.TLS.CAFile, UpstreamKeyHash: cfg.Forward.TLS.KeyHash,
-		InsecureSkipVerify: cfg.Forward.TLS.InsecureSkipVerify,
-	}, s.nodes.Current, log.With("component", "forward"))
-	if err != nil {
+	if err := s.buildSharedFiles(cfg); err != nil {
 		return nil, err
 	}
-	s.worker = forward.NewWorker(s.store, s.hops, forward.WorkerOptions{
-		MinBackoff: cfg.Forward.MinBackoff, MaxBackoff: cfg.Forward.MaxBackoff,
-		Concurrency: cfg.Forward.Concurrency, AttemptTimeout: cfg.Forward.AttemptTimeout,
-	}, forward.NewMetrics(s.reg), log.With("component", "forward"))
-	s.cleaner = cleaner.New(s.store, cfg.SharedFiles.CleanupInterval, cleaner.NewMetrics(s.reg), log.With("component", "cleaner"))
-	s.files = sharedfiles.New(sharedfiles.Options{
-		Root:                 cfg.Role == config.RoleRoot,
-		MaxBody:              func() int64 { return int64(s.cfg.Load().HTTP.MaxBody) },
-		BodyIdleTimeout:      cfg.HTTP.BodyIdleTimeout,
-		MaxConcurrentUploads: plan.UploadSlots,
-		MaxUploadsPerClient:  cfg.HTTP.MaxUploadsPerClient,
-		MinUploadRate:        int64(cfg.HTTP.MinUploadRate),
-		UploadSlotWait:       cfg.HTTP.UploadSlotWait,
-		UploadPreemptRate:    int64(cfg.HTTP.UploadPreemptRate),
-		Metrics:              s.reg,
-		Pressure:             s.pressure,
-	}, s.store, s.nodes.Current, s.hops, s.worker.Wake, log.With("component", "shared-files"))
-
-	// Remote runs go down only: sub-relays are reached with remote_run.sub_relay_url and
-	// verified like forwards (their key pin from the node map).
-	runHops, err := forward.NewHops(forward.HopOptions{
-		SubRelayURL: cfg.RemoteRun.SubRelayURL, AllowHTTP: cfg.Forward.AllowHTTP,
-		InsecureSkipVerify: cfg.Forward.TLS.InsecureSkipVerify,
-	}, s.nodes.Current, log.With("component", "remote-run"))
-	if err != nil {
+	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
-	var edgeRunner remoterun.EdgeRunner // nil: remote runs use remote_run.command only
-	if cfg.Edge.Enabled {
-		eo, err := edgeOptions(cfg, plan, s.pressure)
-		if err != nil {
-			return nil, err
-		}
-		if s.edge, err = edgeserver.New(eo, s.store, s.reg, log.With("component", "edge")); err != nil {
-			return nil, err
-		}
-		edgeRunner = s.edge.Runner()
+	if err := s.buildRemoteRun(cfg); err != nil {
+		return nil, err
 	}
-	s.remote = remoterun.New(remoterun.Options{
-		Command: cfg.RemoteRun.Command, Concurrency: cfg.RemoteRun.Concurrency,
-		Timeout: cfg.RemoteRun.Timeout, MaxCalls: plan.RemoteRunCalls,
-		OutputLines: plan.RemoteRunOutputLines, Pressure: s.pressure,
-	}, s.nodes.Current, runHops, edgeRunner, remoterun.NewMetrics(s.reg), log.With("component", "remote-run"))
-
 	if cfg.Admin.Listen != "" && cfg.Admin.TokenFile != "" {
 		if s.adminToken, err = admintoken.LoadOrCreate(cfg.Admin.TokenFile); err != nil {
 			return nil, fmt.Errorf("admin.token_file: %w", err)
@@ -238,6 +179,101 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// planMemory works out the memory budget and its split, sets the Go memory limit, and picks
+// the pressure gauge (Options.Pressure, else the runtime's).
+func (s *Server) planMemory(cfg *config.Config) {
+	plan, warnings := MemoryPlan(cfg)
+	for _, w := range warnings {
+		s.log.Warn(w)
+	}
+	logPlan(s.log, plan, applyGoLimit(plan))
+	s.plan, s.gauge, s.pressure = plan, membudget.NewGauge(plan.NearAt), s.opts.Pressure
+	if s.pressure == nil {
+		s.pressure = s.gauge
+	}
+}
+
+// openStore opens the store, sized by the memory plan.
+func (s *Server) openStore(cfg *config.Config) error {
+	so := storageOptions(cfg, s.plan)
+	if !so.SyncWrites {
+		s.log.Warn("storage.sync_writes is off: an acknowledged file can be lost in a power failure")
+	}
+	var err error
+	s.store, err = storage.Open(so, s.log.With("component", "storage"))
+	return err
+}
+
+// buildSharedFiles builds the shared-files handler with the forward hops, the forward queue
+// worker and the TTL cleaner.
+func (s *Server) buildSharedFiles(cfg *config.Config) error {
+	log := s.log.With("component", "forward")
+	var err error
+	s.hops, err = forward.NewHops(forward.HopOptions{
+		Upstream: cfg.Upstream, SubRelayURL: cfg.Forward.SubRelayURL, AllowHTTP: cfg.Forward.AllowHTTP,
+		CAFile: cfg.Forward.TLS.CAFile, UpstreamKeyHash: cfg.Forward.TLS.KeyHash,
+		InsecureSkipVerify: cfg.Forward.TLS.InsecureSkipVerify,
+	}, s.nodes.Current, log)
+	if err != nil {
+		return err
+	}
+	s.worker = forward.NewWorker(s.store, s.hops, forward.WorkerOptions{
+		MinBackoff: cfg.Forward.MinBackoff, MaxBackoff: cfg.Forward.MaxBackoff,
+		Concurrency: cfg.Forward.Concurrency, AttemptTimeout: cfg.Forward.AttemptTimeout,
+	}, forward.NewMetrics(s.reg), log)
+	s.cleaner = cleaner.New(s.store, cfg.SharedFiles.CleanupInterval, cleaner.NewMetrics(s.reg), s.log.With("component", "cleaner"))
+	s.files = sharedfiles.New(sharedfiles.Options{
+		Root:                 cfg.Role == config.RoleRoot,
+		MaxBody:              func() int64 { return int64(s.cfg.Load().HTTP.MaxBody) },
+		BodyIdleTimeout:      cfg.HTTP.BodyIdleTimeout,
+		MaxConcurrentUploads: s.plan.UploadSlots,
+		MaxUploadsPerClient:  cfg.HTTP.MaxUploadsPerClient,
+		MinUploadRate:        int64(cfg.HTTP.MinUploadRate),
+		UploadSlotWait:       cfg.HTTP.UploadSlotWait,
+		UploadPreemptRate:    int64(cfg.HTTP.UploadPreemptRate),
+		Metrics:              s.reg,
+		Pressure:             s.pressure,
+	}, s.store, s.nodes.Current, s.hops, s.worker.Wake, s.log.With("component", "shared-files"))
+	return nil
+}
+
+// buildEdge builds the edge gRPC API when edge.enabled.
+func (s *Server) buildEdge(cfg *config.Config) error {
+	if !cfg.Edge.Enabled {
+		return nil
+	}
+	eo, err := edgeOptions(cfg, s.plan, s.pressure)
+	if err != nil {
+		return err
+	}
+	s.edge, err = edgeserver.New(eo, s.store, s.reg, s.log.With("component", "edge"))
+	return err
+}
+
+// buildRemoteRun builds the remote-run handler. Remote runs go down only: sub-relays are
+// reached with remote_run.sub_relay_url and verified like forwards (their key pin from the
+// node map); a node with a live edge stream runs over it.
+func (s *Server) buildRemoteRun(cfg *config.Config) error {
+	log := s.log.With("component", "remote-run")
+	runHops, err := forward.NewHops(forward.HopOptions{
+		SubRelayURL: cfg.RemoteRun.SubRelayURL, AllowHTTP: cfg.Forward.AllowHTTP,
+		InsecureSkipVerify: cfg.Forward.TLS.InsecureSkipVerify,
+	}, s.nodes.Current, log)
+	if err != nil {
+		return err
+	}
+	var edgeRunner remoterun.EdgeRunner // nil: remote runs use remote_run.command only
+	if s.edge != nil {
+		edgeRunner = s.edge.Runner()
+	}
+	s.remote = remoterun.New(remoterun.Options{
+		Command: cfg.RemoteRun.Command, Concurrency: cfg.RemoteRun.Concurrency,
+		Timeout: cfg.RemoteRun.Timeout, MaxCalls: s.plan.RemoteRunCalls,
+		OutputLines: s.plan.RemoteRunOutputLines, Pressure: s.pressure,
+	}, s.nodes.Current, runHops, edgeRunner, remoterun.NewMetrics(s.reg), log)
+	return nil
 }
 
 // frontOptions are the parts the relay API's routers serve.
