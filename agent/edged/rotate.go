@@ -73,3 +73,17 @@ func RotateKey(ctx context.Context, relay string, e config.EdgeConfig, log *slog
 		"overlap_window", resp.GetOverlapWindow().AsDuration())
 	return creds, resp, nil
 }
+
+// RotateKey rotates the node key now (see the package function RotateKey) and switches
+// the live stream to the new key and token: sealing waits meanwhile, so no event goes
+// out with the old token once the relay has blacklisted it.
+func (d *Daemon) RotateKey(ctx context.Context) error {
+	d.credMu.Lock()
+	defer d.credMu.Unlock()
+	creds, _, err := RotateKey(ctx, d.relay, d.edgeConfig(), d.log)
+	if err != nil {
+		return err
+	}
+	d.installCredsLocked(creds)
+	return nil
+}
