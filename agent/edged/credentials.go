@@ -171,6 +171,31 @@ func stageKey(p Paths, key ed25519.PrivateKey) error {
 	return WriteFileAtomic(p.keyNew(), pemKey)
 }
 
+// staging is a new key staged by stageKey while the relay is asked to bind it.
+type staging struct {
+	p    Paths
+	kept bool
+}
+
+// stage stages key (stageKey); the caller defers undo, and calls keep once the relay has
+// bound the key (whether or not its token could then be stored).
+func stage(p Paths, key ed25519.PrivateKey) (*staging, error) {
+	if err := stageKey(p, key); err != nil {
+		return nil, err
+	}
+	return &staging{p: p}, nil
+}
+
+// keep leaves the staged key in place: commitLocked installed it, or the relay holds it.
+func (s *staging) keep() { s.kept = true }
+
+// undo removes the staged key unless keep was called.
+func (s *staging) undo() {
+	if !s.kept {
+		_ = removeSync(s.p.keyNew())
+	}
+}
+
 // commitLocked installs the staged key and the token the relay bound to it: the token is
 // stored as Token+".new", the current key is kept as Key+".prev", the staged key and then
 // the token are renamed into place, and only then is the previous key removed. Each step
