@@ -83,21 +83,11 @@ func parseToken(b []byte) (string, edgetoken.Claims, error) {
 	return tok, c, nil
 }
 
+// loadLocked is LoadCredentials for a caller holding the lock: it finds the newest token
+// whose key is at hand and settles that pair in place.
 func loadLocked(p Paths, log *slog.Logger) (*Credentials, error) {
 	keyPaths := []string{p.keyNew(), p.Key, p.keyPrev()}
-	keys := map[string]ed25519.PrivateKey{}
-	var keyErr error
-	for _, kp := range keyPaths {
-		k, err := LoadKey(kp)
-		switch {
-		case err == nil:
-			keys[kp] = k
-		case kp == p.Key:
-			keyErr = err
-		case !errors.Is(err, os.ErrNotExist):
-			log.Warn("edge: ignoring an unreadable key left by an interrupted rotation", "file", kp, "err", err)
-		}
-	}
+	keys, keyErr := readKeys(keyPaths, p.Key, log)
 	var tokErr error
 	for _, tp := range []string{p.tokenNew(), p.Token} {
 		b, err := readBounded(tp, edgetoken.MaxTokenSize+2)
@@ -136,6 +126,26 @@ func loadLocked(p Paths, log *slog.Logger) (*Credentials, error) {
 	return nil, fmt.Errorf("%w: the token in %s is not bound to the key in %s", ErrNotEnrolled, p.Token, p.Key)
 }
 
+// readKeys reads the keys of keyPaths that can be read, by path. Why the key at main
+// (edge.key_file) cannot be read is returned; the others are left by an interrupted
+// change, and only said in the log when present but unreadable.
+func readKeys(keyPaths []string, main string, log *slog.Logger) (map[string]ed25519.PrivateKey, error) {
+	keys := map[string]ed25519.PrivateKey{}
+	var keyErr error
+	for _, kp := range keyPaths {
+		k, err := LoadKey(kp)
+		switch {
+		case err == nil:
+			keys[kp] = k
+		case kp == main:
+			keyErr = err
+		case !errors.Is(err, os.ErrNotExist):
+			log.Warn("edge: ignoring an unreadable key left by an interrupted rotation", "file", kp, "err", err)
+		}
+	}
+	return keys, keyErr
+}
+
 // settle puts the pair (kp, tp) in place as (p.Key, p.Token) and removes what an
 // interrupted enrollment or rotation left.
 func settle(p Paths, kp, tp string, log *slog.Logger) error {
@@ -169,6 +179,31 @@ func stageKey(p Paths, key ed25519.PrivateKey) error {
 		return err
 	}
 	return WriteFileAtomic(p.keyNew(), pemKey)
+}
+
+// staging is a new key staged by stageKey while the relay is asked to bind it.
+type staging struct {
+	p    Paths
+	kept bool
+}
+
+// stage stages key (stageKey); the caller defers undo, and calls keep once the relay has
+// bound the key (whether or not its token could then be stored).
+func stage(p Paths, key ed25519.PrivateKey) (*staging, error) {
+	if err := stageKey(p, key); err != nil {
+		return nil, err
+	}
+	return &staging{p: p}, nil
+}
+
+// keep leaves the staged key in place: commitLocked installed it, or the relay holds it.
+func (s *staging) keep() { s.kept = true }
+
+// undo removes the staged key unless keep was called.
+func (s *staging) undo() {
+	if !s.kept {
+		_ = removeSync(s.p.keyNew())
+	}
 }
 
 // commitLocked installs the staged key and the token the relay bound to it: the token is

@@ -13,4 +13,28 @@
 // how the relay issues a new token (the spec has no refresh RPC). Commands: InvokeTool
 // runs agent-run or shell in its own process group with its output streamed as
 // CommandProgress; Cancel, Drain, Shutdown and PushConfig are honoured.
+//
+// # Files
+//
+// The running daemon:
+//   - daemon.go: Options, the Daemon type, Run and its reconnect loop.
+//   - session.go: one ConnectEdge stream: open it, send the Hello, read the relay's
+//     commands and hand each to its handler (Daemon.handle).
+//   - writer.go: the one goroutine that seals and sends events on a stream.
+//   - jobs.go: InvokeTool and Cancel: admit a tool, run it, queue its output and result.
+//   - result.go: the EdgeResult of a tool.
+//   - configpush.go: PushConfig, the merged config and the capabilities it declares.
+//   - stop.go: the stop coordinator (Drain, Shutdown, the agent stopping).
+//   - refresh.go: the credentials in use: reloaded when the token file changes,
+//     refreshed before the token expires.
+//
+// Enrollment and credentials: credentials.go (the files, loading them and recovering an
+// interrupted change), enroll.go (Enroll, the capabilities), rotate.go (RotateKey); key
+// encoding, durable writes and the file lock live beside them (keyfile.go, sync_*.go).
+// Tools: tools.go resolves a tool and runs it in its own process group. Connection:
+// dial.go (transport), backoff.go (reconnection delays). Config deltas: delta.go.
+//
+// A command's path: session.go read → handle → jobs.go invoke → runJob → execute →
+// runProcess (tools.go), whose output goes through progress and enqueue to d.out, which
+// writer.go sends; the result follows the same way.
 package edged

@@ -96,14 +96,8 @@ type EnrollRequest struct {
 // was.
 func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slog.Logger) (*Credentials, error) {
 	p := Paths{Key: cfg.Edge.KeyFile, Token: cfg.Edge.TokenFile}
-	if req.Token == "" {
-		return nil, errors.New("enroll: no enrollment token")
-	}
-	if err := checkCapabilities(cfg.Edge); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	if _, err := os.Stat(p.Key); err == nil && !req.Force {
-		return nil, fmt.Errorf("enroll: %s exists (this node is enrolled); use --force to replace its key", p.Key)
+	if err := checkEnrollRequest(cfg, req, p); err != nil {
+		return nil, err
 	}
 	unlock, err := lockFile(ctx, p.lock())
 	if err != nil {
@@ -118,19 +112,50 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	if err != nil {
 		return nil, err
 	}
-	pub := key.Public().(ed25519.PublicKey)
-	if err := stageKey(p, key); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = removeSync(p.keyNew())
-		}
-	}()
-	conn, err := dial(req.Relay, cfg.Edge)
+	staged, err := stage(p, key)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	defer staged.undo()
+	tok, err := attest(ctx, req, cfg.Edge, nodeID, key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	creds, err := checkIssued(tok, nodeID, key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	if err := commitLocked(p, creds.Token); err != nil {
+		return nil, fmt.Errorf("enroll: the relay enrolled this node but its token could not be stored: %w", err)
+	}
+	staged.keep()
+	log.Info("edge: enrolled", "node_id", nodeID, "relay", req.Relay, "tenant", creds.Claims.Tenant,
+		"expires", creds.Claims.Expiry, "key_file", p.Key, "token_file", p.Token)
+	return creds, nil
+}
+
+// checkEnrollRequest refuses an enrollment before anything is written: no enrollment
+// token, capabilities the relay would refuse, or an existing key without req.Force.
+func checkEnrollRequest(cfg *config.Config, req EnrollRequest, p Paths) error {
+	if req.Token == "" {
+		return errors.New("enroll: no enrollment token")
+	}
+	if err := checkCapabilities(cfg.Edge); err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	if _, err := os.Stat(p.Key); err == nil && !req.Force {
+		return fmt.Errorf("enroll: %s exists (this node is enrolled); use --force to replace its key", p.Key)
+	}
+	return nil
+}
+
+// attest proves to the relay that this node holds key: AttestNode, then ChallengeNode
+// with the signed nonce and the enrollment token. It returns the NodeSecurityToken the
+// relay issued, unchecked.
+func attest(ctx context.Context, req EnrollRequest, e config.EdgeConfig, nodeID string, key ed25519.PrivateKey) (string, error) {
+	conn, err := dial(req.Relay, e)
+	if err != nil {
+		return "", err
 	}
 	defer conn.Close()
 	client := edgepb.NewNodeClusterServiceClient(conn)
@@ -141,13 +166,13 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	// in its reserved pool, which anonymous callers cannot fill (an older relay ignores it).
 	mdctx := metadata.AppendToOutgoingContext(actx, edgetoken.AuthorizationKey, edgetoken.Bearer(req.Token))
 	att, err := client.AttestNode(mdctx, &edgepb.AttestNodeRequest{
-		NodeId: nodeID, Role: edgepb.NodeRole_NODE_ROLE_EDGE, PublicKey: pub, Capabilities: Capabilities(cfg.Edge),
+		NodeId: nodeID, Role: edgepb.NodeRole_NODE_ROLE_EDGE, PublicKey: key.Public().(ed25519.PublicKey), Capabilities: Capabilities(e),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("enroll: AttestNode: %w", err)
+		return "", fmt.Errorf("AttestNode: %w", err)
 	}
 	if len(att.GetChallengeNonce()) == 0 || att.GetChallengeId() == "" {
-		return nil, errors.New("enroll: AttestNode: the relay sent no challenge")
+		return "", errors.New("AttestNode: the relay sent no challenge")
 	}
 	ch, err := client.ChallengeNode(actx, &edgepb.ChallengeNodeRequest{
 		ChallengeId:        att.GetChallengeId(),
@@ -156,19 +181,9 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 		BootstrapProof:     &edgepb.ChallengeNodeRequest_EnrollmentToken{EnrollmentToken: req.Token},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("enroll: ChallengeNode: %w", err)
+		return "", fmt.Errorf("ChallengeNode: %w", err)
 	}
-	creds, err := checkIssued(ch.GetNodeSecurityToken(), nodeID, key)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	if err := commitLocked(p, creds.Token); err != nil {
-		return nil, fmt.Errorf("enroll: the relay enrolled this node but its token could not be stored: %w", err)
-	}
-	committed = true
-	log.Info("edge: enrolled", "node_id", nodeID, "relay", req.Relay, "tenant", creds.Claims.Tenant,
-		"expires", creds.Claims.Expiry, "key_file", p.Key, "token_file", p.Token)
-	return creds, nil
+	return ch.GetNodeSecurityToken(), nil
 }
 
 // checkIssued checks a token the relay issued: it parses, names nodeID and is bound to key.

@@ -37,39 +37,57 @@ func RotateKey(ctx context.Context, relay string, e config.EdgeConfig, log *slog
 	if err != nil {
 		return nil, nil, fmt.Errorf("rotate key: %w", err)
 	}
-	if err := stageKey(p, newKey); err != nil {
-		return nil, nil, fmt.Errorf("rotate key: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = removeSync(p.keyNew())
-		}
-	}()
-	conn, err := dial(relay, e)
+	staged, err := stage(p, newKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rotate key: %w", err)
+	}
+	defer staged.undo()
+	resp, err := sendRotate(ctx, relay, e, req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rotate key: %w", err)
+	}
+	// The relay now holds the new key: whatever follows, the staged key stays.
+	staged.keep()
+	creds, err := checkIssued(resp.GetNodeSecurityToken(), cur.NodeID, newKey)
+	if err != nil {
+		// The relay switched keys but its answer is unusable: the staged key is kept for
+		// the operator to inspect.
+		return nil, nil, fmt.Errorf("rotate key: %w (the new key is kept in %s)", err, p.keyNew())
+	}
+	if err := commitLocked(p, creds.Token); err != nil {
+		return nil, nil, fmt.Errorf("rotate key: the relay accepted the new key but it could not be stored: %w", err)
+	}
+	log.Info("edge: key rotated", "node_id", creds.NodeID, "expires", creds.Claims.Expiry,
+		"overlap_window", resp.GetOverlapWindow().AsDuration())
+	return creds, resp, nil
+}
+
+// sendRotate sends the sealed rotation request req to relay (RotateEdgeKey).
+func sendRotate(ctx context.Context, relay string, e config.EdgeConfig, req *edgepb.RotateEdgeKeyRequest) (*edgepb.RotateEdgeKeyResponse, error) {
+	conn, err := dial(relay, e)
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close()
 	rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	resp, err := edgepb.NewNodeClusterServiceClient(conn).RotateEdgeKey(rctx, req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("rotate key: RotateEdgeKey: %w", err)
+		return nil, fmt.Errorf("RotateEdgeKey: %w", err)
 	}
-	creds, err := checkIssued(resp.GetNodeSecurityToken(), cur.NodeID, newKey)
+	return resp, nil
+}
+
+// RotateKey rotates the node key now (see the package function RotateKey) and switches
+// the live stream to the new key and token: sealing waits meanwhile, so no event goes
+// out with the old token once the relay has blacklisted it.
+func (d *Daemon) RotateKey(ctx context.Context) error {
+	d.credMu.Lock()
+	defer d.credMu.Unlock()
+	creds, _, err := RotateKey(ctx, d.relay, d.edgeConfig(), d.log)
 	if err != nil {
-		// The relay switched keys but its answer is unusable: keep the staged key, which
-		// the relay now holds, for the operator to inspect.
-		committed = true
-		return nil, nil, fmt.Errorf("rotate key: %w (the new key is kept in %s)", err, p.keyNew())
+		return err
 	}
-	if err := commitLocked(p, creds.Token); err != nil {
-		committed = true
-		return nil, nil, fmt.Errorf("rotate key: the relay accepted the new key but it could not be stored: %w", err)
-	}
-	committed = true
-	log.Info("edge: key rotated", "node_id", creds.NodeID, "expires", creds.Claims.Expiry,
-		"overlap_window", resp.GetOverlapWindow().AsDuration())
-	return creds, resp, nil
+	d.installCredsLocked(creds)
+	return nil
 }
