@@ -126,31 +126,3 @@ func TestMetricsNetworks(t *testing.T) {
 		})
 	}
 }
-
-// TestNoAnswerIsNot200: a handler that returns without answering gets a 500 from the
-// middleware, never net/http's implicit empty 200, over a real connection.
-func TestNoAnswerIsNot200(t *testing.T) {
-	t.Parallel()
-	root := relaytest.NewNode("root", "root", 0)
-	r := startRelay(t, "root", relaytest.NodeMap(root), nil)
-	for _, tc := range []struct {
-		name string
-		h    http.HandlerFunc
-		code int
-	}{
-		{"returns at once", func(http.ResponseWriter, *http.Request) {}, http.StatusInternalServerError},
-		{"sets headers only", func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("X-A", "b") }, http.StatusInternalServerError},
-		{"answers 200", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }, http.StatusOK},
-		{"writes a body", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }, http.StatusOK},
-		{"answers 204", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }, http.StatusNoContent},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(r.WrapLoopback("test", tc.h))
-			defer srv.Close()
-			a := do(t, http.MethodPut, srv.URL+"/x", strings.NewReader("body"), nil)
-			if a.code != tc.code {
-				t.Errorf("%d %q, want %d", a.code, a.body, tc.code)
-			}
-		})
-	}
-}
