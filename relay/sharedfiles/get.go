@@ -16,9 +16,8 @@ import (
 // Get handles GET /shared-files/:target/:source/:file: only the target node, proving its
 // identity with a request signed by its key (package reqauth), may download.
 func (h *Handler) Get(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	k, err := fileKey(ps)
-	if err != nil {
-		reply(w, r, http.StatusBadRequest, err.Error())
+	k, ok := requestKey(w, r, ps)
+	if !ok {
 		return
 	}
 	m := h.nodes()

@@ -162,6 +162,16 @@ func fileKey(ps httprouter.Params) (storage.FileKey, error) {
 	return k, nil
 }
 
+// requestKey returns the file the route names, or answers 400 and returns false.
+func requestKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params) (storage.FileKey, bool) {
+	k, err := fileKey(ps)
+	if err != nil {
+		reply(w, r, http.StatusBadRequest, err.Error())
+		return k, false
+	}
+	return k, true
+}
+
 // destination is where a file for target goes from here.
 type destination struct {
 	local   bool

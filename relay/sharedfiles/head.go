@@ -17,9 +17,8 @@ import (
 
 // Head handles HEAD /shared-files/:target/:source/:file?hash=<hex>.
 func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	k, err := fileKey(ps)
-	if err != nil {
-		reply(w, r, http.StatusBadRequest, err.Error())
+	k, ok := requestKey(w, r, ps)
+	if !ok {
 		return
 	}
 	hash := r.URL.Query().Get("hash")

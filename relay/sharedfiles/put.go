@@ -81,9 +81,8 @@ type received struct {
 // putRequest checks what the request says before its body is read: the path, the declared
 // size, the ttl query, where the target is, and that the source node has a key here.
 func (h *Handler) putRequest(w http.ResponseWriter, r *http.Request, ps httprouter.Params) (*upload, bool) {
-	k, err := fileKey(ps)
-	if err != nil {
-		reply(w, r, http.StatusBadRequest, err.Error())
+	k, ok := requestKey(w, r, ps)
+	if !ok {
 		return nil, false
 	}
 	u := &upload{key: k, log: h.log.With("file", k.String(), "peer", r.RemoteAddr), maxBody: h.opts.MaxBody()}
@@ -91,6 +90,7 @@ func (h *Handler) putRequest(w http.ResponseWriter, r *http.Request, ps httprout
 		reply(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, u.maxBody))
 		return nil, false
 	}
+	var err error
 	if q := r.URL.Query().Get("ttl"); q != "" {
 		if u.lifetime, err = ttl.Parse(q); err != nil {
 			reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
@@ -98,7 +98,6 @@ func (h *Handler) putRequest(w http.ResponseWriter, r *http.Request, ps httprout
 		}
 	}
 	m := h.nodes()
-	var ok bool
 	if u.dest, ok = h.route(m, k.Target); !ok {
 		reply(w, r, http.StatusNotFound, fmt.Sprintf("target %s is not below this relay", k.Target))
 		return nil, false
