@@ -21,6 +21,7 @@ import (
 
 	edgeserver "github.com/keel-relay/keel/edge/server"
 	"github.com/keel-relay/keel/internal/connlimit"
+	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/relay/access"
@@ -525,7 +526,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *accessLists) *confi
 		}
 	}
 	if s.opts.LogLevel != nil {
-		s.opts.LogLevel.Set(ParseLevel(cfg.Log.Level))
+		s.opts.LogLevel.Set(logging.ParseLevel(cfg.Log.Level))
 	}
 	s.lists.Store(lists)
 	s.cfg.Store(&live)

@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/logging"
 )
 
 // Set at link time: -X main.version=... -X main.commit=... -X main.date=...
@@ -135,15 +136,11 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
 	return fs.Parse(args) == nil
 }
 
-// newLogger returns the logger of the log section, writing to w.
+// newLogger returns the logger of the log section, writing to w (the agent does not change
+// its level while it runs).
 func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	log, _ := logging.New(c.Level, c.Format, w)
+	return log
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {

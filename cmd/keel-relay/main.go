@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
@@ -200,7 +201,7 @@ func (p *relayProcess) reload() {
 // manager restart it in a loop, and give up. That one waits in the background for space
 // (relay.WaitForDisk: status says why, uploads get 507), then starts.
 func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit bool, logOut io.Writer) (*relayProcess, error) {
-	log, level := relay.NewLogger(cfg.Log, logOut)
+	log, level := logging.New(cfg.Log.Level, cfg.Log.Format, logOut)
 	if path == "" {
 		log.Info("no config file; using the embedded default", "looked_for", config.DefaultPath())
 	} else {
@@ -436,6 +437,6 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 }
 
 func openStore(cfg *config.Config) (*storage.Store, error) {
-	log, _ := relay.NewLogger(config.LogConfig{Level: "warn", Format: cfg.Log.Format}, os.Stderr)
+	log, _ := logging.New("warn", cfg.Log.Format, os.Stderr)
 	return storage.Open(relay.StorageOptions(cfg), log)
 }
