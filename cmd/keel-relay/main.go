@@ -151,22 +151,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err != nil {
 		return 1
 	}
-	go func() {
-		stopping := false
-		for sig := range sigs {
-			switch {
-			case sig == syscall.SIGHUP:
-				proc.reload()
-			case stopping:
-				proc.log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
-				os.Exit(1)
-			default:
-				proc.log.Info("stop signal: draining", "signal", sig.String())
-				stopping = true
-				stop()
-			}
-		}
-	}()
+	go proc.handleSignals(sigs, stop)
 	if proc.wait() != nil {
 		return 1
 	}
@@ -192,6 +177,31 @@ func (p *relayProcess) reload() {
 	}
 	p.log.Info("SIGHUP: reloading")
 	_ = srv.Reload()
+}
+
+// handleSignals serves the signals that come on sigs until the relay has stopped: SIGHUP
+// reloads it; the first other signal (SIGTERM, interrupt) calls stop to drain it, and a
+// second one exits the process at once.
+func (p *relayProcess) handleSignals(sigs <-chan os.Signal, stop func()) {
+	stopping := false
+	for {
+		select {
+		case sig := <-sigs:
+			switch {
+			case sig == syscall.SIGHUP:
+				p.reload()
+			case stopping:
+				p.log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
+				os.Exit(1)
+			default:
+				p.log.Info("stop signal: draining", "signal", sig.String())
+				stopping = true
+				stop()
+			}
+		case <-p.done:
+			return
+		}
+	}
 }
 
 // launchRelay builds the relay from cfg (read from path, "" = embedded default), logging to

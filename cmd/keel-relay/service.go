@@ -265,18 +265,11 @@ func (p *program) Start(service.Service) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		defer signal.Stop(hup)
-		for {
-			select {
-			case <-hup:
-				proc.reload()
-			case <-proc.done:
-				if ctx.Err() == nil {
-					// A listener failed: exit non-zero so the service manager restarts us.
-					proc.log.Error("relay stopped without being asked to; exiting")
-					p.exit(1)
-				}
-				return
-			}
+		proc.handleSignals(hup, cancel)
+		if ctx.Err() == nil {
+			// A listener failed: exit non-zero so the service manager restarts us.
+			proc.log.Error("relay stopped without being asked to; exiting")
+			p.exit(1)
 		}
 	}()
 	return nil
