@@ -30,6 +30,7 @@ import (
 
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
+	"github.com/keel-relay/keel/internal/svc"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
@@ -267,20 +268,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, path, _, err := load()
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-relay: config is not valid:\n%v\n", err)
-		return 1
+	if code := svc.CheckConfig(stdout, stderr, "keel-relay", "KEEL_*", cfg, path, err); code != 0 {
+		return code
 	}
-	out, err := cfg.YAML()
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
-		return 1
-	}
-	source := "embedded default"
-	if path != "" {
-		source = path
-	}
-	fmt.Fprintf(stdout, "# config OK (%s, with KEEL_* environment overrides)\n%s", source, out)
 	printMemoryPlan(stdout, cfg)
 	return 0
 }
