@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/httpapi"
 )
@@ -56,7 +57,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *httpapi.Lists) *con
 		}
 	}
 	if s.opts.LogLevel != nil {
-		s.opts.LogLevel.Set(ParseLevel(cfg.Log.Level))
+		s.opts.LogLevel.Set(logging.ParseLevel(cfg.Log.Level))
 	}
 	s.lists.Store(lists)
 	s.cfg.Store(&live)

@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/logging"
+	"github.com/keel-relay/keel/internal/svc"
 )
 
 // Set at link time: -X main.version=... -X main.commit=... -X main.date=...
@@ -135,15 +137,11 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
 	return fs.Parse(args) == nil
 }
 
-// newLogger returns the logger of the log section, writing to w.
+// newLogger returns the logger of the log section, writing to w (the agent does not change
+// its level while it runs).
 func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	log, _ := logging.New(c.Level, c.Format, w)
+	return log
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
@@ -157,20 +155,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, path, _, err := load()
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-agent: config is not valid:\n%v\n", err)
-		return 1
+	if code := svc.CheckConfig(stdout, stderr, "keel-agent", "KEEL_AGENT_*", cfg, path, err); code != 0 {
+		return code
 	}
-	out, err := cfg.YAML()
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-agent: %v\n", err)
-		return 1
-	}
-	source := "embedded default"
-	if path != "" {
-		source = path
-	}
-	fmt.Fprintf(stdout, "# config OK (%s, with KEEL_AGENT_* environment overrides)\n%s", source, out)
 	// What share/has/fetch will need, reported but not failed on: the package installs
 	// this config before the node has a key or an id.
 	if ident, err := identity(cfg); err != nil {

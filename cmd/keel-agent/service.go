@@ -130,42 +130,21 @@ func prepareInstall(conf *service.Config, load configLoader, systemd bool) error
 // template): the packaged init/keel-agent.service with this installation's binary and
 // config. TestServiceUnitMatchesPackagedUnit keeps the two in step.
 func serviceUnit(configPath string) (string, error) {
-	if strings.ContainsAny(configPath, " \t\n\"'\\{}$%;") {
-		return "", fmt.Errorf("path %q: spaces, quotes and {}$%%;\\ cannot go into a systemd unit here", configPath)
+	if err := svc.UnitPaths(configPath); err != nil {
+		return "", err
 	}
 	return strings.ReplaceAll(systemdUnitTemplate, "@CONFIG@", configPath), nil
 }
 
 // systemdUnitTemplate is init/keel-agent.service for a hand-installed binary.
-const systemdUnitTemplate = `[Unit]
-Description={{Description}}
-ConditionFileIsExecutable={{Path | cmdEscape}}
-ConditionFileNotEmpty=@CONFIG@
-After=network-online.target
-Wants=network-online.target
-StartLimitIntervalSec=600
-StartLimitBurst=5
-
-[Service]
-Type=simple
-ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5
-TimeoutStopSec=60
-KillSignal=SIGTERM
-KillMode=mixed
-UMask=0022
+var systemdUnitTemplate = svc.SystemdUnit(`UMask=0022
 LimitNOFILE=65536
 StateDirectory=keel-agent
 StateDirectoryMode=0700
 SystemCallArchitectures=native
 LockPersonality=true
 RestrictRealtime=true
-
-[Install]
-WantedBy=multi-user.target
-`
+`)
 
 // program is the agent as a kardianos/service program.
 type program struct {

@@ -28,7 +28,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
+	"github.com/keel-relay/keel/internal/svc"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
@@ -150,22 +152,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err != nil {
 		return 1
 	}
-	go func() {
-		stopping := false
-		for sig := range sigs {
-			switch {
-			case sig == syscall.SIGHUP:
-				proc.reload()
-			case stopping:
-				proc.log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
-				os.Exit(1)
-			default:
-				proc.log.Info("stop signal: draining", "signal", sig.String())
-				stopping = true
-				stop()
-			}
-		}
-	}()
+	go proc.handleSignals(sigs, stop)
 	if proc.wait() != nil {
 		return 1
 	}
@@ -193,6 +180,31 @@ func (p *relayProcess) reload() {
 	_ = srv.Reload()
 }
 
+// handleSignals serves the signals that come on sigs until the relay has stopped: SIGHUP
+// reloads it; the first other signal (SIGTERM, interrupt) calls stop to drain it, and a
+// second one exits the process at once.
+func (p *relayProcess) handleSignals(sigs <-chan os.Signal, stop func()) {
+	stopping := false
+	for {
+		select {
+		case sig := <-sigs:
+			switch {
+			case sig == syscall.SIGHUP:
+				p.reload()
+			case stopping:
+				p.log.Warn("second stop signal: exiting now without draining", "signal", sig.String())
+				os.Exit(1)
+			default:
+				p.log.Info("stop signal: draining", "signal", sig.String())
+				stopping = true
+				stop()
+			}
+		case <-p.done:
+			return
+		}
+	}
+}
+
 // launchRelay builds the relay from cfg (read from path, "" = embedded default), logging to
 // logOut, and serves it in the background until ctx is done. It is what `run` and the
 // service share. A relay that cannot start is logged and returned as an error, except one
@@ -200,7 +212,7 @@ func (p *relayProcess) reload() {
 // manager restart it in a loop, and give up. That one waits in the background for space
 // (relay.WaitForDisk: status says why, uploads get 507), then starts.
 func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit bool, logOut io.Writer) (*relayProcess, error) {
-	log, level := relay.NewLogger(cfg.Log, logOut)
+	log, level := logging.New(cfg.Log.Level, cfg.Log.Format, logOut)
 	if path == "" {
 		log.Info("no config file; using the embedded default", "looked_for", config.DefaultPath())
 	} else {
@@ -256,20 +268,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, path, _, err := load()
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-relay: config is not valid:\n%v\n", err)
-		return 1
+	if code := svc.CheckConfig(stdout, stderr, "keel-relay", "KEEL_*", cfg, path, err); code != 0 {
+		return code
 	}
-	out, err := cfg.YAML()
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
-		return 1
-	}
-	source := "embedded default"
-	if path != "" {
-		source = path
-	}
-	fmt.Fprintf(stdout, "# config OK (%s, with KEEL_* environment overrides)\n%s", source, out)
 	printMemoryPlan(stdout, cfg)
 	return 0
 }
@@ -436,6 +437,6 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 }
 
 func openStore(cfg *config.Config) (*storage.Store, error) {
-	log, _ := relay.NewLogger(config.LogConfig{Level: "warn", Format: cfg.Log.Format}, os.Stderr)
+	log, _ := logging.New("warn", cfg.Log.Format, os.Stderr)
 	return storage.Open(relay.StorageOptions(cfg), log)
 }

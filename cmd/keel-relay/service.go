@@ -172,10 +172,8 @@ func ownedDir(dir string, u *user.User) error {
 // template): the packaged init/keel-relay.service, with the binary, config and data
 // directory of this installation. TestServiceUnitMatchesPackagedUnit keeps the two in step.
 func serviceUnit(dataDir, configPath string) (string, error) {
-	for _, p := range []string{dataDir, configPath} {
-		if strings.ContainsAny(p, " \t\n\"'\\{}$%;") {
-			return "", fmt.Errorf("path %q: spaces, quotes and {}$%%;\\ cannot go into a systemd unit here", p)
-		}
+	if err := svc.UnitPaths(dataDir, configPath); err != nil {
+		return "", err
 	}
 	return strings.NewReplacer("@DATA_DIR@", dataDir, "@CONFIG@", configPath).Replace(systemdUnitTemplate), nil
 }
@@ -183,25 +181,7 @@ func serviceUnit(dataDir, configPath string) (string, error) {
 // systemdUnitTemplate is init/keel-relay.service for a hand-installed binary: the account
 // comes from --user, the data directory from the config (created by install, since
 // StateDirectory= only covers /var/lib).
-const systemdUnitTemplate = `[Unit]
-Description={{Description}}
-ConditionFileIsExecutable={{Path | cmdEscape}}
-ConditionFileNotEmpty=@CONFIG@
-After=network-online.target
-Wants=network-online.target
-StartLimitIntervalSec=600
-StartLimitBurst=5
-
-[Service]
-Type=simple
-ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5
-TimeoutStopSec=60
-KillSignal=SIGTERM
-KillMode=mixed
-UMask=0027
+var systemdUnitTemplate = svc.SystemdUnit(`UMask=0027
 LimitNOFILE=65536
 MemoryMax=128M
 ReadWritePaths=@DATA_DIR@
@@ -230,10 +210,7 @@ SystemCallFilter=@system-service
 SystemCallFilter=~@privileged @resources
 SystemCallErrorNumber=EPERM
 {{if UserName}}User={{UserName}}
-{{end}}
-[Install]
-WantedBy=multi-user.target
-`
+{{end}}`)
 
 // program is the relay as a kardianos/service program: Start serves in the background,
 // Stop drains.
@@ -265,18 +242,11 @@ func (p *program) Start(service.Service) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		defer signal.Stop(hup)
-		for {
-			select {
-			case <-hup:
-				proc.reload()
-			case <-proc.done:
-				if ctx.Err() == nil {
-					// A listener failed: exit non-zero so the service manager restarts us.
-					proc.log.Error("relay stopped without being asked to; exiting")
-					p.exit(1)
-				}
-				return
-			}
+		proc.handleSignals(hup, cancel)
+		if ctx.Err() == nil {
+			// A listener failed: exit non-zero so the service manager restarts us.
+			proc.log.Error("relay stopped without being asked to; exiting")
+			p.exit(1)
 		}
 	}()
 	return nil

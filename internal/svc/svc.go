@@ -1,8 +1,9 @@
 // Package svc is the kardianos/service wiring shared by `keel-relay service` and
 // `keel-agent service`: the service options, the refusal to register a second unit
 // where the package installed one, the actions after service.New (run, status, start,
-// stop, install, uninstall) and the Windows event log writer. What a service runs, its
-// flags and its systemd unit stay with each command.
+// stop, install, uninstall), the Windows event log writer, the shared part of the systemd
+// unit `service install` writes (SystemdUnit) and of `check-config` (CheckConfig). What a
+// service runs, its flags and its own unit lines stay with each command.
 package svc
 
 import (
