@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/exec"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/procgroup"
+	"github.com/keel-relay/keel/internal/wire/classlist"
 )
 
 // Limits on tool invocations.
@@ -20,17 +21,12 @@ const (
 	ChunkSize = 16 << 10
 	// MaxClasses bounds the classes of one agent-run.
 	MaxClasses = 256
-	// MaxClassLen bounds one class name.
-	MaxClassLen = 1024
 	// MaxShellCommand bounds a shell tool's command string.
 	MaxShellCommand = 64 << 10
 	// DefaultDeadline applies to an InvokeTool without a deadline.
 	DefaultDeadline = time.Hour
 	// MaxDeadline bounds any deadline.
 	MaxDeadline = 24 * time.Hour
-	// waitDelay is how long output pipes held by a tool's descendants may stay open after
-	// the tool exits or is killed.
-	waitDelay = 2 * time.Second
 )
 
 // Structured error codes of EdgeResult.Err.
@@ -101,7 +97,8 @@ func resolveTool(tools config.ToolsConfig, tool string, args *structpb.Struct) (
 }
 
 // parseClasses reads the classes argument: absent or null (none), a comma-separated
-// string, or a list of strings. Each class is [A-Za-z0-9][A-Za-z0-9_]*, as Rudder's.
+// string, or a list of strings. Each class follows classlist's grammar, as the relay's
+// remote run checks it.
 func parseClasses(v *structpb.Value) ([]string, error) {
 	var raw []string
 	switch x := v.GetKind().(type) {
@@ -120,34 +117,14 @@ func parseClasses(v *structpb.Value) ([]string, error) {
 	default:
 		return nil, errors.New("want a string or a list of strings")
 	}
-	var classes []string
-	for _, c := range raw {
-		c = strings.TrimSpace(c)
-		if c == "" {
-			continue
-		}
-		if err := validClass(c); err != nil {
-			return nil, err
-		}
-		if len(classes) == MaxClasses {
-			return nil, fmt.Errorf("more than %d classes", MaxClasses)
-		}
-		classes = append(classes, c)
+	classes, err := classlist.Clean(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(classes) > MaxClasses {
+		return nil, fmt.Errorf("more than %d classes", MaxClasses)
 	}
 	return classes, nil
-}
-
-func validClass(c string) error {
-	if len(c) > MaxClassLen {
-		return fmt.Errorf("class %.32q... is %d characters long, at most %d", c, len(c), MaxClassLen)
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || (b == '_' && i > 0)) {
-			return fmt.Errorf("class %q is not [A-Za-z0-9][A-Za-z0-9_]*", c)
-		}
-	}
-	return nil
 }
 
 // placeholderClasses is the only placeholder of edge.tools.agent_run.command.
@@ -174,25 +151,12 @@ func expandCommand(template []string, classes string) []string {
 
 func isFlag(arg string) bool { return strings.HasPrefix(arg, "-") && arg != "--" && arg != "-" }
 
-// runProcess runs argv in its own process group, writing its output to stdout and stderr
-// as it comes. When ctx ends the whole group is killed; after the command exits the
-// group is killed too, so nothing it started outlives it. It returns the exit status and
-// an error only when the command could not be started.
+// runProcess runs argv with procgroup.Run: in its own process group, killed whole when ctx
+// ends or the command exits. It returns the exit status (128+signal when a signal ended
+// it) and an error only when the command could not be started.
 func runProcess(ctx context.Context, argv []string, stdout, stderr io.Writer) (int, error) {
-	if len(argv) == 0 || argv[0] == "" {
-		return 0, errors.New("no program to run")
-	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	setProcessGroup(cmd)
-	cmd.Cancel = func() error { return killProcessGroup(cmd) }
-	cmd.WaitDelay = waitDelay
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("cannot run %s: %w", argv[0], err)
-	}
-	_ = cmd.Wait()
-	_ = killProcessGroup(cmd)
-	return exitCode(cmd.ProcessState), nil
+	st, err := procgroup.Run(ctx, argv, stdout, stderr)
+	return st.Code, err
 }
 
 // chunkWriter turns a tool's output into chunks of at most ChunkSize bytes handed to

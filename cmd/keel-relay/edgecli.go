@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/edge/admin"
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
 )
@@ -486,7 +487,7 @@ func edgeInvoke(args []string, stdout, stderr io.Writer) int {
 // and those that failed.
 func copyInvokeOutput(body io.Reader, stdout, stderr io.Writer, raw bool) (nodes, failed int, err error) {
 	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 64<<10), admin.MaxLine+1024)
+	sc.Buffer(make([]byte, 0, 64<<10), runoutput.MaxStreamLine)
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(line) == 0 || line[0] != '{' {

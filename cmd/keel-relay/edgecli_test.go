@@ -124,7 +124,7 @@ func TestEdgeCLI(t *testing.T) {
 		t.Fatalf("show: %d %s %s", code, out, errs)
 	}
 	code, out, errs = edge("invoke", "--tags", "role=web", "--timeout", "30s", "echo", "who=world")
-	if code != 0 || !strings.Contains(out, ids[0]+": hello world\n") || !strings.Contains(out, ids[0]+": [exit 0 after") ||
+	if code != 0 || !strings.Contains(out, ids[0]+":hello world\n") || !strings.Contains(out, ids[0]+": [exit 0 after") ||
 		!strings.Contains(errs, "fleet command ") || !strings.Contains(errs, "1 node(s), 0 failed") {
 		t.Fatalf("invoke: %d\n%s%s", code, out, errs)
 	}

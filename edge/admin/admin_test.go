@@ -309,7 +309,7 @@ func TestInvokeOneNode(t *testing.T) {
 		return &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_Ok_{Ok: &edgepb.EdgeResult_Ok{ExitCode: 3, Duration: durationpb.New(42 * time.Millisecond)}}}
 	}})
 	_, out, results := e.invoke(`{"node":"` + a.NodeID + `","tool":"agent-run","args":{"classes":"a,b"},"timeout":"30s"}`)
-	want := []string{a.NodeID + ": hello", a.NodeID + ": world", a.NodeID + ": no newline"}
+	want := []string{a.NodeID + ":hello", a.NodeID + ":world", a.NodeID + ":no newline"}
 	if strings.Join(out, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("output %q, want %q", out, want)
 	}

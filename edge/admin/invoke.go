@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,53 +9,43 @@ import (
 
 	"github.com/keel-relay/keel/edge/dispatch"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 )
-
-// MaxLine bounds one output line; a longer line is cut into several, each prefixed.
-const MaxLine = 64 << 10
-
-// maxStderr bounds the stderr kept for a node's result line (its tail is kept).
-const maxStderr = 16 << 10
 
 // eventQueue bounds the fleet events waiting for the client; beyond it the fleet's nodes
 // wait (back-pressure on their streams) instead of filling memory.
 const eventQueue = 256
 
-// NoExitCode is the exit code of a node that produced none (error, deadline, cancel).
-const NoExitCode = -1
-
 // Result is one node's outcome, sent as one JSON line after its output: remote run's
-// result line, plus the outcome and the error when there is one.
+// result line (runoutput.Result, whose fields come first), plus the outcome and the error
+// when there is one. A node that produced no exit code has runoutput.NoExitCode.
 type Result struct {
-	Node       string `json:"node"`
-	ExitCode   int    `json:"exit_code"`
-	DurationMS int64  `json:"duration_ms"`
-	Stderr     string `json:"stderr"`
-	Outcome    string `json:"outcome"` // ok, err, timed_out, cancelled, no_outcome, error
-	Error      string `json:"error,omitempty"`
+	runoutput.Result
+	Outcome string `json:"outcome"` // ok, err, timed_out, cancelled, no_outcome, error
+	Error   string `json:"error,omitempty"`
 }
+
+// Line returns the result as a JSON line (runoutput.JSONLine).
+func (r Result) Line() []byte { return runoutput.JSONLine(r) }
 
 // Failed reports whether the node did not run the tool to a zero exit code.
 func (r Result) Failed() bool { return r.ExitCode != 0 || r.Error != "" }
 
 // result builds a node's result line from its fleet end event.
-func result(ev dispatch.FleetEvent, stderr []byte, elapsed time.Duration) Result {
-	r := Result{Node: ev.Node, ExitCode: NoExitCode, DurationMS: elapsed.Milliseconds(), Stderr: string(stderr)}
+func result(ev dispatch.FleetEvent, stderr string, elapsed time.Duration) Result {
+	r := Result{Result: runoutput.Result{Node: ev.Node, ExitCode: runoutput.NoExitCode, DurationMS: elapsed.Milliseconds(), Stderr: stderr}}
 	if ev.Err != nil {
 		r.Outcome, r.Error = "error", ev.Err.Error()
 		return r
 	}
 	r.Outcome = dispatch.Outcome(ev.Result)
+	r.ExitCode = runoutput.EdgeExitCode(ev.Result)
 	switch o := ev.Result.GetOutcome().(type) {
 	case *edgepb.EdgeResult_Ok_:
-		r.ExitCode = int(o.Ok.GetExitCode())
 		if d := o.Ok.GetDuration(); d != nil {
 			r.DurationMS = d.AsDuration().Milliseconds()
 		}
 	case *edgepb.EdgeResult_Err_:
-		if c := o.Err.GetExitCode(); c != 0 {
-			r.ExitCode = int(c)
-		}
 		r.Error = o.Err.GetCode()
 		if m := o.Err.GetMessage(); m != "" {
 			r.Error += ": " + m
@@ -75,10 +63,10 @@ func result(ev dispatch.FleetEvent, stderr []byte, elapsed time.Duration) Result
 	return r
 }
 
-// nodeOutput holds a node's partial output line and the tail of its stderr.
+// nodeOutput is a node's stdout, cut into prefixed lines, and the tail of its stderr.
 type nodeOutput struct {
-	line   []byte
-	stderr []byte
+	stdout *runoutput.LineSplitter
+	stderr runoutput.Tail
 }
 
 // out writes one invoke's lines to the client; the client going away makes it a sink.
@@ -98,29 +86,6 @@ func (o *out) flush() {
 	if o.err == nil {
 		o.err = o.rc.Flush()
 	}
-}
-
-// emit writes complete lines of a node's stdout, each prefixed with the node id, cutting
-// lines longer than MaxLine; with final, the last partial line too.
-func (o *out) emit(node string, n *nodeOutput, final bool) {
-	for len(n.line) > 0 {
-		var line []byte
-		i := bytes.IndexByte(n.line, '\n')
-		switch {
-		case i >= 0 && i <= MaxLine:
-			line, n.line = n.line[:i], n.line[i+1:]
-		case len(n.line) >= MaxLine:
-			line, n.line = n.line[:MaxLine], n.line[MaxLine:]
-		case final:
-			line, n.line = n.line, nil
-		default:
-			return
-		}
-		o.write([]byte(node + ": "))
-		o.write(line)
-		o.write([]byte("\n"))
-	}
-	n.line = nil
 }
 
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -169,34 +134,26 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	handle := func(ev dispatch.FleetEvent) {
 		n := outputs[ev.Node]
 		if n == nil {
-			n = &nodeOutput{}
+			n = &nodeOutput{stdout: runoutput.NewLineSplitter(ev.Node, o.write)}
 			outputs[ev.Node] = n
 		}
 		if ev.Chunk != nil {
 			switch k := ev.Chunk.GetKind().(type) {
 			case *edgepb.Chunk_Stdout:
-				n.line = append(n.line, k.Stdout...)
-				o.emit(ev.Node, n, false)
+				_, _ = n.stdout.Write(k.Stdout)
 			case *edgepb.Chunk_Stderr:
-				n.stderr = append(n.stderr, k.Stderr...)
-				if len(n.stderr) > maxStderr {
-					n.stderr = append([]byte(nil), n.stderr[len(n.stderr)-maxStderr:]...)
-				}
+				_, _ = n.stderr.Write(k.Stderr)
 			}
 		}
 		if !ev.Done {
 			return
 		}
-		o.emit(ev.Node, n, true)
-		res := result(ev, n.stderr, time.Since(f.Started))
+		n.stdout.Flush()
+		res := result(ev, n.stderr.String(), time.Since(f.Started))
 		if res.Failed() {
 			failed++
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(res) // strings and ints always encode
-		o.write(buf.Bytes())
+		o.write(res.Line())
 		delete(outputs, ev.Node)
 	}
 	for {

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keel-relay/keel/internal/wire/edgepb"
-	"github.com/keel-relay/keel/relay/remoterun"
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 )
 
 // TestReconnectRace: a daemon reconnects while its old stream is still open (it closes
@@ -123,14 +123,15 @@ func TestRunAgent(t *testing.T) {
 	}{
 		{"ok", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_Ok_{Ok: &edgepb.EdgeResult_Ok{ExitCode: 0}}}, 0},
 		{"err", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_Err_{Err: &edgepb.EdgeResult_Err{Code: "agent", Message: "boom", ExitCode: 3}}}, 3},
-		{"timed out", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_TimedOut_{TimedOut: &edgepb.EdgeResult_TimedOut{}}}, remoterun.NoExitCode},
-		{"cancelled", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_Cancelled_{Cancelled: &edgepb.EdgeResult_Cancelled{Reason: "x"}}}, remoterun.NoExitCode},
+		{"err without exit code", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_Err_{Err: &edgepb.EdgeResult_Err{Code: "exec-failed", Message: "cannot run"}}}, runoutput.NoExitCode},
+		{"timed out", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_TimedOut_{TimedOut: &edgepb.EdgeResult_TimedOut{}}}, runoutput.NoExitCode},
+		{"cancelled", &edgepb.EdgeResult{Outcome: &edgepb.EdgeResult_Cancelled_{Cancelled: &edgepb.EdgeResult_Cancelled{Reason: "x"}}}, runoutput.NoExitCode},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var lines []string
 			type out struct {
-				res remoterun.Result
+				res runoutput.Result
 				ok  bool
 			}
 			done := make(chan out, 1)
@@ -164,7 +165,7 @@ func TestRunAgent(t *testing.T) {
 	}
 	t.Run("caller cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctxT(t))
-		done := make(chan remoterun.Result, 1)
+		done := make(chan runoutput.Result, 1)
 		go func() {
 			r, _ := run.RunAgent(ctx, d.id, nil, func([]byte) {})
 			done <- r
@@ -174,7 +175,7 @@ func TestRunAgent(t *testing.T) {
 		if c := st.nextCommand(t).GetCancel(); c == nil {
 			t.Fatal("no Cancel sent")
 		}
-		if r := <-done; r.ExitCode != remoterun.NoExitCode {
+		if r := <-done; r.ExitCode != runoutput.NoExitCode {
 			t.Fatalf("result = %+v", r)
 		}
 	})

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,25 +10,24 @@ import (
 
 	"github.com/keel-relay/keel/edge/registry"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
-	"github.com/keel-relay/keel/relay/remoterun"
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 )
 
-// maxStderr bounds the stderr kept for a remote-run result (its end is kept).
-const maxStderr = 64 << 10
+// Runner returns the agent runner of this server, for the relay's remote run.
+func (s *Server) Runner() AgentRunner { return AgentRunner{s} }
 
-// Runner returns the remote-run EdgeRunner of this server.
-func (s *Server) Runner() remoterun.EdgeRunner { return runner{s} }
-
-type runner struct{ s *Server }
+// AgentRunner runs the agent of a node over its live edge stream. Its RunAgent has the
+// relay's remote-run EdgeRunner method, so the relay hands it to its remote run as is.
+type AgentRunner struct{ s *Server }
 
 // RunAgent runs tool agent-run with the classes on the node over its live stream; ok is
 // false when the node has none (the remote-run command is used then). Stdout is passed on
-// line by line; the exit code comes from Ok or Err, and a run that timed out or was
-// cancelled has none.
-func (r runner) RunAgent(ctx context.Context, node string, classes []string, out func(line []byte)) (remoterun.Result, bool) {
+// line by line (without a prefix, cut at runoutput.MaxLine); the tail of stderr is kept;
+// the exit code comes from Ok or Err, and a run that timed out or was cancelled has none.
+func (r AgentRunner) RunAgent(ctx context.Context, node string, classes []string, out func(line []byte)) (runoutput.Result, bool) {
 	s := r.s
 	if _, ok := s.reg.Get(node); !ok {
-		return remoterun.Result{}, false
+		return runoutput.Result{}, false
 	}
 	list := make([]any, len(classes))
 	for i, c := range classes {
@@ -37,85 +35,50 @@ func (r runner) RunAgent(ctx context.Context, node string, classes []string, out
 	}
 	args, err := structpb.NewStruct(map[string]any{"classes": list})
 	if err != nil {
-		return remoterun.Result{Node: node, ExitCode: remoterun.NoExitCode, Stderr: err.Error()}, true
+		return runoutput.Result{Node: node, ExitCode: runoutput.NoExitCode, Stderr: err.Error()}, true
 	}
 	deadline := s.opts.AgentRunTimeout
 	if d, ok := ctx.Deadline(); ok {
 		deadline = min(deadline, time.Until(d))
 	}
 	start := time.Now()
-	lines := &lineWriter{out: out}
-	var stderr []byte
+	lines := &runoutput.LineSplitter{Out: out}
+	var stderr runoutput.Tail
 	res, err := s.disp.Invoke(ctx, node, AgentRunTool, args, deadline, func(ch *edgepb.Chunk) {
 		switch k := ch.GetKind().(type) {
 		case *edgepb.Chunk_Stdout:
-			lines.write(k.Stdout)
+			_, _ = lines.Write(k.Stdout)
 		case *edgepb.Chunk_Stderr:
-			stderr = append(stderr, k.Stderr...)
-			if len(stderr) > maxStderr {
-				stderr = stderr[len(stderr)-maxStderr:]
-			}
+			_, _ = stderr.Write(k.Stderr)
 		}
 	})
-	lines.flush()
+	lines.Flush()
 	if errors.Is(err, registry.ErrNotConnected) {
-		return remoterun.Result{}, false // gone between the check and the send
+		return runoutput.Result{}, false // gone between the check and the send
 	}
-	result := remoterun.Result{Node: node, ExitCode: remoterun.NoExitCode, DurationMS: time.Since(start).Milliseconds(), Stderr: string(stderr)}
-	switch {
-	case err != nil:
+	result := runoutput.Result{Node: node, ExitCode: runoutput.NoExitCode, DurationMS: time.Since(start).Milliseconds(), Stderr: stderr.String()}
+	if err != nil {
 		result.Stderr += fmt.Sprintf("keel-relay: edge run failed: %v\n", err)
-	case res.GetOk() != nil:
-		result.ExitCode = int(res.GetOk().GetExitCode())
-	case res.GetErr() != nil:
-		e := res.GetErr()
-		result.ExitCode = int(e.GetExitCode())
-		result.Stderr += fmt.Sprintf("keel-agent: %s: %s\n", e.GetCode(), e.GetMessage())
-	case res.GetTimedOut() != nil:
-		result.Stderr += fmt.Sprintf("keel-relay: edge run cut at its deadline of %s\n", deadline.Round(time.Millisecond))
-	case res.GetCancelled() != nil:
-		result.Stderr += fmt.Sprintf("keel-relay: edge run cancelled: %s\n", res.GetCancelled().GetReason())
-	default:
-		result.Stderr += "keel-relay: edge run ended with no outcome\n"
+		return result, true
 	}
+	result.ExitCode = runoutput.EdgeExitCode(res)
+	result.Stderr += outcomeNote(res, deadline)
 	return result, true
 }
 
-// lineWriter splits stdout chunks into lines ending in '\n' (long lines are cut at
-// remoterun.MaxLine).
-type lineWriter struct {
-	out func([]byte)
-	buf []byte
-}
-
-func (l *lineWriter) write(p []byte) {
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			room := remoterun.MaxLine - len(l.buf)
-			if len(p) < room {
-				l.buf = append(l.buf, p...)
-				return
-			}
-			l.buf = append(l.buf, p[:room]...)
-			p = p[room:]
-			l.emit()
-			continue
-		}
-		l.buf = append(l.buf, p[:i]...)
-		p = p[i+1:]
-		l.emit()
-	}
-}
-
-func (l *lineWriter) emit() {
-	line := append(l.buf, '\n')
-	l.out(line)
-	l.buf = l.buf[:0:0]
-}
-
-func (l *lineWriter) flush() {
-	if len(l.buf) > 0 {
-		l.emit()
+// outcomeNote is the stderr line that says why an edge run has no plain exit code ("" for
+// Ok).
+func outcomeNote(res *edgepb.EdgeResult, deadline time.Duration) string {
+	switch o := res.GetOutcome().(type) {
+	case *edgepb.EdgeResult_Ok_:
+		return ""
+	case *edgepb.EdgeResult_Err_:
+		return fmt.Sprintf("keel-agent: %s: %s\n", o.Err.GetCode(), o.Err.GetMessage())
+	case *edgepb.EdgeResult_TimedOut_:
+		return fmt.Sprintf("keel-relay: edge run cut at its deadline of %s\n", deadline.Round(time.Millisecond))
+	case *edgepb.EdgeResult_Cancelled_:
+		return fmt.Sprintf("keel-relay: edge run cancelled: %s\n", o.Cancelled.GetReason())
+	default:
+		return "keel-relay: edge run ended with no outcome\n"
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/relaytest"
 	"github.com/keel-relay/keel/relay/remoterun"
@@ -151,7 +152,7 @@ func post(t testing.TB, url, form string, header ...string) (int, http.Header, s
 // answer is a streamed remote-run answer parsed back.
 type answer struct {
 	output  map[string][]string         // node -> its output lines, prefix removed, in order
-	results map[string]remoterun.Result // node -> its result line
+	results map[string]runoutput.Result // node -> its result line
 	order   []string                    // the node of each line, in the order received
 }
 
@@ -159,7 +160,7 @@ type answer struct {
 // a JSON result, on a node's output after its result, and on a second result for a node.
 func parseAnswer(t testing.TB, body string) answer {
 	t.Helper()
-	a := answer{output: map[string][]string{}, results: map[string]remoterun.Result{}}
+	a := answer{output: map[string][]string{}, results: map[string]runoutput.Result{}}
 	if body == "" {
 		return a
 	}
@@ -168,7 +169,7 @@ func parseAnswer(t testing.TB, body string) answer {
 	}
 	for i, line := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
 		if strings.HasPrefix(line, "{") {
-			var res remoterun.Result
+			var res runoutput.Result
 			dec := json.NewDecoder(strings.NewReader(line))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&res); err != nil || dec.More() {
@@ -925,7 +926,7 @@ func TestHalfClosedCaller(t *testing.T) {
 		t.Fatalf("status %d, want 200 (the stream starts at once)", resp.StatusCode)
 	}
 	a := parseAnswer(t, string(body))
-	checkResults(t, a, map[string]int{"h1": remoterun.NoExitCode})
+	checkResults(t, a, map[string]int{"h1": runoutput.NoExitCode})
 	if got := a.results["h1"].Stderr; !strings.Contains(got, "cancelled") || !strings.Contains(got, remoterun.ErrCallerGone.Error()) {
 		t.Errorf("stderr %q, want it to say the run was cancelled because the caller closed its connection", got)
 	}

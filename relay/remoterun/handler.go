@@ -15,6 +15,7 @@ import (
 
 	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/nodemap"
 )
@@ -30,7 +31,8 @@ type Options struct {
 	// MaxCalls bounds the calls in progress (asynchronous ones included); more get 429.
 	MaxCalls int
 	// OutputLines bounds the output lines a call queues for its client (each at most
-	// MaxLine bytes); a slow client slows the runs down. 0: DefaultOutputLines.
+	// runoutput.MaxLine bytes behind its prefix); a slow client slows the runs down.
+	// 0: DefaultOutputLines.
 	OutputLines int
 	// Pressure, when not nil, refuses new calls with 429 and Retry-After while the process is
 	// near its memory budget.
@@ -45,7 +47,7 @@ const DefaultOutputLines = 256
 type EdgeRunner interface {
 	// RunAgent runs the agent on node, sending each output line (without a prefix, ending in
 	// '\n') to out. ok is false when the node has no live stream; the command is used then.
-	RunAgent(ctx context.Context, node string, classes []string, out func(line []byte)) (res Result, ok bool)
+	RunAgent(ctx context.Context, node string, classes []string, out func(line []byte)) (res runoutput.Result, ok bool)
 }
 
 // Metrics are the remote-run counters.
@@ -272,7 +274,7 @@ func (t *tally) add(code int) string {
 	case code == 0:
 		t.ok++
 		return "ok"
-	case code == NoExitCode:
+	case code == runoutput.NoExitCode:
 		t.errors++
 		return "error"
 	default:
@@ -292,15 +294,15 @@ func (h *Handler) execute(ctx context.Context, p Params, pl plan, st *stream, lo
 			st.send(line)
 		}
 	}
-	finish := func(via string, res Result) {
+	finish := func(via string, res runoutput.Result) {
 		h.metrics.Nodes.With(via, t.add(res.ExitCode)).Inc()
 		if res.ExitCode != 0 {
 			log.Debug("node run failed", "node", res.Node, "via", via, "exit_code", res.ExitCode, "stderr", res.Stderr)
 		}
-		st.send(res.line())
+		st.send(res.Line())
 	}
 	for _, id := range pl.unknown {
-		finish("unknown", Result{Node: id, ExitCode: NoExitCode, Stderr: "keel-relay: node " + id + " is not below this relay\n"})
+		finish("unknown", runoutput.Result{Node: id, ExitCode: runoutput.NoExitCode, Stderr: "keel-relay: node " + id + " is not below this relay\n"})
 	}
 	for via, ids := range pl.sub {
 		wg.Go(func() { h.runVia(ctx, p, via, ids, output, finish) })
@@ -309,7 +311,7 @@ func (h *Handler) execute(ctx context.Context, p Params, pl plan, st *stream, lo
 		select {
 		case h.slots <- struct{}{}:
 		case <-ctx.Done():
-			finish("command", Result{Node: n.ID, ExitCode: NoExitCode, Stderr: "keel-relay: run cancelled before it started: " + context.Cause(ctx).Error() + "\n"})
+			finish("command", runoutput.Result{Node: n.ID, ExitCode: runoutput.NoExitCode, Stderr: "keel-relay: run cancelled before it started: " + context.Cause(ctx).Error() + "\n"})
 			continue
 		}
 		wg.Go(func() {
@@ -326,9 +328,9 @@ func (h *Handler) execute(ctx context.Context, p Params, pl plan, st *stream, lo
 
 // runLocal runs the agent of a node of this relay: over its edge stream if it has one, else
 // with the configured command.
-func (h *Handler) runLocal(ctx context.Context, n nodemap.Node, classes []string, output func([]byte)) (string, Result) {
+func (h *Handler) runLocal(ctx context.Context, n nodemap.Node, classes []string, output func([]byte)) (string, runoutput.Result) {
 	if h.edge != nil {
-		prefixed := &lineSplitter{prefix: n.ID + ":", out: output}
+		prefixed := runoutput.NewLineSplitter(n.ID, output)
 		res, ok := h.edge.RunAgent(ctx, n.ID, classes, func(line []byte) { _, _ = prefixed.Write(line) })
 		if ok {
 			prefixed.Flush()
@@ -342,18 +344,18 @@ func (h *Handler) runLocal(ctx context.Context, n nodemap.Node, classes []string
 
 // runVia forwards a call's share to the sub-relay via and reports a result for each node
 // it did not answer for.
-func (h *Handler) runVia(ctx context.Context, p Params, via string, ids []string, output func([]byte), finish func(string, Result)) {
+func (h *Handler) runVia(ctx context.Context, p Params, via string, ids []string, output func([]byte), finish func(string, runoutput.Result)) {
 	start := time.Now()
 	seen := map[string]bool{}
 	var err error
 	hop, err := h.hops.SubRelay(via)
 	if err == nil {
 		_, err = runSubRelay(ctx, hop, p, ids, h.opts.Timeout+time.Minute, func(line []byte) {
-			if !isResultLine(line) {
+			if !runoutput.IsResultLine(line) {
 				output(line)
 				return
 			}
-			var res Result
+			var res runoutput.Result
 			if json.Unmarshal(line, &res) == nil && res.Node != "" {
 				seen[res.Node] = true
 				finish("sub-relay", res)
@@ -372,6 +374,6 @@ func (h *Handler) runVia(ctx context.Context, p Params, via string, ids []string
 	}
 	missing := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return seen[id] })
 	for _, id := range missing {
-		finish("sub-relay", Result{Node: id, ExitCode: NoExitCode, DurationMS: time.Since(start).Milliseconds(), Stderr: reason})
+		finish("sub-relay", runoutput.Result{Node: id, ExitCode: runoutput.NoExitCode, DurationMS: time.Since(start).Milliseconds(), Stderr: reason})
 	}
 }

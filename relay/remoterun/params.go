@@ -10,17 +10,12 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/keel-relay/keel/internal/wire/classlist"
 	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // MaxBody bounds a remote-run request body (a form that can list thousands of nodes).
 const MaxBody = 1 << 20
-
-// MaxClassLen bounds one class name.
-const MaxClassLen = 1024
-
-// ClassPattern is the grammar of a class (condition) name, as said in error messages.
-const ClassPattern = "^[A-Za-z0-9][A-Za-z0-9_]*$"
 
 // Params are a remote-run call's parameters.
 type Params struct {
@@ -114,37 +109,14 @@ func parseBool(r *http.Request, name string) (bool, error) {
 	}
 }
 
-// ParseClasses splits and checks a comma-separated class list ("" = none).
+// ParseClasses splits and checks a comma-separated class list ("" = none) with
+// classlist.Split; an error names param.
 func ParseClasses(param, s string) ([]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var classes []string
-	for c := range strings.SplitSeq(s, ",") {
-		c = strings.TrimSpace(c)
-		if c == "" {
-			continue
-		}
-		if err := validClass(c); err != nil {
-			return nil, badParam(param, "%v", err)
-		}
-		classes = append(classes, c)
+	classes, err := classlist.Split(s)
+	if err != nil {
+		return nil, badParam(param, "%v", err)
 	}
 	return classes, nil
-}
-
-func validClass(c string) error {
-	if len(c) > MaxClassLen {
-		return fmt.Errorf("class %.32q... is %d characters long, at most %d", c, len(c), MaxClassLen)
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		ok := b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || (b == '_' && i > 0)
-		if !ok {
-			return fmt.Errorf("class %q does not match %s", c, ClassPattern)
-		}
-	}
-	return nil
 }
 
 // ParseNodes splits and checks a comma-separated node id list, dropping duplicates.

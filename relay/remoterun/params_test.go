@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/keel-relay/keel/internal/wire/classlist"
 )
 
 func request(t testing.TB, query, body string) *http.Request {
@@ -112,7 +114,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, c := range p.Classes {
-			if validClass(c) != nil {
+			if classlist.Valid(c) != nil {
 				t.Fatalf("accepted bad class %q", c)
 			}
 		}

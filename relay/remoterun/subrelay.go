@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 	"github.com/keel-relay/keel/relay/forward"
 )
 
@@ -47,9 +48,11 @@ func runSubRelay(ctx context.Context, hop forward.Hop, p Params, nodes []string,
 	watchdog := time.AfterFunc(idle, cancel)
 	defer watchdog.Stop()
 	results := 0
-	lines := &lineSplitter{out: func(line []byte) {
+	// The answer is in runoutput's format: its lines are cut at MaxStreamLine, which no whole
+	// output line or result line exceeds.
+	lines := &runoutput.LineSplitter{Max: runoutput.MaxStreamLine, Out: func(line []byte) {
 		watchdog.Reset(idle)
-		if isResultLine(line) {
+		if runoutput.IsResultLine(line) {
 			results++
 		}
 		out(line)
@@ -61,6 +64,3 @@ func runSubRelay(ctx context.Context, hop forward.Hop, p Params, nodes []string,
 	}
 	return results, nil
 }
-
-// isResultLine tells a node's JSON result line from an output line ("<node>:...").
-func isResultLine(line []byte) bool { return len(line) > 0 && line[0] == '{' }
