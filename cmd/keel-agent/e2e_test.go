@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,34 +100,8 @@ func cleanEnv() []string {
 	return env
 }
 
-// handedOut are the ports freeAddr has given in this test binary: the kernel may give a port
-// just closed again, and two listeners of one relay must not get the same one.
-var handedOut = struct {
-	sync.Mutex
-	ports map[string]bool
-}{ports: map[string]bool{}}
-
-// freeAddr returns a loopback address whose port was free a moment ago and was not handed out
-// before in this test binary.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !handedOut.ports[addr] {
-			handedOut.ports[addr] = true
-			return addr
-		}
-	}
-	t.Fatal("no free loopback port not handed out before")
-	return ""
-}
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string { return relaytest.FreeAddr(t) }
 
 // relayProc is a keel-relay subprocess.
 type relayProc struct {

@@ -234,19 +234,36 @@ func (r *Relay) Put(t testing.TB, path string, body []byte) (int, string) {
 	return Do(t, http.MethodPut, r.URL+path, body)
 }
 
+// handedOut are the ports FreeAddr has given in this test binary: the kernel may give a port
+// just closed again, and two listeners of one relay must not get the same one.
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
 // FreeAddr returns a loopback address whose port was free a moment ago (nothing listens there
-// once it returns: also a next hop that is down).
+// once it returns: also a next hop that is down) and that it did not return before in this
+// test binary.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr
+		}
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	t.Fatal("no free loopback port that was not handed out before")
+	return ""
 }
 
 // client sends test requests, bounded in time. Keep-alive connections are avoided on
