@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keel-relay/keel/internal/confload"
 )
 
 // contractDefault is the documented built-in default, written out by hand.
@@ -243,7 +245,7 @@ func TestDefaultPath(t *testing.T) {
 		{"windows", `D:\Data\`, `D:\Data\Keel\agent.yaml`},
 		{"windows", "", `C:\ProgramData\Keel\agent.yaml`},
 	} {
-		got := defaultPath(tc.goos, func(string) string { return tc.programData })
+		got := confload.DefaultPath(tc.goos, func(string) string { return tc.programData }, files.Name)
 		if got != tc.want {
 			t.Errorf("%s, ProgramData=%q: %q, want %q", tc.goos, tc.programData, got, tc.want)
 		}
