@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
@@ -26,7 +27,7 @@ const (
 	// MaxToolName bounds a tool name.
 	MaxToolName = 128
 	// MaxParallel bounds the nodes a fleet command runs on at once.
-	MaxParallel = 256 // server.MaxFleetParallel
+	MaxParallel = fleet.MaxParallel
 	// DefaultParallel is the parallelism of a fleet command that sets none.
 	DefaultParallel = 16
 	// DefaultTimeout is the per-node deadline of an invoke that sets none.

@@ -60,8 +60,8 @@ func (s *Server) RotateEdgeKey(ctx context.Context, req *edgepb.RotateEdgeKeyReq
 	case d.Tenant != c.Tenant:
 		return nil, s.refuse(codes.Unauthenticated, "tenant", "token tenant is not the daemon's", "node", node)
 	}
-	if st := s.status(d, now); st != StatusHealthy {
-		return nil, s.refuse(codes.FailedPrecondition, "unhealthy", "node is "+st+": reconnect and heartbeat before rotating", "node", node)
+	if s.stale(d, now) {
+		return nil, s.refuse(codes.FailedPrecondition, "unhealthy", "node is unhealthy: reconnect and heartbeat before rotating", "node", node)
 	}
 	k := newKeyState(d)
 	if c.Confirmation != k.currentJKT {
