@@ -1,8 +1,11 @@
 package confload
 
 import (
+	"fmt"
 	"os"
+	"reflect"
 	"runtime"
+	"strings"
 )
 
 // Files is one kind of configuration (keel-relay's, keel-agent's): the schema it is read
@@ -51,3 +54,38 @@ func (f Files[T, PT]) EnvName(key string) string { return EnvName(f.Schema.EnvPr
 // YAML returns c as YAML with the config file's key names, in a form Load reads back to
 // the same value (see Schema.Marshal).
 func (f Files[T, PT]) YAML(c *T) ([]byte, error) { return f.Schema.Marshal(c) }
+
+// CheckRoundTrip is the property the config packages' fuzz targets check: the content of a
+// file with an environment given as lines "NAME=value" either does not load, or loads to a
+// configuration that validates and that YAML writes in a form LoadBytes reads back to the same
+// value. It returns what broke (nil when nothing did).
+func (f Files[T, PT]) CheckRoundTrip(file []byte, envText string) error {
+	env := map[string]string{}
+	for line := range strings.SplitSeq(envText, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			env[k] = v
+		}
+	}
+	c, err := f.LoadBytes(file, func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+	if err != nil {
+		return nil
+	}
+	if err := PT(c).Validate(); err != nil {
+		return fmt.Errorf("LoadBytes accepted an invalid config: %w", err)
+	}
+	out, err := f.YAML(c)
+	if err != nil {
+		return fmt.Errorf("YAML(): %w", err)
+	}
+	back, err := f.LoadBytes(out, nil)
+	if err != nil {
+		return fmt.Errorf("YAML() output does not load: %w\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, c) {
+		return fmt.Errorf("round trip changed the config:\n%s", out)
+	}
+	return nil
+}

@@ -124,3 +124,45 @@ func TestLogConfigCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRoundTrip(t *testing.T) {
+	f := testFiles()
+	broken := testFiles()
+	broken.Schema.Types[0].Encode = func(reflect.Value) any { return "medium" } // does not read back
+	for _, tc := range []struct {
+		name  string
+		f     Files[testConfig, *testConfig]
+		file  string
+		env   string
+		wants string // the start of the error, "" for none
+	}{
+		{"loads and round-trips", f, "name: x\nlevel: high", "T_COUNT=4\nT_SUB_ITEMS=a,b", ""},
+		{"does not load", f, "count: many", "", ""},
+		{"invalid", f, "name: bad", "", ""},
+		{"env line without =", f, "", "T_COUNT", ""},
+		{"written form does not load", broken, "", "", "YAML() output does not load: level: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.f.CheckRoundTrip([]byte(tc.file), tc.env)
+			switch {
+			case tc.wants == "" && err != nil:
+				t.Errorf("CheckRoundTrip: %v", err)
+			case tc.wants != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wants)):
+				t.Errorf("CheckRoundTrip = %v, want an error starting %q", err, tc.wants)
+			}
+		})
+	}
+}
+
+func FuzzCheckRoundTrip(f *testing.F) {
+	f.Add([]byte(testDefault), "")
+	f.Add([]byte("name: x\nlevel: high\npairs: [{a: 1, b: 2}]"), "T_PAIRS=a=b,c=d\nT_WAIT=1m")
+	f.Add([]byte("sub: {items: [a, '', '{x}']}"), "T_COMMAND=/bin/x,{x}")
+	f.Add([]byte("a: &a [*a, *a]\nb: *a"), "T_SMALL=300")
+	files := testFiles()
+	f.Fuzz(func(t *testing.T, file []byte, envText string) {
+		if err := files.CheckRoundTrip(file, envText); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
