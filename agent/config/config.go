@@ -12,8 +12,6 @@ package config
 
 import (
 	_ "embed" // for the embedded default configuration
-	"os"
-	"runtime"
 	"time"
 
 	"github.com/keel-relay/keel/internal/confload"
@@ -41,11 +39,8 @@ type Config struct {
 	Edge          EdgeConfig `mapstructure:"edge"`
 }
 
-// LogConfig is the "log" section.
-type LogConfig struct {
-	Level  string `mapstructure:"level"`  // debug | info | warn | error
-	Format string `mapstructure:"format"` // text | json
-}
+// LogConfig is the "log" section (shared with keel-relay's configuration).
+type LogConfig = confload.LogConfig
 
 // HTTPConfig is the "http" section: requests to relay_url.
 type HTTPConfig struct {
@@ -86,56 +81,36 @@ type ShellConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 }
 
+// files is the agent's kind of configuration: its schema and file name.
+var files = confload.Files[Config, *Config]{Schema: schema(), Name: "agent.yaml"}
+
 // DefaultPath returns the config file used when --config is not given:
 // /etc/keel/agent.yaml, or %ProgramData%\Keel\agent.yaml on Windows.
-func DefaultPath() string {
-	return defaultPath(runtime.GOOS, os.Getenv)
-}
-
-func defaultPath(goos string, getenv func(string) string) string {
-	return confload.DefaultPath(goos, getenv, "agent.yaml")
-}
+func DefaultPath() string { return files.DefaultPath() }
 
 // Load returns the embedded default overridden by the file at path and then by
 // KEEL_AGENT_* environment variables, validated. When explicit is true (the
 // path came from --config) the file must exist; otherwise a missing file (or
 // an empty path) means the embedded default alone. Errors start with "config"
 // and name the file when there is one.
-func Load(path string, explicit bool) (*Config, error) {
-	if path == "" {
-		explicit = false
-	}
-	return confload.LoadFile(path, explicit, func(file []byte) (*Config, error) {
-		return LoadBytes(file, os.LookupEnv)
-	})
-}
+func Load(path string, explicit bool) (*Config, error) { return files.Load(path, explicit) }
 
 // LoadBytes is Load for a file's content and an environment lookup function
 // (such as os.LookupEnv); a nil env means no environment.
 func LoadBytes(yamlText []byte, env func(string) (string, bool)) (*Config, error) {
-	return confload.Load[Config](schema(), yamlText, env)
+	return files.LoadBytes(yamlText, env)
 }
 
 // Default returns the embedded default configuration (no file, no
 // environment). It panics only if the embedded default is invalid, which the
 // tests rule out.
-func Default() *Config {
-	c, err := LoadBytes(nil, nil)
-	if err != nil {
-		panic("config: embedded default is invalid: " + err.Error())
-	}
-	return c
-}
+func Default() *Config { return files.Default() }
 
 // EnvName returns the environment variable that overrides a dotted config key,
 // e.g. "edge.ca_file" -> "KEEL_AGENT_EDGE_CA_FILE".
-func EnvName(key string) string {
-	return confload.EnvName(EnvPrefix, key)
-}
+func EnvName(key string) string { return files.EnvName(key) }
 
 // YAML returns the configuration as YAML with the config file's key names, in
 // a form Load reads back to the same Config: durations in their human form
 // ("30s", "5m"), lists in flow style.
-func (c *Config) YAML() ([]byte, error) {
-	return schema().Marshal(c)
-}
+func (c *Config) YAML() ([]byte, error) { return files.YAML(c) }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keel-relay/keel/internal/confload"
 )
 
 // contractDefault is the documented built-in default, written out by hand.
@@ -243,7 +245,7 @@ func TestDefaultPath(t *testing.T) {
 		{"windows", `D:\Data\`, `D:\Data\Keel\agent.yaml`},
 		{"windows", "", `C:\ProgramData\Keel\agent.yaml`},
 	} {
-		got := defaultPath(tc.goos, func(string) string { return tc.programData })
+		got := confload.DefaultPath(tc.goos, func(string) string { return tc.programData }, files.Name)
 		if got != tc.want {
 			t.Errorf("%s, ProgramData=%q: %q, want %q", tc.goos, tc.programData, got, tc.want)
 		}
@@ -279,29 +281,8 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add([]byte("{? [a] : b}"), "")
 	f.Add([]byte("hostname: \"\\x00\\u00e9\""), "KEEL_AGENT_KEYDATE=\t")
 	f.Fuzz(func(t *testing.T, yamlText []byte, envText string) {
-		env := map[string]string{}
-		for line := range strings.SplitSeq(envText, "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok {
-				env[k] = v
-			}
-		}
-		c, err := LoadBytes(yamlText, envFrom(env))
-		if err != nil {
-			return
-		}
-		if err := c.Validate(); err != nil {
-			t.Fatalf("LoadBytes accepted an invalid config: %v", err)
-		}
-		out, err := c.YAML()
-		if err != nil {
-			t.Fatalf("YAML(): %v", err)
-		}
-		back, err := LoadBytes(out, nil)
-		if err != nil {
-			t.Fatalf("YAML() output does not load: %v\n%s", err, out)
-		}
-		if !reflect.DeepEqual(back, c) {
-			t.Fatalf("round trip changed the config:\n%s", out)
+		if err := files.CheckRoundTrip(yamlText, envText); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -12,8 +12,5 @@ func schema() *confload.Schema {
 	return &confload.Schema{Default: defaultYAML, EnvPrefix: EnvPrefix}
 }
 
-// keyErr returns an error about one config key; its message starts with the key.
-func keyErr(key, format string, args ...any) error { return confload.KeyErr(key, format, args...) }
-
 // formatDuration is time.Duration.String without trailing zero units: "2m", "1h".
 func formatDuration(d time.Duration) string { return confload.FormatDuration(d) }

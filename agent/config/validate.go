@@ -49,96 +49,106 @@ func SplitLabel(l string) (key, value string, err error) {
 // Validate checks every key and returns one error per bad key (joined with
 // errors.Join), each message starting with the dotted key.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(key, format string, args ...any) {
-		errs = append(errs, keyErr(key, format, args...))
-	}
+	var p confload.Problems
+	c.checkIdentity(&p)
+	c.Log.Check(&p)
+	c.checkHTTP(&p)
+	c.Edge.check(&p)
+	return p.Err()
+}
+
+// checkIdentity checks what names this node and its relay: node_id (or uuid_file),
+// relay_url, key_file, hostname, keydate and keyid.
+func (c *Config) checkIdentity(p *confload.Problems) {
 	if c.NodeID != "" {
 		if err := ids.ValidNodeID(c.NodeID); err != nil {
-			add("node_id", "%v", err)
+			p.Add("node_id", "%v", err)
 		}
 	}
 	if c.NodeID == "" && c.UUIDFile == "" {
-		add("uuid_file", "must not be empty when node_id is empty (one of them names this node)")
+		p.Add("uuid_file", "must not be empty when node_id is empty (one of them names this node)")
 	}
 	if err := checkRelayURL(c.RelayURL); err != nil {
-		add("relay_url", "%v", err)
+		p.Add("relay_url", "%v", err)
 	}
 	if c.KeyFile == "" {
-		add("key_file", "must not be empty")
+		p.Add("key_file", "must not be empty")
 	}
 	for _, f := range []struct{ key, val string }{{"hostname", c.Hostname}, {"keydate", c.KeyDate}, {"keyid", c.KeyID}} {
 		if err := checkLineText(f.val); err != nil {
-			add(f.key, "%v", err)
+			p.Add(f.key, "%v", err)
 		}
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level", "%q is not debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		add("log.format", "%q is not text or json", c.Log.Format)
-	}
+}
+
+// checkHTTP checks the http section and how it agrees with relay_url.
+func (c *Config) checkHTTP(p *confload.Problems) {
 	if c.HTTP.Timeout <= 0 || c.HTTP.Timeout > MaxHTTPTimeout {
-		add("http.timeout", "must be > 0 and at most %s, got %s", formatDuration(MaxHTTPTimeout), formatDuration(c.HTTP.Timeout))
+		p.Add("http.timeout", "must be > 0 and at most %s, got %s", formatDuration(MaxHTTPTimeout), formatDuration(c.HTTP.Timeout))
 	}
 	if c.HTTP.KeyHash != "" {
 		if _, err := keyhash.Parse(c.HTTP.KeyHash); err != nil {
-			add("http.key_hash", "%v", err)
+			p.Add("http.key_hash", "%v", err)
 		}
 		if c.HTTP.CAFile != "" {
-			add("http.key_hash", "set together with http.ca_file: use one way to verify the relay")
+			p.Add("http.key_hash", "set together with http.ca_file: use one way to verify the relay")
 		}
 	}
 	if c.HTTP.CAFile != "" || c.HTTP.KeyHash != "" {
 		if u, err := url.Parse(c.RelayURL); err == nil && u.Scheme == "http" {
-			add("relay_url", "%q is plain http, but http.ca_file or http.key_hash is set (use https://)", c.RelayURL)
+			p.Add("relay_url", "%q is plain http, but http.ca_file or http.key_hash is set (use https://)", c.RelayURL)
 		}
 	}
-	c.Edge.validate(add)
-	return errors.Join(errs...)
 }
 
-func (e *EdgeConfig) validate(add func(key, format string, args ...any)) {
+// check checks the edge section.
+func (e *EdgeConfig) check(p *confload.Problems) {
 	if e.Relay != "" {
 		if err := checkHostPort(e.Relay); err != nil {
-			add("edge.relay", "%v", err)
+			p.Add("edge.relay", "%v", err)
 		}
 	}
 	if e.KeyFile == "" {
-		add("edge.key_file", "must not be empty")
+		p.Add("edge.key_file", "must not be empty")
 	}
 	if e.TokenFile == "" {
-		add("edge.token_file", "must not be empty")
+		p.Add("edge.token_file", "must not be empty")
 	}
 	if e.HeartbeatInterval < MinHeartbeatInterval || e.HeartbeatInterval > MaxHeartbeatInterval {
-		add("edge.heartbeat_interval", "must be between %s and %s, got %s",
+		p.Add("edge.heartbeat_interval", "must be between %s and %s, got %s",
 			formatDuration(MinHeartbeatInterval), formatDuration(MaxHeartbeatInterval), formatDuration(e.HeartbeatInterval))
 	}
+	e.checkLabels(p)
+	e.Tools.check(p)
+}
+
+// checkLabels checks edge.labels: each a valid key=value, each key once.
+func (e *EdgeConfig) checkLabels(p *confload.Problems) {
 	seen := make(map[string]bool, len(e.Labels))
 	for i, l := range e.Labels {
 		k, _, err := SplitLabel(l)
 		switch {
 		case err != nil:
-			add(fmt.Sprintf("edge.labels[%d]", i), "%v", err)
+			p.Add(fmt.Sprintf("edge.labels[%d]", i), "%v", err)
 		case seen[k]:
-			add(fmt.Sprintf("edge.labels[%d]", i), "duplicate label %q", k)
+			p.Add(fmt.Sprintf("edge.labels[%d]", i), "duplicate label %q", k)
 		}
 		seen[k] = true
 	}
-	if e.Tools.MaxConcurrent < 1 || e.Tools.MaxConcurrent > MaxToolsConcurrent {
-		add("edge.tools.max_concurrent", "must be between 1 and %d, got %d", MaxToolsConcurrent, e.Tools.MaxConcurrent)
+}
+
+// check checks the edge.tools section.
+func (t *ToolsConfig) check(p *confload.Problems) {
+	if t.MaxConcurrent < 1 || t.MaxConcurrent > MaxToolsConcurrent {
+		p.Add("edge.tools.max_concurrent", "must be between 1 and %d, got %d", MaxToolsConcurrent, t.MaxConcurrent)
 	}
-	cmd := e.Tools.AgentRun.Command
+	cmd := t.AgentRun.Command
 	if len(cmd) == 0 {
-		add("edge.tools.agent_run.command", "must not be empty (a list: program, then arguments)")
+		p.Add("edge.tools.agent_run.command", "must not be empty (a list: program, then arguments)")
 	}
 	for i, arg := range cmd {
 		if err := checkCommandArg(i, arg); err != nil {
-			add(fmt.Sprintf("edge.tools.agent_run.command[%d]", i), "%v", err)
+			p.Add(fmt.Sprintf("edge.tools.agent_run.command[%d]", i), "%v", err)
 		}
 	}
 }

@@ -30,22 +30,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/edge/dispatch"
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/edge/registry"
 	"github.com/keel-relay/keel/storage"
 )
 
-// Statuses of a daemon.
+// Statuses of a daemon (Daemon.Status): the fleet vocabulary, under the names the CLI uses.
 const (
-	StatusConnected    = "connected"
-	StatusUnhealthy    = "unhealthy"
-	StatusDisconnected = "disconnected"
-	StatusRevoked      = "revoked"
+	StatusConnected    = fleet.Connected
+	StatusUnhealthy    = fleet.Unhealthy
+	StatusDisconnected = fleet.Disconnected
+	StatusRevoked      = fleet.Revoked
 )
 
 // FleetHeader carries the fleet command id of an invoke.
@@ -56,7 +56,7 @@ type Daemon struct {
 	NodeID       string            `json:"node_id"`
 	Tenant       string            `json:"tenant"`
 	Label        string            `json:"label"`
-	Status       string            `json:"status"`
+	Status       string            `json:"status"` // connected, unhealthy, disconnected or revoked (see fleet.Status)
 	LastSeen     *time.Time        `json:"last_seen,omitempty"`
 	EnrolledAt   *time.Time        `json:"enrolled_at,omitempty"`
 	RevokedAt    *time.Time        `json:"revoked_at,omitempty"`
@@ -89,6 +89,8 @@ type Backend interface {
 	DrainAll(ctx context.Context) (int, error)
 	// PushConfig sends a config delta to the daemon.
 	PushConfig(ctx context.Context, id string, delta []byte, version string) error
+	// Select returns the node ids of the daemons a selector picks (see fleet.Select).
+	Select(ctx context.Context, sel fleet.Selector) ([]string, error)
 	// StartFleet runs a command on several nodes (see dispatch.Dispatcher.StartFleet).
 	StartFleet(ctx context.Context, req dispatch.FleetRequest, on func(dispatch.FleetEvent)) (*dispatch.Fleet, error)
 	// CancelFleet cancels a running fleet command; false when there is none with that id.
@@ -306,48 +308,12 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	writeJSON(w, map[string]string{"cancelled": id})
 }
 
-// Matches reports whether d has every tag of tags (server-managed) and every label of
-// labels (daemon-declared).
-func Matches(d Daemon, tags, labels map[string]string) bool {
-	for k, v := range tags {
-		if got, ok := d.Tags[k]; !ok || got != v {
-			return false
-		}
-	}
-	for k, v := range labels {
-		if got, ok := d.Capabilities.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
 // targets resolves an invoke's nodes: the one named (which must be enrolled and not
-// revoked), or every non-revoked daemon the selector matches, ordered by node id.
+// revoked), or every non-revoked daemon the tags and labels select, ordered by node id.
 func (h *Handler) targets(ctx context.Context, inv Invoke) ([]string, error) {
+	sel := fleet.Selector{Tags: inv.Tags, Labels: inv.Labels}
 	if inv.Node != "" {
-		d, err := h.b.Daemon(ctx, inv.Node)
-		if err != nil {
-			return nil, err
-		}
-		if d.Status == StatusRevoked {
-			return nil, fmt.Errorf("daemon %s: %w", d.NodeID, storage.ErrRevoked)
-		}
-		return []string{d.NodeID}, nil
+		sel = fleet.Selector{Nodes: []string{inv.Node}}
 	}
-	ds, err := h.b.Daemons(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var nodes []string
-	for _, d := range ds {
-		if d.Status != StatusRevoked && Matches(d, inv.Tags, inv.Labels) {
-			nodes = append(nodes, d.NodeID)
-		}
-	}
-	if len(nodes) == 0 {
-		return nil, fmt.Errorf("no enrolled, unrevoked daemon has tags %v and labels %v: %w", inv.Tags, inv.Labels, storage.ErrNotFound)
-	}
-	slices.Sort(nodes)
-	return nodes, nil
+	return h.b.Select(ctx, sel)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/edge/dispatch"
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/edge/server"
 )
 
@@ -18,21 +19,10 @@ type ServerBackend struct {
 
 var _ Backend = ServerBackend{}
 
-// View turns the server's DaemonInfo into the admin API's Daemon. Its status is revoked,
-// connected (live stream, heard from within stale_threshold), unhealthy (live stream, not
-// heard from) or disconnected (no live stream).
+// View turns the server's DaemonInfo into the admin API's Daemon (its status is the
+// server's: see fleet.Status).
 func View(in server.DaemonInfo) Daemon {
-	d := Daemon{NodeID: in.NodeID, Tenant: in.Tenant, Label: in.Label, Tags: maps.Clone(in.Tags)}
-	switch {
-	case in.Status == server.StatusRevoked:
-		d.Status = StatusRevoked
-	case !in.Connected:
-		d.Status = StatusDisconnected
-	case in.Status == server.StatusUnhealthy:
-		d.Status = StatusUnhealthy
-	default:
-		d.Status = StatusConnected
-	}
+	d := Daemon{NodeID: in.NodeID, Tenant: in.Tenant, Label: in.Label, Status: in.Status, Tags: maps.Clone(in.Tags)}
 	if d.Tags == nil {
 		d.Tags = map[string]string{}
 	}
@@ -123,10 +113,15 @@ func (b ServerBackend) PushConfig(ctx context.Context, id string, delta []byte, 
 	return nil
 }
 
+// Select implements Backend.
+func (b ServerBackend) Select(ctx context.Context, sel fleet.Selector) ([]string, error) {
+	return b.S.Select(ctx, sel)
+}
+
 // StartFleet implements Backend.
 func (b ServerBackend) StartFleet(ctx context.Context, req dispatch.FleetRequest, on func(dispatch.FleetEvent)) (*dispatch.Fleet, error) {
 	return b.S.StartFleet(ctx, server.FleetRequest{
-		Selector: server.Selector{Nodes: req.Nodes}, Tool: req.Tool, Args: req.Args, Deadline: req.Deadline, Parallel: req.Parallel,
+		Selector: fleet.Selector{Nodes: req.Nodes}, Tool: req.Tool, Args: req.Args, Deadline: req.Deadline, Parallel: req.Parallel,
 	}, on)
 }
 

@@ -10,8 +10,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keel-relay/keel/edge/fleet"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // Bounds of the requests.
@@ -25,7 +27,7 @@ const (
 	// MaxToolName bounds a tool name.
 	MaxToolName = 128
 	// MaxParallel bounds the nodes a fleet command runs on at once.
-	MaxParallel = 256 // server.MaxFleetParallel
+	MaxParallel = fleet.MaxParallel
 	// DefaultParallel is the parallelism of a fleet command that sets none.
 	DefaultParallel = 16
 	// DefaultTimeout is the per-node deadline of an invoke that sets none.
@@ -43,25 +45,20 @@ func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
-// ValidNodeID checks a daemon id: a UUID in its canonical 36-character form, as AttestNode
-// requires.
+// ValidNodeID checks a daemon id by the edge API's rule (ids.ValidEdgeNodeID: a UUID in its
+// canonical 36-character form, as AttestNode requires); the error wraps ErrBadRequest.
 func ValidNodeID(id string) error {
-	if len(id) != 36 {
-		return bad("daemon id %.64q is not a UUID", id)
-	}
-	if _, err := uuid.Parse(id); err != nil {
-		return bad("daemon id %q is not a UUID", id)
+	if err := ids.ValidEdgeNodeID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	return nil
 }
 
-// ValidFleetID checks a fleet command id (a UUID).
+// ValidFleetID checks a fleet command id (ids.ValidFleetID: a UUID); the error wraps
+// ErrBadRequest.
 func ValidFleetID(id string) error {
-	if len(id) != 36 {
-		return bad("fleet command id %.64q is not a UUID", id)
-	}
-	if _, err := uuid.Parse(id); err != nil {
-		return bad("fleet command id %q is not a UUID", id)
+	if err := ids.ValidFleetID(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	return nil
 }

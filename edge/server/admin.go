@@ -13,21 +13,15 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keel-relay/keel/edge/dispatch"
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/storage"
-)
-
-// Daemon statuses, as computed by the relay.
-const (
-	StatusHealthy   = "healthy"   // heard from within stale_threshold
-	StatusUnhealthy = "unhealthy" // not heard from within stale_threshold
-	StatusRevoked   = "revoked"
 )
 
 // DaemonInfo is an enrolled daemon as the operator sees it.
 type DaemonInfo struct {
 	NodeID, Tenant, Label string
-	Status                string
+	Status                string // fleet.Status: connected, unhealthy, disconnected or revoked
 	Connected             bool
 	StreamID              string    // the live stream's, when connected
 	ConnectedAt           time.Time // when the live stream said Hello
@@ -54,20 +48,14 @@ func (s *Server) lastSeen(d storage.Daemon) time.Time {
 	return t
 }
 
-// status computes a daemon's status at now.
-func (s *Server) status(d storage.Daemon, now time.Time) string {
-	switch {
-	case d.Revoked:
-		return StatusRevoked
-	case now.Sub(s.lastSeen(d)) > s.opts.StaleThreshold:
-		return StatusUnhealthy
-	}
-	return StatusHealthy
+// stale reports whether a daemon was not heard from within stale_threshold at now.
+func (s *Server) stale(d storage.Daemon, now time.Time) bool {
+	return now.Sub(s.lastSeen(d)) > s.opts.StaleThreshold
 }
 
 func (s *Server) info(d storage.Daemon, now time.Time) DaemonInfo {
 	in := DaemonInfo{
-		NodeID: d.NodeID, Tenant: d.Tenant, Label: d.Label, Status: s.status(d, now),
+		NodeID: d.NodeID, Tenant: d.Tenant, Label: d.Label,
 		LastSeen: s.lastSeen(d), EnrolledAt: d.EnrolledAt, RevokedAt: d.RevokedAt,
 		PreviousUntil: d.PreviousUntil, TokenExpiry: d.TokenExpiry, Tags: maps.Clone(d.Tags),
 		Pending: s.disp.PendingFor(d.NodeID),
@@ -78,6 +66,7 @@ func (s *Server) info(d storage.Daemon, now time.Time) DaemonInfo {
 	if st, ok := s.reg.Get(d.NodeID); ok {
 		in.Connected, in.StreamID, in.ConnectedAt = true, st.StreamID, st.Connected
 	}
+	in.Status = fleet.Status(d.Revoked, in.Connected, s.stale(d, now))
 	b := d.Capabilities
 	s.mu.Lock()
 	if pending, ok := s.caps[d.NodeID]; ok {
@@ -148,69 +137,59 @@ func (s *Server) Invoke(ctx context.Context, node, tool string, args *structpb.S
 	return s.disp.Invoke(ctx, node, tool, args, deadline, progress)
 }
 
-// Selector picks daemons for a fleet command: explicit node ids, or every non-revoked
-// daemon whose tags include all of Tags and whose capability labels include all of Labels.
-type Selector struct {
-	Nodes  []string
-	Tags   map[string]string
-	Labels map[string]string
-	// ConnectedOnly skips daemons with no live stream (they would fail at once).
-	ConnectedOnly bool
+// Select returns the node ids of the daemons a selector picks, sorted (see fleet.Select).
+func (s *Server) Select(ctx context.Context, sel fleet.Selector) ([]string, error) {
+	return fleet.Select(ctx, fleetSource{s}, sel)
 }
 
-// Select returns the node ids a selector picks, sorted.
-func (s *Server) Select(sel Selector) ([]string, error) {
-	if len(sel.Nodes) > 0 {
-		return sel.Nodes, nil
+// fleetSource is the server's enrolled daemons as a fleet.Source.
+type fleetSource struct{ s *Server }
+
+// Daemon implements fleet.Source.
+func (f fleetSource) Daemon(_ context.Context, id string) (fleet.Daemon, error) {
+	in, err := f.s.Daemon(id)
+	if err != nil {
+		return fleet.Daemon{}, fmt.Errorf("daemon %s: %w", id, err)
 	}
-	all, err := s.Daemons()
+	return in.fleetDaemon(), nil
+}
+
+// Daemons implements fleet.Source.
+func (f fleetSource) Daemons(context.Context) ([]fleet.Daemon, error) {
+	all, err := f.s.Daemons()
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, d := range all {
-		if d.Status == StatusRevoked || (sel.ConnectedOnly && !d.Connected) ||
-			!contains(d.Tags, sel.Tags) || !contains(d.Capabilities.GetCustomLabels(), sel.Labels) {
-			continue
-		}
-		out = append(out, d.NodeID)
+	out := make([]fleet.Daemon, 0, len(all))
+	for _, in := range all {
+		out = append(out, in.fleetDaemon())
 	}
 	return out, nil
 }
 
-func contains(have, want map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
+// fleetDaemon is what a fleet selection looks at of the daemon.
+func (in DaemonInfo) fleetDaemon() fleet.Daemon {
+	return fleet.Daemon{NodeID: in.NodeID, Status: in.Status, Tags: in.Tags, Labels: in.Capabilities.GetCustomLabels()}
 }
 
 // FleetRequest is a command for the daemons a selector picks.
 type FleetRequest struct {
-	Selector Selector
+	Selector fleet.Selector
 	Tool     string
 	Args     *structpb.Struct
 	Deadline time.Duration // per node
-	Parallel int           // nodes at once
+	Parallel int           // nodes at once, at most fleet.MaxParallel
 }
-
-// MaxFleetParallel bounds the parallelism of a fleet command.
-const MaxFleetParallel = 256
 
 // StartFleet starts a fleet command and returns at once; on receives every event (output
 // chunks tagged with their node, then each node's end), one call at a time. Cancel it with
-// CancelFleet(fleet.ID) or by ending ctx.
+// CancelFleet and the returned Fleet's ID, or by ending ctx.
 func (s *Server) StartFleet(ctx context.Context, req FleetRequest, on func(dispatch.FleetEvent)) (*dispatch.Fleet, error) {
-	nodes, err := s.Select(req.Selector)
+	nodes, err := s.Select(ctx, req.Selector)
 	if err != nil {
 		return nil, err
 	}
-	if len(nodes) == 0 {
-		return nil, fmt.Errorf("%w: the selector matches no daemon", dispatch.ErrBadRequest)
-	}
-	parallel := min(max(req.Parallel, 1), MaxFleetParallel)
+	parallel := min(max(req.Parallel, 1), fleet.MaxParallel)
 	return s.disp.StartFleet(ctx, dispatch.FleetRequest{
 		Nodes: nodes, Tool: req.Tool, Args: req.Args, Deadline: req.Deadline, Parallel: parallel,
 	}, on)

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/runoutput"
 )
@@ -195,7 +196,7 @@ func TestFleetBySelector(t *testing.T) {
 			}
 		}
 	}
-	nodes, err := h.srv.Select(Selector{Tags: map[string]string{"env": "prod"}})
+	nodes, err := h.srv.Select(ctxT(t), fleet.Selector{Tags: map[string]string{"env": "prod"}})
 	if err != nil || len(nodes) != 2 {
 		t.Fatalf("Select = %v, %v", nodes, err)
 	}
@@ -215,7 +216,7 @@ func TestFleetBySelector(t *testing.T) {
 	var mu sync.Mutex
 	ends := map[string]bool{}
 	chunks := 0
-	f, err := h.srv.StartFleet(ctxT(t), FleetRequest{Selector: Selector{Tags: map[string]string{"env": "prod"}, Labels: map[string]string{"site": "paris"}}, Tool: AgentRunTool, Deadline: 10 * time.Second, Parallel: 8},
+	f, err := h.srv.StartFleet(ctxT(t), FleetRequest{Selector: fleet.Selector{Tags: map[string]string{"env": "prod"}, Labels: map[string]string{"site": "paris"}}, Tool: AgentRunTool, Deadline: 10 * time.Second, Parallel: 8},
 		func(ev fleetEvent) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -236,7 +237,7 @@ func TestFleetBySelector(t *testing.T) {
 	if len(ends) != 2 || !ends[ds[0].id] || !ends[ds[1].id] || chunks != 2 {
 		t.Fatalf("ends = %v chunks = %d", ends, chunks)
 	}
-	if _, err := h.srv.StartFleet(ctxT(t), FleetRequest{Selector: Selector{Tags: map[string]string{"env": "none"}}, Tool: AgentRunTool, Deadline: time.Second}, func(fleetEvent) {}); err == nil {
+	if _, err := h.srv.StartFleet(ctxT(t), FleetRequest{Selector: fleet.Selector{Tags: map[string]string{"env": "none"}}, Tool: AgentRunTool, Deadline: time.Second}, func(fleetEvent) {}); err == nil {
 		t.Fatal("empty selection accepted")
 	}
 	if n := h.srv.DrainAll(); n != 3 {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/internal/wire/envelope"
@@ -217,7 +218,7 @@ func TestRevokeClosesLiveStream(t *testing.T) {
 	res := h.invokeAsync(ctxT(t), d.id, time.Minute)
 	_ = st.nextCommand(t)
 	info, err := h.srv.Revoke(d.id)
-	if err != nil || info.Status != StatusRevoked {
+	if err != nil || info.Status != fleet.Revoked {
 		t.Fatalf("Revoke = %+v, %v", info, err)
 	}
 	if got := st.endCode(t); got != codes.Unauthenticated {

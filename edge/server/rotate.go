@@ -107,8 +107,8 @@ func (s *Server) rotationCaller(req *edgepb.RotateEdgeKeyRequest, now time.Time)
 	case d.Tenant != c.Tenant:
 		return rotationCaller{}, s.refuse(codes.Unauthenticated, "tenant", "token tenant is not the daemon's", "node", node)
 	}
-	if st := s.status(d, now); st != StatusHealthy {
-		return rotationCaller{}, s.refuse(codes.FailedPrecondition, "unhealthy", "node is "+st+": reconnect and heartbeat before rotating", "node", node)
+	if s.stale(d, now) {
+		return rotationCaller{}, s.refuse(codes.FailedPrecondition, "unhealthy", "node is unhealthy: reconnect and heartbeat before rotating", "node", node)
 	}
 	k := newKeyState(d)
 	if c.Confirmation != k.currentJKT {

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/envelope"
 )
@@ -214,14 +215,14 @@ func TestRotationUnhealthy(t *testing.T) {
 	_, _, err := d.rotate(t, envelope.NewNonce())
 	wantCode(t, err, codes.FailedPrecondition)
 	info, _ := h.srv.Daemon(d.id)
-	if info.Status != StatusUnhealthy {
+	if info.Status != fleet.Disconnected { // enrolled, never connected
 		t.Fatalf("status = %s", info.Status)
 	}
 	st := d.connect(t)
 	if err := st.heartbeat(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { i, _ := h.srv.Daemon(d.id); return i.Status == StatusHealthy })
+	waitFor(t, func() bool { i, _ := h.srv.Daemon(d.id); return i.Status == fleet.Connected })
 	if _, _, err := d.rotate(t, envelope.NewNonce()); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 )
@@ -91,7 +92,7 @@ func TestHappyPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Connected || info.Status != StatusHealthy || info.StreamID != st.id || info.Tenant != "acme" ||
+	if !info.Connected || info.Status != fleet.Connected || info.StreamID != st.id || info.Tenant != "acme" ||
 		info.Capabilities.GetArch() != "arm64" || info.KeyThumbprint != c.Confirmation {
 		t.Fatalf("info = %+v", info)
 	}

@@ -1,7 +1,6 @@
 package confload
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,16 +61,16 @@ sub:
 
 // Validate refuses names that say "bad", so the tests see validation errors too.
 func (c *testConfig) Validate() error {
-	var errs []error
+	var p Problems
 	if strings.Contains(c.Name, "bad") {
-		errs = append(errs, KeyErr("name", "%q is bad", c.Name))
+		p.Add("name", "%q is bad", c.Name)
 	}
 	for i, arg := range c.Command {
 		if err := CheckCommandArg(i, arg, "{x}"); err != nil {
-			errs = append(errs, KeyErr(fmt.Sprintf("command[%d]", i), "%v", err))
+			p.Add(fmt.Sprintf("command[%d]", i), "%v", err)
 		}
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 func testSchema() *Schema {

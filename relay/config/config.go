@@ -10,8 +10,6 @@ package config
 
 import (
 	_ "embed" // for the embedded default configuration
-	"os"
-	"runtime"
 	"time"
 
 	"github.com/keel-relay/keel/internal/confload"
@@ -50,11 +48,8 @@ const (
 	RoleRelay = "relay"
 )
 
-// LogConfig is the "log" section.
-type LogConfig struct {
-	Level  string `mapstructure:"level"`  // debug | info | warn | error
-	Format string `mapstructure:"format"` // text | json
-}
+// LogConfig is the "log" section (shared with keel-agent's configuration).
+type LogConfig = confload.LogConfig
 
 // HTTPConfig is the "http" section: the relay API listener.
 type HTTPConfig struct {
@@ -193,51 +188,34 @@ const (
 	EdgeRoleWorker           = "worker"
 )
 
+// files is the relay's kind of configuration: its schema and file name.
+var files = confload.Files[Config, *Config]{Schema: schema(), Name: "relay.yaml"}
+
 // DefaultPath returns the config file used when --config is not given:
 // /etc/keel/relay.yaml, or %ProgramData%\Keel\relay.yaml on Windows.
-func DefaultPath() string {
-	return defaultPath(runtime.GOOS, os.Getenv)
-}
-
-func defaultPath(goos string, getenv func(string) string) string {
-	return confload.DefaultPath(goos, getenv, "relay.yaml")
-}
+func DefaultPath() string { return files.DefaultPath() }
 
 // Load returns the embedded default overridden by the file at path and then by
 // KEEL_* environment variables, validated. When explicit is true (the path came
 // from --config) the file must exist; otherwise a missing file means the embedded
 // default alone. Errors start with "config" and name the file when there is one.
-func Load(path string, explicit bool) (*Config, error) {
-	return confload.LoadFile(path, explicit, func(file []byte) (*Config, error) {
-		return LoadBytes(file, os.LookupEnv)
-	})
-}
+func Load(path string, explicit bool) (*Config, error) { return files.Load(path, explicit) }
 
 // LoadBytes is Load for a file's content and an environment lookup function
 // (such as os.LookupEnv); a nil env means no environment.
 func LoadBytes(yamlText []byte, env func(string) (string, bool)) (*Config, error) {
-	return confload.Load[Config](schema(), yamlText, env)
+	return files.LoadBytes(yamlText, env)
 }
 
 // Default returns the embedded default configuration (no file, no environment).
 // It panics only if the embedded default is invalid, which the tests rule out.
-func Default() *Config {
-	c, err := LoadBytes(nil, nil)
-	if err != nil {
-		panic("config: embedded default is invalid: " + err.Error())
-	}
-	return c
-}
+func Default() *Config { return files.Default() }
 
 // EnvName returns the environment variable that overrides a dotted config key,
 // e.g. "forward.tls.ca_file" -> "KEEL_FORWARD_TLS_CA_FILE".
-func EnvName(key string) string {
-	return confload.EnvName(EnvPrefix, key)
-}
+func EnvName(key string) string { return files.EnvName(key) }
 
 // YAML returns the configuration as YAML with the config file's key names, in a
 // form Load reads back to the same Config: durations and sizes in their human form
 // ("5m", "256MiB"), lists in flow style.
-func (c *Config) YAML() ([]byte, error) {
-	return schema().Marshal(c)
-}
+func (c *Config) YAML() ([]byte, error) { return files.YAML(c) }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keel-relay/keel/internal/confload"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -492,7 +494,7 @@ func TestRefused(t *testing.T) {
 		{"env bad duration", "", map[string]string{"KEEL_SHUTDOWN_GRACE": "25"}, `shutdown_grace: invalid duration "25" (want e.g. 30s, 5m, 1h) (from KEEL_SHUTDOWN_GRACE)`},
 		{"env bad size", "", map[string]string{"KEEL_STORAGE_CHUNK_SIZE": "1 MiBs"}, `storage.chunk_size: invalid size "1 MiBs": unknown unit "MiBs" (want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB) (from KEEL_STORAGE_CHUNK_SIZE)`},
 		{"env bad value", "", map[string]string{"KEEL_HTTP_LISTEN": "abc"}, `http.listen: "abc" is not host:port (from KEEL_HTTP_LISTEN)`},
-		{"env bad list item", "", map[string]string{"KEEL_HTTP_ALLOWED_NETWORKS": "10.0.0.0/8,nope"}, `http.allowed_networks[1]: "nope" is not a CIDR or IP (from KEEL_HTTP_ALLOWED_NETWORKS)`},
+		{"env bad list item", "", map[string]string{"KEEL_HTTP_ALLOWED_NETWORKS": "10.0.0.0/8,nope"}, `http.allowed_networks[1]: access list entry "nope": not an IP address: ParseAddr("nope"): unable to parse IP (from KEEL_HTTP_ALLOWED_NETWORKS)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := LoadBytes([]byte(tc.yaml), envFrom(tc.env))
@@ -577,14 +579,14 @@ func TestDefaultPath(t *testing.T) {
 		{"windows", `D:\Data\`, `D:\Data\Keel\relay.yaml`},
 		{"windows", "", `C:\ProgramData\Keel\relay.yaml`},
 	} {
-		got := defaultPath(tc.goos, func(k string) string {
+		got := confload.DefaultPath(tc.goos, func(k string) string {
 			if k == "ProgramData" {
 				return tc.programData
 			}
 			return ""
-		})
+		}, files.Name)
 		if got != tc.want {
-			t.Errorf("defaultPath(%s, ProgramData=%q) = %q, want %q", tc.goos, tc.programData, got, tc.want)
+			t.Errorf("DefaultPath(%s, ProgramData=%q) = %q, want %q", tc.goos, tc.programData, got, tc.want)
 		}
 	}
 	if DefaultPath() == "" {

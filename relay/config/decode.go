@@ -30,9 +30,6 @@ func schema() *confload.Schema {
 	}
 }
 
-// keyErr returns an error about one config key; its message starts with the key.
-func keyErr(key, format string, args ...any) error { return confload.KeyErr(key, format, args...) }
-
 // formatDuration is time.Duration.String without trailing zero units: "2m", "1h".
 func formatDuration(d time.Duration) string { return confload.FormatDuration(d) }
 

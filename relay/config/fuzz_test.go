@@ -1,8 +1,6 @@
 package config
 
 import (
-	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -25,29 +23,8 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add([]byte("forward: {allow_http: true}\nremote_run: {sub_relay_url: 'http://{node_id}:3030'}"), "KEEL_REMOTE_RUN_SUB_RELAY_URL=https://{hostname}/{classes}")
 	f.Add([]byte("edge: {trusted_issuers: [{issuer: up, public_key_file: /k.pem}], listen: '[::1]:0'}"), "KEEL_EDGE_TRUSTED_ISSUERS=a=/x,b=\nKEEL_EDGE_ROLE=worker")
 	f.Fuzz(func(t *testing.T, yamlText []byte, envText string) {
-		env := map[string]string{}
-		for line := range strings.SplitSeq(envText, "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok {
-				env[k] = v
-			}
-		}
-		c, err := LoadBytes(yamlText, envFrom(env))
-		if err != nil {
-			return
-		}
-		if err := c.Validate(); err != nil {
-			t.Fatalf("LoadBytes accepted an invalid config: %v", err)
-		}
-		out, err := c.YAML()
-		if err != nil {
-			t.Fatalf("YAML(): %v", err)
-		}
-		back, err := LoadBytes(out, nil)
-		if err != nil {
-			t.Fatalf("YAML() output does not load: %v\n%s", err, out)
-		}
-		if !reflect.DeepEqual(back, c) {
-			t.Fatalf("round trip changed the config:\n%s", out)
+		if err := files.CheckRoundTrip(yamlText, envText); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

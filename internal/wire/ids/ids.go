@@ -1,10 +1,16 @@
 // Package ids checks the node ids and file ids that appear in relay URLs
 // (".../shared-files/<target>/<source>/<file-id>"). Both must match
 // ^[A-Za-z0-9_.-]+$, be at most MaxLen bytes long, and not be "." or "..",
-// so they are safe as path elements and storage keys.
+// so they are safe as path elements and storage keys. An edge daemon's node id
+// (the edge API's) is stricter: a UUID (ValidEdgeNodeID), and so are the ids
+// of fleet commands (ValidFleetID).
 package ids
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/google/uuid"
+)
 
 // MaxLen is the longest id accepted, in bytes.
 const MaxLen = 255
@@ -33,6 +39,29 @@ func valid(what, s string) error {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
 			return fmt.Errorf("invalid %s %q: must be %s", what, s, allowed)
 		}
+	}
+	return nil
+}
+
+// UUIDLen is the length of a UUID in its canonical form (8-4-4-4-12 hex digits).
+const UUIDLen = 36
+
+// ValidEdgeNodeID reports whether s is an acceptable node id on the edge API
+// (AttestNode's node_id, the daemon ids of the edge admin API), and if not, why:
+// a UUID in its canonical 36-character form, which ValidNodeID accepts too.
+func ValidEdgeNodeID(s string) error { return validUUID("edge node id", s) }
+
+// ValidFleetID reports whether s is an acceptable fleet command id (a UUID, as the
+// relay makes them), and if not, why.
+func ValidFleetID(s string) error { return validUUID("fleet command id", s) }
+
+func validUUID(what, s string) error {
+	if len(s) != UUIDLen {
+		// %.64q: do not echo an arbitrarily long value back.
+		return fmt.Errorf("%s %.64q is not a UUID", what, s)
+	}
+	if _, err := uuid.Parse(s); err != nil {
+		return fmt.Errorf("%s %q is not a UUID", what, s)
 	}
 	return nil
 }

@@ -63,3 +63,57 @@ func FuzzValid(f *testing.F) {
 		}
 	})
 }
+
+func TestValidUUIDs(t *testing.T) {
+	const good = "0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4b"
+	for _, tc := range []struct {
+		in, want string // want: the error of ValidEdgeNodeID, "" when valid
+	}{
+		{good, ""},
+		{strings.ToUpper(good), ""},
+		{"", `edge node id "" is not a UUID`},
+		{"root", `edge node id "root" is not a UUID`},
+		{"node1", `edge node id "node1" is not a UUID`},
+		{"../../etc/passwd", `edge node id "../../etc/passwd" is not a UUID`},
+		{good + "0", `edge node id "` + good + `0" is not a UUID`},
+		{"0b9e2f4a1c3d4e5f8a7b9c0d1e2f3a4b", `edge node id "0b9e2f4a1c3d4e5f8a7b9c0d1e2f3a4b" is not a UUID`},
+		{"{0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4b}", `edge node id "{0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4b}" is not a UUID`},
+		{"0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4g", `edge node id "0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4g" is not a UUID`},
+		{"0b9e2f4a+1c3d-4e5f-8a7b-9c0d1e2f3a4b", `edge node id "0b9e2f4a+1c3d-4e5f-8a7b-9c0d1e2f3a4b" is not a UUID`},
+		{strings.Repeat("x", 100000), `edge node id "` + strings.Repeat("x", 64) + `" is not a UUID`},
+	} {
+		got := ""
+		if err := ValidEdgeNodeID(tc.in); err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("ValidEdgeNodeID(%.50q) = %q, want %q", tc.in, got, tc.want)
+		}
+		got = ""
+		if err := ValidFleetID(tc.in); err != nil {
+			got = err.Error()
+		}
+		if want := strings.Replace(tc.want, "edge node id", "fleet command id", 1); got != want {
+			t.Errorf("ValidFleetID(%.50q) = %q, want %q", tc.in, got, want)
+		}
+	}
+}
+
+func FuzzValidEdgeNodeID(f *testing.F) {
+	for _, s := range []string{"0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4b", "", "root", "0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4", "{0b9e2f4a-1c3d-4e5f-8a7b-9c0d1e2f3a4}"} {
+		f.Add(s)
+	}
+	re := regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidEdgeNodeID(s)
+		if got, want := err == nil, re.MatchString(s); got != want {
+			t.Fatalf("ValidEdgeNodeID(%q) ok = %v, want %v", s, got, want)
+		}
+		if err == nil && ValidNodeID(s) != nil {
+			t.Fatalf("%q is an edge node id but not a node id", s)
+		}
+		if err != nil && len(err.Error()) > 700 { // at most 64 characters, each escaped in at most 10 bytes
+			t.Fatalf("error too long: %d bytes", len(err.Error()))
+		}
+	})
+}
