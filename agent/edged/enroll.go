@@ -15,6 +15,8 @@ import (
 
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/edkey"
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/capabilities"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
@@ -114,7 +116,7 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("enroll: node id: %w", err)
 	}
-	key, err := GenerateKey()
+	key, err := edkey.Generate()
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +127,7 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	committed := false
 	defer func() {
 		if !committed {
-			_ = removeSync(p.keyNew())
+			_ = fsutil.RemoveSync(p.keyNew())
 		}
 	}()
 	conn, err := dial(req.Relay, cfg.Edge)
