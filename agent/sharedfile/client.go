@@ -22,11 +22,8 @@ import (
 
 	"github.com/keel-relay/keel/internal/tlspin"
 	"github.com/keel-relay/keel/internal/wire/ids"
+	"github.com/keel-relay/keel/internal/wire/sharedpath"
 )
-
-// APIPrefix is the path under the relay base URL where the shared-files
-// routes are (the versioned form newer Rudder clients use).
-const APIPrefix = "/rudder/relay-api/1/shared-files/"
 
 // Algorithm is the hash algorithm the agent signs and announces files with.
 const Algorithm = "sha256"
@@ -109,9 +106,9 @@ func New(o Options) (*Client, error) {
 // Close releases the client's idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// FileURL returns the URL of a shared file on the relay.
+// FileURL returns the URL of a shared file on the relay (under the versioned API prefix).
 func (c *Client) FileURL(target, source, fileID string) string {
-	return c.base + APIPrefix + url.PathEscape(target) + "/" + url.PathEscape(source) + "/" + url.PathEscape(fileID)
+	return c.base + sharedpath.FilePath(target, source, fileID)
 }
 
 // checkIDs validates the ids of a file's route.
