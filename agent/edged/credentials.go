@@ -102,7 +102,7 @@ func loadLocked(p Paths, log *slog.Logger) (*Credentials, error) {
 	}
 	var tokErr error
 	for _, tp := range []string{p.tokenNew(), p.Token} {
-		b, err := readBounded(tp, edgetoken.MaxTokenSize+2)
+		b, err := fsutil.ReadFileMax(tp, edgetoken.MaxTokenSize+2)
 		if err != nil {
 			if tp == p.Token {
 				tokErr = err
@@ -181,7 +181,7 @@ func commitLocked(p Paths, token string) error {
 	if err := fsutil.WriteFileAtomic(p.tokenNew(), []byte(token+"\n"), 0o600); err != nil {
 		return err
 	}
-	if old, err := readBounded(p.Key, maxKeyFile); err == nil {
+	if old, err := fsutil.ReadFileMax(p.Key, maxKeyFile); err == nil {
 		if err := fsutil.WriteFileAtomic(p.keyPrev(), old, 0o600); err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func isUUID(s string) bool {
 // generatedNodeID returns the node id kept in Key+".node-id", creating it (a random UUID)
 // the first time.
 func generatedNodeID(p Paths) (string, error) {
-	b, err := readBounded(p.nodeID(), 128)
+	b, err := fsutil.ReadFileMax(p.nodeID(), 128)
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(b))

@@ -7,11 +7,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 
 	"github.com/keel-relay/keel/internal/edkey"
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/secretfile"
 )
 
@@ -101,7 +100,7 @@ func Load(path string) (ed25519.PrivateKey, error) {
 
 // LoadPublicKey reads an Ed25519 public key file (PEM "PUBLIC KEY", PKIX).
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
-	b, err := readSmall(path)
+	b, err := fsutil.ReadFileMax(path, maxFile)
 	if err != nil {
 		return nil, err
 	}
@@ -110,20 +109,4 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return key, nil
-}
-
-func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", path, maxFile)
-	}
-	return b, nil
 }

@@ -2,9 +2,11 @@ package fsutil
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -105,5 +107,40 @@ func TestRenameRemoveSync(t *testing.T) {
 		if err := SyncDir(filepath.Join(dir, "missing")); err == nil {
 			t.Error("syncing a missing directory succeeded")
 		}
+	}
+}
+
+func TestReadFileMax(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		max        int64
+		want       string
+		wantErr    string
+	}{
+		{"fits", p, 5, "12345", ""},
+		{"roomy", p, 100, "12345", ""},
+		{"one byte too many", p, 4, "", "larger than 4 bytes"},
+		{"missing", filepath.Join(dir, "missing"), 5, "", "missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := ReadFileMax(tc.path, tc.max)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || string(b) != tc.want {
+				t.Fatalf("%q, %v", b, err)
+			}
+		})
+	}
+	if _, err := ReadFileMax(filepath.Join(dir, "missing"), 5); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
 	}
 }

@@ -9,9 +9,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 )
 
@@ -67,17 +66,9 @@ func Pin(conf *tls.Config, pin keyhash.Pin) {
 // LoadCAFile reads a PEM bundle of CA certificates (at most MaxCAFile bytes) into a pool;
 // a file holding no certificate is an error.
 func LoadCAFile(path string) (*x509.CertPool, error) {
-	f, err := os.Open(path)
+	b, err := fsutil.ReadFileMax(path, MaxCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("CA file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxCAFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("CA file: read %s: %w", path, err)
-	}
-	if len(b) > MaxCAFile {
-		return nil, fmt.Errorf("CA file %s is larger than %d bytes", path, MaxCAFile)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
