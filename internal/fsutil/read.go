@@ -15,12 +15,18 @@ func ReadFileMax(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	return ReadAllMax(f, path, max)
+}
+
+// ReadAllMax reads r, the content of the file named name, to its end when it holds at most
+// max bytes; more is an error.
+func ReadAllMax(r io.Reader, name string, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, max)
 	}
 	return b, nil
 }

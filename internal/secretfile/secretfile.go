@@ -7,7 +7,6 @@ package secretfile
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -33,14 +32,7 @@ func Read(path string, max int) ([]byte, error) {
 			return nil, fmt.Errorf("%s is accessible by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(b) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not the file expected", path, max)
-	}
-	return b, nil
+	return fsutil.ReadAllMax(f, path, int64(max))
 }
 
 // Create writes data to path unless a file is already there; it reports whether it wrote
