@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/sharedpath"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -245,10 +246,10 @@ func BenchmarkHead(b *testing.B) {
 	p := startRelay(b, relaytest.NodeMap(root, src, dst), 64)
 	content := randomContent(b, 4096)
 	sum := sha256.Sum256(content)
-	if err := put(http.DefaultClient, p.url+"/shared-files/dst/src/f?ttl=1h", relaytest.SignedBody(b, src, content, "1d")); err != nil {
+	if err := put(http.DefaultClient, p.url+sharedpath.Path("", "dst", "src", "f")+"?ttl=1h", relaytest.SignedBody(b, src, content, "1d")); err != nil {
 		b.Fatal(err)
 	}
-	url := p.url + "/rudder/relay-api/shared-files/dst/src/f?hash=" + hex.EncodeToString(sum[:])
+	url := p.url + sharedpath.Path(sharedpath.Unversioned, "dst", "src", "f") + "?hash=" + hex.EncodeToString(sum[:])
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	const workers = 64
 	const perWorker = 500

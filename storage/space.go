@@ -41,6 +41,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/table"
+
+	"github.com/keel-relay/keel/internal/fsutil"
 )
 
 // BallastFile is the name of the ballast in the data directory.
@@ -504,7 +506,7 @@ func (b *ballast) resize(target, room int64) error {
 		return b.disable(err)
 	}
 	b.held.Store(target)
-	syncDir(filepath.Dir(b.path))
+	_ = fsutil.SyncDir(filepath.Dir(b.path)) // best effort: the ballast is only a reserve
 	return nil
 }
 
@@ -532,11 +534,4 @@ func setSize(f *os.File, held, size int64) error {
 	rng := rand.NewChaCha8(seed)
 	_, err := io.CopyN(f, rng, size-held)
 	return err
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keel-relay/keel/internal/edkey"
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 )
 
@@ -90,7 +92,7 @@ func loadLocked(p Paths, log *slog.Logger) (*Credentials, error) {
 	keys, keyErr := readKeys(keyPaths, p.Key, log)
 	var tokErr error
 	for _, tp := range []string{p.tokenNew(), p.Token} {
-		b, err := readBounded(tp, edgetoken.MaxTokenSize+2)
+		b, err := fsutil.ReadFileMax(tp, edgetoken.MaxTokenSize+2)
 		if err != nil {
 			if tp == p.Token {
 				tokErr = err
@@ -151,12 +153,12 @@ func readKeys(keyPaths []string, main string, log *slog.Logger) (map[string]ed25
 func settle(p Paths, kp, tp string, log *slog.Logger) error {
 	if kp != p.Key {
 		log.Warn("edge: finishing an interrupted key change", "key", kp, "token", tp)
-		if err := renameSync(kp, p.Key); err != nil {
+		if err := fsutil.RenameSync(kp, p.Key); err != nil {
 			return fmt.Errorf("edge credentials: %w", err)
 		}
 	}
 	if tp != p.Token {
-		if err := renameSync(tp, p.Token); err != nil {
+		if err := fsutil.RenameSync(tp, p.Token); err != nil {
 			return fmt.Errorf("edge credentials: %w", err)
 		}
 	}
@@ -164,7 +166,7 @@ func settle(p Paths, kp, tp string, log *slog.Logger) error {
 		if _, err := os.Lstat(f); err == nil {
 			log.Warn("edge: removing what an interrupted key change left", "file", f)
 		}
-		if err := removeSync(f); err != nil {
+		if err := fsutil.RemoveSync(f); err != nil {
 			return fmt.Errorf("edge credentials: %w", err)
 		}
 	}
@@ -174,11 +176,11 @@ func settle(p Paths, kp, tp string, log *slog.Logger) error {
 // stageKey writes a new key as Key+".new" before the relay is asked to bind it, so a
 // crash after the relay said yes does not lose it.
 func stageKey(p Paths, key ed25519.PrivateKey) error {
-	pemKey, err := EncodeKey(key)
+	pemKey, err := edkey.MarshalPrivate(key)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(p.keyNew(), pemKey)
+	return fsutil.WriteFileAtomic(p.keyNew(), pemKey, 0o600)
 }
 
 // staging is a new key staged by stageKey while the relay is asked to bind it.
@@ -202,7 +204,7 @@ func (s *staging) keep() { s.kept = true }
 // undo removes the staged key unless keep was called.
 func (s *staging) undo() {
 	if !s.kept {
-		_ = removeSync(s.p.keyNew())
+		_ = fsutil.RemoveSync(s.p.keyNew())
 	}
 }
 
@@ -211,23 +213,23 @@ func (s *staging) undo() {
 // the token are renamed into place, and only then is the previous key removed. Each step
 // is durable; LoadCredentials recovers from a crash between any two.
 func commitLocked(p Paths, token string) error {
-	if err := WriteFileAtomic(p.tokenNew(), []byte(token+"\n")); err != nil {
+	if err := fsutil.WriteFileAtomic(p.tokenNew(), []byte(token+"\n"), 0o600); err != nil {
 		return err
 	}
-	if old, err := readBounded(p.Key, maxKeyFile); err == nil {
-		if err := WriteFileAtomic(p.keyPrev(), old); err != nil {
+	if old, err := fsutil.ReadFileMax(p.Key, maxKeyFile); err == nil {
+		if err := fsutil.WriteFileAtomic(p.keyPrev(), old, 0o600); err != nil {
 			return err
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("edge credentials: %w", err)
 	}
-	if err := renameSync(p.keyNew(), p.Key); err != nil {
+	if err := fsutil.RenameSync(p.keyNew(), p.Key); err != nil {
 		return fmt.Errorf("edge credentials: %w", err)
 	}
-	if err := renameSync(p.tokenNew(), p.Token); err != nil {
+	if err := fsutil.RenameSync(p.tokenNew(), p.Token); err != nil {
 		return fmt.Errorf("edge credentials: %w", err)
 	}
-	if err := removeSync(p.keyPrev()); err != nil {
+	if err := fsutil.RemoveSync(p.keyPrev()); err != nil {
 		return fmt.Errorf("edge credentials: %w", err)
 	}
 	return nil
@@ -245,7 +247,7 @@ func isUUID(s string) bool {
 // generatedNodeID returns the node id kept in Key+".node-id", creating it (a random UUID)
 // the first time.
 func generatedNodeID(p Paths) (string, error) {
-	b, err := readBounded(p.nodeID(), 128)
+	b, err := fsutil.ReadFileMax(p.nodeID(), 128)
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(b))
@@ -257,7 +259,7 @@ func generatedNodeID(p Paths) (string, error) {
 		return "", err
 	}
 	id := uuid.NewString()
-	if err := WriteFileAtomic(p.nodeID(), []byte(id+"\n")); err != nil {
+	if err := fsutil.WriteFileAtomic(p.nodeID(), []byte(id+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -3,12 +3,7 @@ package edged
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -21,6 +16,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/edkey"
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 )
 
@@ -33,7 +30,7 @@ func testLog(t *testing.T) *slog.Logger {
 
 func mustKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
-	k, err := GenerateKey()
+	k, err := edkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +39,7 @@ func mustKey(t testing.TB) ed25519.PrivateKey {
 
 func mustPEM(t testing.TB, k ed25519.PrivateKey) []byte {
 	t.Helper()
-	b, err := EncodeKey(k)
+	b, err := edkey.MarshalPrivate(k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,97 +62,6 @@ func nodeToken(t testing.TB, node string, key ed25519.PrivateKey, iat time.Time)
 	return tok
 }
 
-func TestKeyRoundTrip(t *testing.T) {
-	k := mustKey(t)
-	got, err := ParseKey(mustPEM(t, k))
-	if err != nil || !got.Equal(k) {
-		t.Fatalf("round trip: %v", err)
-	}
-	// openssl genpkey -algorithm ed25519 writes the same form; trailing white space is fine.
-	if _, err := ParseKey(append(mustPEM(t, k), "\n\n"...)); err != nil {
-		t.Errorf("trailing newlines: %v", err)
-	}
-}
-
-func TestParseKeyBad(t *testing.T) {
-	k := mustKey(t)
-	good := mustPEM(t, k)
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
-	for _, tc := range []struct {
-		name string
-		in   []byte
-		want string
-	}{
-		{"empty", nil, "no PEM block"},
-		{"garbage", []byte("hello"), "no PEM block"},
-		{"wrong type", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte{1}}), `PEM block is "RSA PRIVATE KEY"`},
-		{"headers", pem.EncodeToMemory(&pem.Block{Type: pemType, Headers: map[string]string{"Proc-Type": "4,ENCRYPTED"}, Bytes: []byte{1}}), "headers"},
-		{"trailing", append(bytes.Clone(good), "junk"...), "trailing data"},
-		{"two blocks", append(bytes.Clone(good), good...), "trailing data"},
-		{"bad der", pem.EncodeToMemory(&pem.Block{Type: pemType, Bytes: []byte{0x30, 0x01}}), "PKCS#8"},
-		{"ecdsa", pem.EncodeToMemory(&pem.Block{Type: pemType, Bytes: ecDER}), "want Ed25519"},
-		{"huge", bytes.Repeat([]byte("A"), maxKeyFile+1), "more than"},
-	} {
-		_, err := ParseKey(tc.in)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
-		}
-	}
-}
-
-func FuzzParseKey(f *testing.F) {
-	_, k, _ := ed25519.GenerateKey(rand.Reader)
-	good, _ := EncodeKey(k)
-	f.Add(good)
-	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----\n"))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		key, err := ParseKey(b)
-		if err != nil {
-			return
-		}
-		if len(key) != ed25519.PrivateKeySize {
-			t.Fatalf("parsed a %d-byte key", len(key))
-		}
-		again, err := EncodeKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if k2, err := ParseKey(again); err != nil || !k2.Equal(key) {
-			t.Fatalf("re-encoding does not round-trip: %v", err)
-		}
-	})
-}
-
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "token")
-	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(p, []byte("new")); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("mode %v, want 0600", st.Mode().Perm())
-	}
-	if b, _ := os.ReadFile(p); string(b) != "new" {
-		t.Errorf("content %q", b)
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("leftovers: %v", ents)
-	}
-	if err := WriteFileAtomic(filepath.Join(dir, "missing", "x"), []byte("x")); err == nil {
-		t.Error("write into a missing directory succeeded")
-	}
-}
-
 // credFiles lays out key and token files in a temp dir.
 type credFiles struct {
 	t    *testing.T
@@ -170,7 +76,7 @@ func newCredFiles(t *testing.T) *credFiles {
 
 func (c *credFiles) write(path string, b []byte) {
 	c.t.Helper()
-	if err := WriteFileAtomic(path, b); err != nil {
+	if err := fsutil.WriteFileAtomic(path, b, 0o600); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -261,7 +167,7 @@ func TestLoadCredentialsBad(t *testing.T) {
 			k := mustKey(c.t)
 			c.write(c.p.Key, []byte("junk"))
 			c.write(c.p.Token, []byte(nodeToken(c.t, c.node, k, now)))
-		}, "no PEM block"},
+		}, `no PEM "PRIVATE KEY" block`},
 	} {
 		c := newCredFiles(t)
 		tc.setup(c)
@@ -337,7 +243,7 @@ func TestEnrollRefusesExistingKey(t *testing.T) {
 	cfg := config.Default()
 	cfg.Edge.KeyFile, cfg.Edge.TokenFile = filepath.Join(dir, "edge.key"), filepath.Join(dir, "token")
 	key := mustPEM(t, mustKey(t))
-	if err := WriteFileAtomic(cfg.Edge.KeyFile, key); err != nil {
+	if err := fsutil.WriteFileAtomic(cfg.Edge.KeyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Enroll(context.Background(), cfg, EnrollRequest{Relay: "127.0.0.1:1", Token: "x"}, testLog(t))

@@ -2,7 +2,6 @@ package edged
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,10 +13,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/tlspin"
 )
-
-// maxCAFile bounds the CA bundle read from edge.ca_file.
-const maxCAFile = 1 << 20
 
 // keepaliveTime is how often the connection is pinged when nothing else is received.
 const keepaliveTime = time.Minute
@@ -34,13 +31,9 @@ func transportFor(relay string, e config.EdgeConfig) (credentials.TransportCrede
 		return nil, fmt.Errorf("relay %q: %w", relay, err)
 	}
 	if e.CAFile != "" {
-		pemCA, err := readBounded(e.CAFile, maxCAFile)
+		pool, err := tlspin.LoadCAFile(e.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("edge.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemCA) {
-			return nil, fmt.Errorf("edge.ca_file %s: no PEM certificate in it", e.CAFile)
 		}
 		return credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}), nil
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/edkey"
 	"github.com/keel-relay/keel/internal/wire/capabilities"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
@@ -108,7 +109,7 @@ func Enroll(ctx context.Context, cfg *config.Config, req EnrollRequest, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("enroll: node id: %w", err)
 	}
-	key, err := GenerateKey()
+	key, err := edkey.Generate()
 	if err != nil {
 		return nil, err
 	}

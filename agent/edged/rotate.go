@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/edkey"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/envelope"
 )
@@ -29,7 +30,7 @@ func RotateKey(ctx context.Context, relay string, e config.EdgeConfig, log *slog
 	if err != nil {
 		return nil, nil, fmt.Errorf("rotate key: %w", err)
 	}
-	newKey, err := GenerateKey()
+	newKey, err := edkey.Generate()
 	if err != nil {
 		return nil, nil, err
 	}

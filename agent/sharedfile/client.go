@@ -8,8 +8,6 @@ package sharedfile
 import (
 	"context"
 	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,19 +15,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/keel-relay/keel/internal/tlspin"
 	"github.com/keel-relay/keel/internal/wire/ids"
-	"github.com/keel-relay/keel/internal/wire/keyhash"
+	"github.com/keel-relay/keel/internal/wire/sharedpath"
 )
-
-// APIPrefix is the path under the relay base URL where the shared-files
-// routes are (the versioned form newer Rudder clients use).
-const APIPrefix = "/rudder/relay-api/1/shared-files/"
 
 // Algorithm is the hash algorithm the agent signs and announces files with.
 const Algorithm = "sha256"
@@ -82,9 +76,9 @@ func New(o Options) (*Client, error) {
 	if o.Timeout <= 0 {
 		return nil, errors.New("timeout must be > 0")
 	}
-	tlsConf, err := tlsConfig(o.CAFile, o.KeyHash)
+	tlsConf, err := tlspin.ClientConfig(o.CAFile, o.KeyHash)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("relay TLS: %w", err)
 	}
 	log := o.Logger
 	if log == nil {
@@ -112,44 +106,9 @@ func New(o Options) (*Client, error) {
 // Close releases the client's idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// tlsConfig builds the TLS settings for an https relay.
-func tlsConfig(caFile, keyHash string) (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pemBytes, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
-		}
-		conf.RootCAs = pool
-	}
-	if keyHash != "" {
-		pin, err := keyhash.Parse(keyHash)
-		if err != nil {
-			return nil, fmt.Errorf("relay key hash: %w", err)
-		}
-		// A pinned key replaces chain verification (Rudder relays use
-		// self-signed certificates and pin keys the same way).
-		conf.InsecureSkipVerify = true
-		conf.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("relay sent no certificate")
-			}
-			if !pin.MatchSPKI(cs.PeerCertificates[0].RawSubjectPublicKeyInfo) {
-				return fmt.Errorf("relay certificate key does not match the pinned key hash %s", pin)
-			}
-			return nil
-		}
-	}
-	return conf, nil
-}
-
-// FileURL returns the URL of a shared file on the relay.
+// FileURL returns the URL of a shared file on the relay (under the versioned API prefix).
 func (c *Client) FileURL(target, source, fileID string) string {
-	return c.base + APIPrefix + url.PathEscape(target) + "/" + url.PathEscape(source) + "/" + url.PathEscape(fileID)
+	return c.base + sharedpath.FilePath(target, source, fileID)
 }
 
 // checkIDs validates the ids of a file's route.

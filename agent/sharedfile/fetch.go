@@ -8,15 +8,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/reqauth"
 )
 
@@ -42,110 +43,149 @@ type FetchResult struct {
 // goes to a temporary file next to dest, is hashed on the way, and is checked
 // against the relay's announced hash (ETag, Keel-Hash-Algorithm) and size
 // (Content-Length) — and against o.Hash when set — before the file is synced
-// and renamed onto dest. On any failure dest is left as it was and the
-// temporary file is removed. A file the relay does not hold gives an error
-// wrapping ErrNotFound.
+// and renamed onto dest (package fsutil). On any failure dest is left as it
+// was and the temporary file is removed. A file the relay does not hold gives
+// an error wrapping ErrNotFound.
 func (c *Client) Fetch(ctx context.Context, source, fileID, dest string, o FetchOptions) (FetchResult, error) {
 	target := c.id.NodeID
 	if err := checkIDs(target, source, fileID); err != nil {
 		return FetchResult{}, err
 	}
+	o, err := o.normalize()
+	if err != nil {
+		return FetchResult{}, err
+	}
+	u := c.FileURL(target, source, fileID)
+	ctx, dog, stop := newWatchdog(ctx, c.timeout)
+	defer stop()
+	resp, err := c.requestFile(ctx, dog, u)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	defer resp.Body.Close()
+	v, err := newVerifier(resp, o.Hash)
+	if err != nil {
+		return FetchResult{}, fmt.Errorf("GET %s: %w", u, err)
+	}
+	var n int64
+	err = fsutil.WriteAtomic(dest, o.Mode, func(f *os.File) error {
+		var werr error
+		n, werr = v.copy(f, kickReader{r: resp.Body, w: dog})
+		if werr != nil {
+			return requestError(ctx, fmt.Sprintf("GET %s: after %d bytes", u, n), werr)
+		}
+		if werr := v.check(n); werr != nil {
+			return fmt.Errorf("GET %s: %w; %s left unchanged", u, werr, dest)
+		}
+		return nil
+	})
+	if err != nil {
+		return FetchResult{}, err
+	}
+	c.log.Debug("file fetched", "url", u, "dest", dest, "bytes", n)
+	return FetchResult{Size: n, Hash: v.sum(), Algorithm: v.algo}, nil
+}
+
+// normalize checks o and fills in its defaults.
+func (o FetchOptions) normalize() (FetchOptions, error) {
 	if o.Hash != "" {
 		if b, err := hex.DecodeString(o.Hash); err != nil || len(b) != 32 {
-			return FetchResult{}, fmt.Errorf("expected hash %q is not a hex SHA-256", o.Hash)
+			return o, fmt.Errorf("expected hash %q is not a hex SHA-256", o.Hash)
 		}
 	}
 	if o.Mode == 0 {
 		o.Mode = 0o600
 	}
-	u := c.FileURL(target, source, fileID)
-	ctx, dog, stop := newWatchdog(ctx, c.timeout)
-	defer stop()
+	return o, nil
+}
+
+// requestFile sends the signed GET for u (this node being the target) and
+// returns the relay's answer when it serves the file.
+func (c *Client) requestFile(ctx context.Context, dog *watchdog, u string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return FetchResult{}, fmt.Errorf("GET %s: %w", u, err)
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
-	if err := reqauth.Sign(req, target, c.id.Key, time.Now()); err != nil {
-		return FetchResult{}, err
+	if err := reqauth.Sign(req, c.id.NodeID, c.id.Key, time.Now()); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return FetchResult{}, requestError(ctx, "GET "+u, err)
+		return nil, requestError(ctx, "GET "+u, err)
 	}
-	defer resp.Body.Close()
 	dog.Kick()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return FetchResult{}, fmt.Errorf("GET %s: %w (the relay holds no such file for %s, or it expired)", u, ErrNotFound, target)
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %w (the relay holds no such file for %s, or it expired)", u, ErrNotFound, c.id.NodeID)
 	case resp.StatusCode != http.StatusOK:
-		return FetchResult{}, fmt.Errorf("GET %s: relay answered %s", u, answerText(resp))
+		defer resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: relay answered %s", u, answerText(resp))
 	}
+	return resp, nil
+}
+
+// verifier hashes a fetched body and checks it against what the relay
+// announced (hash, size) and what the caller expects (a SHA-256).
+type verifier struct {
+	algo     string    // the relay's hash algorithm
+	want     string    // the relay's hash, hex
+	length   int64     // the relay's Content-Length, -1 when unknown
+	expected string    // the caller's hex SHA-256, or ""
+	hasher   hash.Hash // algo's
+	sha256er hash.Hash // SHA-256 for expected: hasher itself when algo is sha256
+}
+
+// newVerifier reads what resp announces and refuses at once an announced
+// SHA-256 that is not the expected one.
+func newVerifier(resp *http.Response, expected string) (*verifier, error) {
 	algo, h, want, err := announcedHash(resp.Header)
 	if err != nil {
-		return FetchResult{}, fmt.Errorf("GET %s: %w", u, err)
+		return nil, err
 	}
-	if o.Hash != "" && algo == "sha256" && !strings.EqualFold(o.Hash, want) {
-		return FetchResult{}, fmt.Errorf("GET %s: the relay holds content with sha256 %s, not the expected %s", u, want, o.Hash)
+	if expected != "" && algo == "sha256" && !strings.EqualFold(expected, want) {
+		return nil, fmt.Errorf("the relay holds content with sha256 %s, not the expected %s", want, expected)
 	}
-
-	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".keel-tmp-*")
-	if err != nil {
-		return FetchResult{}, fmt.Errorf("temporary file for %s: %w", dest, err)
+	v := &verifier{algo: algo, want: want, length: resp.ContentLength, expected: expected, hasher: h.New()}
+	v.sha256er = v.hasher
+	if algo != "sha256" && expected != "" {
+		v.sha256er = crypto.SHA256.New()
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	hasher := h.New()
-	var sha256er = hasher
-	if algo != "sha256" && o.Hash != "" {
-		sha256er = crypto.SHA256.New()
-	}
-	var src io.Reader = kickReader{r: resp.Body, w: dog}
-	if resp.ContentLength >= 0 {
-		src = io.LimitReader(src, resp.ContentLength+1)
-	}
-	w := io.MultiWriter(tmp, hasher)
-	if sha256er != hasher {
-		w = io.MultiWriter(tmp, hasher, sha256er)
-	}
-	n, err := io.Copy(w, src)
-	if err != nil {
-		return FetchResult{}, requestError(ctx, fmt.Sprintf("GET %s: after %d bytes", u, n), err)
-	}
-	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		return FetchResult{}, fmt.Errorf("GET %s: got %d bytes, the relay announced %d; %s left unchanged", u, n, resp.ContentLength, dest)
-	}
-	got := hex.EncodeToString(hasher.Sum(nil))
-	if !strings.EqualFold(got, want) {
-		return FetchResult{}, fmt.Errorf("GET %s: the content's %s is %s, the relay announced %s; %s left unchanged", u, algo, got, want, dest)
-	}
-	if o.Hash != "" {
-		if s := hex.EncodeToString(sha256er.Sum(nil)); !strings.EqualFold(s, o.Hash) {
-			return FetchResult{}, fmt.Errorf("GET %s: the content's sha256 is %s, expected %s; %s left unchanged", u, s, o.Hash, dest)
-		}
-	}
-	if err := tmp.Chmod(o.Mode); err != nil {
-		return FetchResult{}, fmt.Errorf("%s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return FetchResult{}, fmt.Errorf("%s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return FetchResult{}, fmt.Errorf("%s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), dest); err != nil {
-		os.Remove(tmp.Name())
-		return FetchResult{}, fmt.Errorf("renaming into %s: %w", dest, err)
-	}
-	keep = true
-	syncDir(filepath.Dir(dest))
-	c.log.Debug("file fetched", "url", u, "dest", dest, "bytes", n)
-	return FetchResult{Size: n, Hash: got, Algorithm: algo}, nil
+	return v, nil
 }
+
+// copy writes body to w, hashing it; it reads at most one byte more than the
+// announced length.
+func (v *verifier) copy(w io.Writer, body io.Reader) (int64, error) {
+	if v.length >= 0 {
+		body = io.LimitReader(body, v.length+1)
+	}
+	dst := io.MultiWriter(w, v.hasher)
+	if v.sha256er != v.hasher {
+		dst = io.MultiWriter(w, v.hasher, v.sha256er)
+	}
+	return io.Copy(dst, body)
+}
+
+// check compares the n bytes copied with the announced size and hash, and
+// with the expected SHA-256.
+func (v *verifier) check(n int64) error {
+	if v.length >= 0 && n != v.length {
+		return fmt.Errorf("got %d bytes, the relay announced %d", n, v.length)
+	}
+	if got := v.sum(); !strings.EqualFold(got, v.want) {
+		return fmt.Errorf("the content's %s is %s, the relay announced %s", v.algo, got, v.want)
+	}
+	if v.expected != "" {
+		if s := hex.EncodeToString(v.sha256er.Sum(nil)); !strings.EqualFold(s, v.expected) {
+			return fmt.Errorf("the content's sha256 is %s, expected %s", s, v.expected)
+		}
+	}
+	return nil
+}
+
+// sum returns the hex hash (the relay's algorithm) of what was copied.
+func (v *verifier) sum() string { return hex.EncodeToString(v.hasher.Sum(nil)) }
 
 // announcedHash reads the relay's hash of a file from an answer's headers:
 // ETag (the hex hash, quoted) and Keel-Hash-Algorithm (inferred from the
@@ -169,15 +209,6 @@ func announcedHash(hdr http.Header) (string, crypto.Hash, string, error) {
 		return "", 0, "", fmt.Errorf("the relay's ETag %s is not a %s hash", etag, algo)
 	}
 	return algo, h, sum, nil
-}
-
-// syncDir makes a rename in dir durable; errors are ignored (some systems
-// cannot sync a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }
 
 // IsNotFound reports whether err says the relay holds no such file.

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -485,4 +487,57 @@ func FuzzParseMode(f *testing.F) {
 			t.Fatalf("ParseMode(%q) = %o", s, m)
 		}
 	})
+}
+
+// TestVerifier: the verify step of Fetch, for each hash the relay may announce, with and
+// without an expected SHA-256.
+func TestVerifier(t *testing.T) {
+	content := []byte("shared content")
+	s1, s256, s512 := sha1.Sum(content), sha256.Sum256(content), sha512.Sum512(content)
+	h1, h256, h512 := hex.EncodeToString(s1[:]), hex.EncodeToString(s256[:]), hex.EncodeToString(s512[:])
+	other := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name, algo, etag, expected string
+		length                     int64
+		body                       []byte
+		newErr, checkErr           string
+	}{
+		{"sha256", "sha256", h256, "", -1, content, "", ""},
+		{"sha256 expected", "sha256", h256, h256, int64(len(content)), content, "", ""},
+		{"sha1 expected sha256", "sha1", h1, h256, -1, content, "", ""},
+		{"sha512 expected sha256", "", h512, h256, -1, content, "", ""},
+		{"announced sha256 not expected", "sha256", h256, other, -1, content, "not the expected", ""},
+		{"sha1, content not expected", "sha1", h1, other, -1, content, "", "expected " + other},
+		{"corrupted", "sha256", h256, "", -1, []byte("shared c0ntent"), "", "the relay announced " + h256},
+		{"short", "sha256", h256, "", int64(len(content)) + 1, content, "", "the relay announced 15"},
+		{"long", "sha256", h256, "", int64(len(content)) - 1, content, "", "got 14 bytes, the relay announced 13"},
+		{"unknown algorithm", "md5", h256, "", -1, content, "not sha1, sha256 or sha512", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := &http.Response{Header: http.Header{}, ContentLength: tc.length}
+			resp.Header.Set("ETag", `"`+tc.etag+`"`)
+			if tc.algo != "" {
+				resp.Header.Set("Keel-Hash-Algorithm", tc.algo)
+			}
+			v, err := newVerifier(resp, tc.expected)
+			if tc.newErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.newErr) {
+					t.Fatalf("newVerifier: %v, want %q", err, tc.newErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			n, err := v.copy(&out, bytes.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = v.check(n)
+			if tc.checkErr == "" && err != nil || tc.checkErr != "" && (err == nil || !strings.Contains(err.Error(), tc.checkErr)) {
+				t.Fatalf("check: %v, want %q", err, tc.checkErr)
+			}
+		})
+	}
 }

@@ -22,12 +22,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/internal/svc"
@@ -361,29 +361,11 @@ func onlineBackup(admin string, tok admintoken.Token, w io.Writer) error {
 	return nil
 }
 
-// writeAtomic writes a file through a temporary file, synced and renamed into place, so a
-// failed backup never leaves a truncated file under the final name.
+// writeAtomic writes a file (mode 0600) through a temporary file, synced and renamed into
+// place (package fsutil), so a failed backup never leaves a truncated file under the final
+// name.
 func writeAtomic(dest string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dest)
+	return fsutil.WriteAtomic(dest, 0o600, func(f *os.File) error { return write(f) })
 }
 
 func cmdRestore(args []string, stdout, stderr io.Writer) int {

@@ -1,19 +1,16 @@
 // Package keys keeps the relay's edge signing key — an Ed25519 key in a PEM PKCS#8 file
 // (mode 0600) created on first use — and reads the PEM public keys of trusted upstream
-// enrollment-token issuers.
+// enrollment-token issuers. The PEM forms and their strict parsing are package edkey's.
 package keys
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 
+	"github.com/keel-relay/keel/internal/edkey"
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/secretfile"
 )
 
@@ -37,15 +34,15 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, err := edkey.Generate()
 	if err != nil {
-		return nil, fmt.Errorf("edge signing key: generate: %w", err)
+		return nil, fmt.Errorf("edge signing key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	pemBytes, err := edkey.MarshalPrivate(priv)
 	if err != nil {
-		return nil, fmt.Errorf("edge signing key: encode: %w", err)
+		return nil, fmt.Errorf("edge signing key: %w", err)
 	}
-	created, err := secretfile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	created, err := secretfile.Create(path, pemBytes)
 	if err != nil {
 		return nil, fmt.Errorf("edge signing key: %w", err)
 	}
@@ -69,7 +66,7 @@ func readKey(path string) ([]byte, ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("edge signing key: %w", err)
 	}
-	key, err := ParsePrivateKey(b)
+	key, err := edkey.ParsePrivate(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("edge signing key %s: %w", path, err)
 	}
@@ -80,7 +77,7 @@ func readKey(path string) ([]byte, ed25519.PrivateKey, error) {
 // replaced atomically), unless the file already holds exactly those bytes. It reports whether
 // it replaced a different key. It is how a restore puts back the key of the backed-up relay.
 func Install(path string, pemBytes []byte) (replaced bool, err error) {
-	if _, err := ParsePrivateKey(pemBytes); err != nil {
+	if _, err := edkey.ParsePrivate(pemBytes); err != nil {
 		return false, fmt.Errorf("edge signing key to install: %w", err)
 	}
 	cur, err := secretfile.Read(path, maxFile)
@@ -103,90 +100,13 @@ func Load(path string) (ed25519.PrivateKey, error) {
 
 // LoadPublicKey reads an Ed25519 public key file (PEM "PUBLIC KEY", PKIX).
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
-	b, err := readSmall(path)
+	b, err := fsutil.ReadFileMax(path, maxFile)
 	if err != nil {
 		return nil, err
 	}
-	key, err := ParsePublicKey(b)
+	key, err := edkey.ParsePublic(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return key, nil
-}
-
-func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", path, maxFile)
-	}
-	return b, nil
-}
-
-// ParsePrivateKey decodes one PEM "PRIVATE KEY" block holding a PKCS#8 Ed25519 key.
-func ParsePrivateKey(b []byte) (ed25519.PrivateKey, error) {
-	der, err := onePEM(b, "PRIVATE KEY")
-	if err != nil {
-		return nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("not a PKCS#8 private key: %w", err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
-	}
-	return priv, nil
-}
-
-// ParsePublicKey decodes one PEM "PUBLIC KEY" block holding a PKIX Ed25519 key.
-func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
-	der, err := onePEM(b, "PUBLIC KEY")
-	if err != nil {
-		return nil, err
-	}
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("not a PKIX public key: %w", err)
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
-	}
-	return pub, nil
-}
-
-// MarshalPublicKey encodes an Ed25519 public key as PEM "PUBLIC KEY".
-func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
-
-// onePEM returns the bytes of the single PEM block of type want in b; anything else (no
-// block, another type, headers, a second block) is an error.
-func onePEM(b []byte, want string) ([]byte, error) {
-	block, rest := pem.Decode(b)
-	switch {
-	case block == nil:
-		return nil, fmt.Errorf("no PEM %q block", want)
-	case block.Type != want:
-		return nil, fmt.Errorf("PEM block is %q, want %q", block.Type, want)
-	case len(block.Headers) > 0:
-		return nil, errors.New("PEM block has headers (an encrypted key?)")
-	}
-	if next, _ := pem.Decode(rest); next != nil {
-		return nil, errors.New("more than one PEM block")
-	}
-	return block.Bytes, nil
 }

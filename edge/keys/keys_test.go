@@ -1,18 +1,16 @@
 package keys
 
 import (
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keel-relay/keel/internal/edkey"
 )
 
 func TestLoadOrCreate(t *testing.T) {
@@ -78,7 +76,7 @@ func TestLoadRefusesOpenPermissions(t *testing.T) {
 
 func TestPublicKeyRoundTrip(t *testing.T) {
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
-	b, err := MarshalPublicKey(pub)
+	b, err := edkey.MarshalPublic(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,50 +93,25 @@ func TestPublicKeyRoundTrip(t *testing.T) {
 	}
 }
 
-func pemOf(typ string, der []byte, headers map[string]string) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der, Headers: headers})
-}
-
-func TestParseBad(t *testing.T) {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
-	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ecPriv, _ := x509.MarshalPKCS8PrivateKey(ec)
-	ecPub, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
-	good := pemOf("PRIVATE KEY", privDER, nil)
-	for _, tc := range []struct {
-		name    string
-		in      []byte
-		public  bool
-		wantErr string
-	}{
-		{"empty", nil, false, "no PEM"},
-		{"garbage", []byte("not a key"), false, "no PEM"},
-		{"wrong type", pemOf("RSA PRIVATE KEY", privDER, nil), false, `"RSA PRIVATE KEY"`},
-		{"headers", pemOf("PRIVATE KEY", privDER, map[string]string{"Proc-Type": "4,ENCRYPTED"}), false, "headers"},
-		{"two blocks", append(append([]byte{}, good...), good...), false, "more than one"},
-		{"bad der", pemOf("PRIVATE KEY", []byte{1, 2, 3}, nil), false, "PKCS#8"},
-		{"ecdsa private", pemOf("PRIVATE KEY", ecPriv, nil), false, "not an Ed25519"},
-		{"public as private", pemOf("PUBLIC KEY", pubDER, nil), false, "want \"PRIVATE KEY\""},
-		{"ecdsa public", pemOf("PUBLIC KEY", ecPub, nil), true, "not an Ed25519"},
-		{"bad public der", pemOf("PUBLIC KEY", []byte{0x30, 0}, nil), true, "PKIX"},
-		{"private as public", good, true, "want \"PUBLIC KEY\""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var err error
-			if tc.public {
-				_, err = ParsePublicKey(tc.in)
-			} else {
-				_, err = ParsePrivateKey(tc.in)
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-			}
-		})
+// TestLoadRefusesTrailingJunk: a key file is exactly one PEM block (package edkey's rule;
+// Load used to accept text after the block).
+func TestLoadRefusesTrailingJunk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	if _, err := LoadOrCreate(path); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := ParsePrivateKey(good); err != nil {
-		t.Fatalf("good key refused: %v", err)
+	good, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(good, "junk\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "trailing data") {
+		t.Fatalf("Load: err = %v, want trailing data refused", err)
+	}
+	if _, err := Install(filepath.Join(t.TempDir(), FileName), append(good, "junk\n"...)); err == nil {
+		t.Fatal("Install accepted a key with trailing data")
 	}
 }
 
@@ -150,23 +123,6 @@ func TestLoadTooBig(t *testing.T) {
 	if _, err := LoadPublicKey(path); err == nil || !strings.Contains(err.Error(), "larger") {
 		t.Fatalf("err = %v", err)
 	}
-}
-
-func FuzzParse(f *testing.F) {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
-	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
-	f.Add(pemOf("PRIVATE KEY", privDER, nil))
-	f.Add(pemOf("PUBLIC KEY", pubDER, nil))
-	f.Add([]byte("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if k, err := ParsePrivateKey(b); err == nil && len(k) != ed25519.PrivateKeySize {
-			t.Fatalf("accepted a private key of %d bytes", len(k))
-		}
-		if k, err := ParsePublicKey(b); err == nil && len(k) != ed25519.PublicKeySize {
-			t.Fatalf("accepted a public key of %d bytes", len(k))
-		}
-	})
 }
 
 // TestInstall: a restore's key replaces the file atomically, with mode 0600, says whether a
@@ -204,12 +160,13 @@ func TestInstall(t *testing.T) {
 		t.Fatalf("installed file: %v, %v; want mode 0600", fi, err)
 	}
 
-	pub, _ := MarshalPublicKey(want.Public().(ed25519.PublicKey))
+	pub, _ := edkey.MarshalPublic(want.Public().(ed25519.PublicKey))
 	for name, bad := range map[string][]byte{
 		"empty":      nil,
 		"garbage":    []byte("not a key"),
 		"public key": pub,
 		"truncated":  pemBytes[:len(pemBytes)/2],
+		"trailing":   append(append([]byte{}, pemBytes...), "junk"...),
 	} {
 		if _, err := Install(dst, bad); err == nil {
 			t.Errorf("Install of %s succeeded", name)

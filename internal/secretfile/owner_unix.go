@@ -23,13 +23,3 @@ func matchOwner(file, dir string) error {
 	}
 	return os.Chown(file, int(st.Uid), int(st.Gid))
 }
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

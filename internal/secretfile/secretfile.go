@@ -1,17 +1,18 @@
 // Package secretfile reads and writes the relay's small secret files (the edge signing key,
 // the admin token): mode 0600, written under a temporary name then linked or renamed into
-// place so that no reader sees half a file, given to the owner of their directory when root
+// place (package fsutil) so that no reader sees half a file, given to the owner of their directory when root
 // writes them, and refused on read when group or others may read them (Unix).
 package secretfile
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/keel-relay/keel/internal/fsutil"
 )
 
 // Read returns the content of the secret file at path, at most max bytes. An error wraps
@@ -31,14 +32,7 @@ func Read(path string, max int) ([]byte, error) {
 			return nil, fmt.Errorf("%s is accessible by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(b) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not the file expected", path, max)
-	}
-	return b, nil
+	return fsutil.ReadAllMax(f, path, int64(max))
 }
 
 // Create writes data to path unless a file is already there; it reports whether it wrote
@@ -48,7 +42,7 @@ func Create(path string, data []byte) (created bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return false, err
 	}
-	tmp, err := writeTemp(path, data)
+	tmp, err := fsutil.WriteTemp(path, 0o600, owned(path, data))
 	if err != nil {
 		return false, err
 	}
@@ -57,9 +51,9 @@ func Create(path string, data []byte) (created bool, err error) {
 		if errors.Is(err, fs.ErrExist) {
 			return false, nil
 		}
-		return false, err
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	return true, syncDir(filepath.Dir(path))
+	return true, fsutil.SyncDir(filepath.Dir(path))
 }
 
 // Replace writes data to path, atomically replacing what is there. The directory is created
@@ -68,40 +62,19 @@ func Replace(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return err
 	}
-	tmp, err := writeTemp(path, data)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.WriteAtomic(path, 0o600, owned(path, data))
 }
 
-// writeTemp writes data to a new temporary file beside path (mode 0600, owned like its
-// directory, synced) and returns its name.
-func writeTemp(path string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return "", err
+// owned returns the writer of a secret file's content: data, then the file is given to
+// the owner of path's directory (matchOwner).
+func owned(path string, data []byte) func(*os.File) error {
+	return func(f *os.File) error {
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		if err := matchOwner(f.Name(), filepath.Dir(path)); err != nil {
+			return fmt.Errorf("write %s: owner: %w", path, err)
+		}
+		return nil
 	}
-	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Chmod(0o600)
-	}
-	if werr == nil {
-		werr = matchOwner(tmp.Name(), filepath.Dir(path))
-	}
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return "", fmt.Errorf("write %s: %w", path, werr)
-	}
-	return tmp.Name(), nil
 }

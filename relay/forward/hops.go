@@ -5,18 +5,17 @@ package forward
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/keel-relay/keel/internal/tlspin"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/nodemap"
 )
@@ -82,47 +81,17 @@ func NewHops(opts HopOptions, nodes func() *nodemap.Map, log *slog.Logger) (*Hop
 	return h, nil
 }
 
+// upstreamTLS returns how the upstream is verified: not at all with the insecure switch,
+// else as package tlspin's ClientConfig says (a key pin replaces chain verification).
 func upstreamTLS(opts HopOptions) (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.InsecureSkipVerify {
-		conf.InsecureSkipVerify = true
-		return conf, nil
+		return &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}, nil
 	}
-	if opts.UpstreamKeyHash != "" {
-		pin, err := keyhash.Parse(opts.UpstreamKeyHash)
-		if err != nil {
-			return nil, fmt.Errorf("forward.tls.key_hash: %w", err)
-		}
-		pinTLS(conf, pin)
-		return conf, nil
-	}
-	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("forward.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("forward.tls.ca_file: %s holds no PEM certificate", opts.CAFile)
-		}
-		conf.RootCAs = pool
+	conf, err := tlspin.ClientConfig(opts.CAFile, opts.UpstreamKeyHash)
+	if err != nil {
+		return nil, fmt.Errorf("forward.tls: %w", err)
 	}
 	return conf, nil
-}
-
-// pinTLS makes conf accept exactly the peers whose leaf certificate key matches pin, the
-// way Rudder relays pin each other's keys (self-signed certificates are the norm).
-func pinTLS(conf *tls.Config, pin keyhash.Pin) {
-	conf.InsecureSkipVerify = true // replaced by the pin check below
-	conf.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("peer sent no certificate")
-		}
-		if !pin.MatchSPKI(cs.PeerCertificates[0].RawSubjectPublicKeyInfo) {
-			return fmt.Errorf("peer certificate key does not match the pinned %s", pin)
-		}
-		return nil
-	}
 }
 
 func newClient(conf *tls.Config) *http.Client {
@@ -211,7 +180,7 @@ func (h *Hops) client(key string, pin *keyhash.Pin) *http.Client {
 	case h.opts.InsecureSkipVerify:
 		conf.InsecureSkipVerify = true
 	case pin != nil:
-		pinTLS(conf, *pin)
+		conf = tlspin.PinnedConfig(*pin)
 	}
 	c := newClient(conf)
 	h.clients[key] = c

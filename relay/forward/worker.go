@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/wire/sharedpath"
 	"github.com/keel-relay/keel/internal/wire/ttl"
 	"github.com/keel-relay/keel/storage"
 )
@@ -274,8 +275,7 @@ func (w *Worker) put(ctx context.Context, hop Hop, job storage.Job, remaining ti
 		done: make(chan struct{}),
 	}
 	size := int64(len(job.Header)) + 1 + job.Size
-	target := hop.BaseURL + "/rudder/relay-api/1/shared-files/" + url.PathEscape(job.File.Target) + "/" +
-		url.PathEscape(job.File.Source) + "/" + url.PathEscape(job.File.ID) + "?ttl=" + ttl.Seconds(remaining)
+	target := hop.BaseURL + sharedpath.FilePath(job.File.Target, job.File.Source, job.File.ID) + "?ttl=" + ttl.Seconds(remaining)
 	// The transport owns the body once Do is called and may still read it after Do returns
 	// (a next hop can answer before reading it all). Cancelling the request stops that, and
 	// waiting for the transport's Close guarantees the store is not read after put returns
@@ -345,8 +345,7 @@ func (b *jobBody) Close() error {
 
 // Head asks hop whether it holds the file with the given hash and returns its status code.
 func Head(ctx context.Context, hop Hop, k storage.FileKey, hash string) (int, http.Header, error) {
-	target := hop.BaseURL + "/rudder/relay-api/1/shared-files/" + url.PathEscape(k.Target) + "/" +
-		url.PathEscape(k.Source) + "/" + url.PathEscape(k.ID) + "?hash=" + url.QueryEscape(hash)
+	target := hop.BaseURL + sharedpath.FilePath(k.Target, k.Source, k.ID) + "?hash=" + url.QueryEscape(hash)
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, target, nil)
 	if err != nil {
 		return 0, nil, fmt.Errorf("build request: %w", err)

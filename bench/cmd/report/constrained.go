@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/keel-relay/keel/internal/wire/sharedpath"
 )
 
 const (
@@ -314,7 +316,7 @@ func headAll(ctx context.Context, p *relayProc, ids []string, hash string) (int,
 	for range putClients {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
-				u := fmt.Sprintf("%s%s/shared-files/%s/%s/%s?hash=%s", p.url, api, nodeID(1), nodeID(0), ids[i], hash)
+				u := p.url + sharedpath.Path(api, nodeID(1), nodeID(0), ids[i]) + "?hash=" + hash
 				req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 				if err != nil {
 					mu.Lock()

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/sharedpath"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/storage"
@@ -32,7 +33,7 @@ const (
 	mib = 1 << 20
 	mb  = 1e6
 	// api is the relay API prefix the benchmarks call.
-	api = "/rudder/relay-api"
+	api = sharedpath.Unversioned
 )
 
 // params sizes a run.
@@ -217,7 +218,7 @@ func writeSynced(path string, buf []byte) error {
 
 // putURL is where node n0000 shares file id with node n0001.
 func putURL(base, id, ttl string) string {
-	return fmt.Sprintf("%s/shared-files/%s/%s/%s?ttl=%s", base, nodeID(1), nodeID(0), id, ttl)
+	return sharedpath.Path(base, nodeID(1), nodeID(0), id) + "?ttl=" + ttl
 }
 
 // putSequential PUTs body count times, one after the other, and returns the content bytes/s.
@@ -335,7 +336,7 @@ func (b *bench) head(ctx context.Context, p *relayProc) error {
 	if _, err := do(ctx, newClient(1), http.MethodPut, putURL(p.url, "head", "1h"), body, http.StatusOK); err != nil {
 		return err
 	}
-	path := fmt.Sprintf("%s/shared-files/%s/%s/head?hash=%s", api, nodeID(1), nodeID(0), hash)
+	path := sharedpath.Path(api, nodeID(1), nodeID(0), "head") + "?hash=" + hash
 	bare, bareURL, err := startBare(ctx, b.bare, fmt.Sprintf("%s/%s/head", nodeID(1), nodeID(0)), hash, len(content))
 	if err != nil {
 		return err
@@ -582,7 +583,7 @@ func (b *bench) generate(ctx context.Context, dataDir string) (string, error) {
 		return "", err
 	}
 	k := key(b.p.files / 2)
-	return fmt.Sprintf("%s/shared-files/%s/%s/%s?hash=%s", api, k.Target, k.Source, k.ID, hash), nil
+	return sharedpath.Path(api, k.Target, k.Source, k.ID) + "?hash=" + hash, nil
 }
 
 // concurrentPuts sends rssPuts signed 1 MiB PUTs at once and reads the relay's peak RSS
@@ -798,7 +799,7 @@ func (b *bench) expiry(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	if _, err := do(ctx, newClient(1), http.MethodHead, fmt.Sprintf("%s%s/shared-files/%s/%s/exp-0?hash=%s", p.url, api, nodeID(1), nodeID(0), hash), nil, http.StatusNotFound); err != nil {
+	if _, err := do(ctx, newClient(1), http.MethodHead, p.url+sharedpath.Path(api, nodeID(1), nodeID(0), "exp-0")+"?hash="+hash, nil, http.StatusNotFound); err != nil {
 		return fmt.Errorf("expiry: the first file should be gone: %w", err)
 	}
 	if b.rep.Series == nil {

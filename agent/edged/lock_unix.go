@@ -11,19 +11,6 @@ import (
 	"time"
 )
 
-// syncDir makes a rename or remove in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // lockFile takes an exclusive advisory lock (flock) on path, creating it, waiting until
 // ctx ends. The returned function releases it.
 func lockFile(ctx context.Context, path string) (func(), error) {

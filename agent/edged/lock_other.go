@@ -4,9 +4,6 @@ package edged
 
 import "context"
 
-// syncDir does nothing here: directories cannot be synced.
-func syncDir(string) error { return nil }
-
 // lockFile does not lock here: two rotations at once are refused by the relay instead
 // (the second one's token is no longer valid).
 func lockFile(context.Context, string) (func(), error) { return func() {}, nil }

@@ -1,0 +1,21 @@
+//go:build unix
+
+package fsutil
+
+import (
+	"fmt"
+	"os"
+)
+
+// SyncDir makes a rename, link or removal in dir durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
