@@ -29,9 +29,10 @@
 //     refreshed before the token expires.
 //
 // Enrollment and credentials: credentials.go (the files, loading them and recovering an
-// interrupted change), enroll.go (Enroll, the capabilities), rotate.go (RotateKey); key
-// encoding, durable writes and the file lock live beside them (keyfile.go, sync_*.go).
-// Tools: tools.go resolves a tool and runs it in its own process group. Connection:
+// interrupted change), enroll.go (Enroll, the capabilities), rotate.go (RotateKey); the key
+// files (keyfile.go, over internal/edkey and internal/fsutil's durable writes) and the file
+// lock (lock_*.go) live beside them. Tools: tools.go resolves a tool and runs it in its own
+// process group (internal/procgroup; shell_*.go picks the shell). Connection:
 // dial.go (transport), backoff.go (reconnection delays). Config deltas: delta.go.
 //
 // A command's path: session.go read → handle → jobs.go invoke → runJob → execute →
