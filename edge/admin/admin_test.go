@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,34 +26,71 @@ import (
 	"github.com/keel-relay/keel/edge/edgesim"
 	"github.com/keel-relay/keel/edge/keys"
 	edgeserver "github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
-	"github.com/keel-relay/keel/relay/relaytest"
+	"github.com/keel-relay/keel/storage"
 )
 
-// env is a real relay (real Badger, edge gRPC and admin listeners on loopback) and a gRPC
-// client to its edge API.
+// env is a real edge API (real Badger store in a temp dir, the gRPC listener on loopback)
+// with the operator API served over HTTP on loopback, and a gRPC client to the edge API.
 type env struct {
 	t      *testing.T
-	relay  *relaytest.Relay
+	admin  string // base URL of the operator API
 	client edgepb.NodeClusterServiceClient
 	enroll func(label string) string // an enrollment token
 }
 
+// edgeOptions are the relay's default edge settings (relay/config's default.yaml), with
+// AttestPerMinute raised for tests that enroll many daemons.
+func edgeOptions(key ed25519.PrivateKey) edgeserver.Options {
+	return edgeserver.Options{
+		Listen: "127.0.0.1:0", Role: "relay_coordinator",
+		HeartbeatInterval: 30 * time.Second, StaleThreshold: 90 * time.Second,
+		TokenTTL: time.Hour, OverlapWindow: time.Minute, AttestPerMinute: 10000,
+		MaxPendingChallenges: 1024, ReservedChallenges: 256, ChallengesPerSource: 8, ChallengesPerNetwork: 32,
+		HelloTimeout: 10 * time.Second, StreamQueue: 64, FlushInterval: 30 * time.Second,
+		DrainGrace: 10 * time.Second, MaxStreams: 1000, AgentRunTimeout: 5 * time.Minute,
+		SigningKey: key, Issuer: keys.Issuer("root"),
+	}
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	cfg := relaytest.Config(t, t.TempDir(), "root", nil)
-	cfg.Edge.AttestPerMinute = 10000
-	r := relaytest.Start(t, cfg)
-	key, err := keys.Load(edgeserver.SigningKeyPath(cfg.DataDir))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := storage.Open(storage.DefaultOptions(t.TempDir()), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(r.EdgeAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edgeserver.New(edgeOptions(key), store, metrics.NewRegistry(), log)
+	if err != nil {
+		store.Close()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	api := httptest.NewServer(admin.New(admin.ServerBackend{S: srv}, log))
+	t.Cleanup(func() {
+		api.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := store.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{t: t, relay: r, client: edgepb.NewNodeClusterServiceClient(conn), enroll: func(label string) string {
+	return &env{t: t, admin: api.URL, client: edgepb.NewNodeClusterServiceClient(conn), enroll: func(label string) string {
 		tok, _, err := edgeserver.EnrollmentToken(key, keys.Issuer("root"), "acme", label, 15*time.Minute, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -89,16 +130,26 @@ func (e *env) connect(id *edgesim.Identity, opts edgesim.Options) (ended <-chan 
 	return ch, cancel
 }
 
-func (e *env) url(path string) string { return e.relay.Admin + path }
+func (e *env) url(path string) string { return e.admin + path }
 
 // call sends a request to the admin API and returns the status and the body.
 func (e *env) call(method, path, body string) (int, string) {
 	e.t.Helper()
-	var b []byte
+	var rd io.Reader
 	if body != "" {
-		b = []byte(body)
+		rd = strings.NewReader(body)
 	}
-	return relaytest.Do(e.t, method, e.url(path), b)
+	req, err := http.NewRequest(method, e.url(path), rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func (e *env) show(id string) admin.Daemon {

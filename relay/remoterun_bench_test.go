@@ -1,6 +1,6 @@
 //go:build linux
 
-package remoterun_test
+package relay_test
 
 import (
 	"bufio"
@@ -38,7 +38,7 @@ func BenchmarkRemoteRun1000(b *testing.B) {
 		b.Skip("no sleep command")
 	}
 	ids := nodeIDs(nodes)
-	r := startRelay(b, "root", rootWith(ids...), []string{sleepCmd, strconv.FormatFloat(sleep.Seconds(), 'f', -1, 64)}, func(c *config.Config) {
+	r := startRunRelay(b, "root", rootWith(ids...), []string{sleepCmd, strconv.FormatFloat(sleep.Seconds(), 'f', -1, 64)}, func(c *config.Config) {
 		c.RemoteRun.Concurrency = concurrency
 	})
 	form := "keep_output=false&asynchronous=false&nodes=" + strings.Join(ids, ",")
@@ -75,7 +75,7 @@ func BenchmarkRemoteRun1000(b *testing.B) {
 func BenchmarkRemoteRunOutput(b *testing.B) {
 	const nodes, lines, size = 1000, 1024, 1023 // 1024 lines of 1023 bytes + newline = 1 MiB
 	ids := nodeIDs(nodes)
-	r := startRelay(b, "root", rootWith(ids...),
+	r := startRunRelay(b, "root", rootWith(ids...),
 		agentCommand(b.TempDir(), "-lines", strconv.Itoa(lines), "-bytes", strconv.Itoa(size)), nil)
 	form := "keep_output=true&asynchronous=false&nodes=" + strings.Join(ids, ",")
 	b.SetBytes(nodes * lines * (size + 1))

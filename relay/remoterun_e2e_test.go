@@ -1,6 +1,6 @@
 //go:build linux
 
-package remoterun_test
+package relay_test
 
 import (
 	"bufio"
@@ -94,9 +94,9 @@ func agentCommand(pidDir string, extra ...string) []string {
 	return append([]string{agentPath, "-node", "{node_id}", "-host", "{hostname}", "-classes", "{classes}", "-piddir", pidDir}, extra...)
 }
 
-// startRelay starts a relay (root unless tweak says otherwise) with the node map and command,
+// startRunRelay starts a relay (root unless tweak says otherwise) with the node map and command,
 // after checking that config validation accepts its config.
-func startRelay(t testing.TB, self string, nodes []byte, command []string, tweak func(*config.Config)) *relaytest.Relay {
+func startRunRelay(t testing.TB, self string, nodes []byte, command []string, tweak func(*config.Config)) *relaytest.Relay {
 	t.Helper()
 	cfg := relaytest.Config(t, t.TempDir(), self, nodes)
 	cfg.RemoteRun.Command = command
@@ -149,8 +149,8 @@ func post(t testing.TB, url, form string, header ...string) (int, http.Header, s
 	return resp.StatusCode, resp.Header, string(body)
 }
 
-// answer is a streamed remote-run answer parsed back.
-type answer struct {
+// runAnswer is a streamed remote-run answer parsed back.
+type runAnswer struct {
 	output  map[string][]string         // node -> its output lines, prefix removed, in order
 	results map[string]runoutput.Result // node -> its result line
 	order   []string                    // the node of each line, in the order received
@@ -158,9 +158,9 @@ type answer struct {
 
 // parseAnswer parses a remote-run answer, failing on any line that is neither "<node>:..." nor
 // a JSON result, on a node's output after its result, and on a second result for a node.
-func parseAnswer(t testing.TB, body string) answer {
+func parseAnswer(t testing.TB, body string) runAnswer {
 	t.Helper()
-	a := answer{output: map[string][]string{}, results: map[string]runoutput.Result{}}
+	a := runAnswer{output: map[string][]string{}, results: map[string]runoutput.Result{}}
 	if body == "" {
 		return a
 	}
@@ -221,7 +221,7 @@ func checkOutput(t testing.TB, node string, got, want []string) {
 }
 
 // checkResults checks that exactly the nodes of want have a result line, with these exit codes.
-func checkResults(t testing.TB, a answer, want map[string]int) {
+func checkResults(t testing.TB, a runAnswer, want map[string]int) {
 	t.Helper()
 	for node, code := range want {
 		res, ok := a.results[node]
@@ -241,8 +241,8 @@ func checkResults(t testing.TB, a answer, want map[string]int) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after waitLong.
-func waitFor(t testing.TB, what string, cond func() bool) {
+// waitUntil polls cond until it holds, failing the test after waitLong.
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitLong)
 	for !cond() {
@@ -338,7 +338,7 @@ func TestWebUIRequest(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
 	stderr := "warning: \"quoted\"\n\ta tab, a backslash \\, <html> & é\n"
-	r := startRelay(t, "root", rootWith("node-1"), agentCommand(pids, "-lines", "3", "-stderr", stderr, "-exit", "3"), nil)
+	r := startRunRelay(t, "root", rootWith("node-1"), agentCommand(pids, "-lines", "3", "-stderr", stderr, "-exit", "3"), nil)
 
 	for _, tc := range []struct {
 		name, prefix, form string
@@ -380,7 +380,7 @@ func TestWebUIRequest(t *testing.T) {
 func TestPostGenerationHook(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("id1", "id2", "id3"), agentCommand(pids, "-lines", "2", "-delay", "1s"), nil)
+	r := startRunRelay(t, "root", rootWith("id1", "id2", "id3"), agentCommand(pids, "-lines", "2", "-delay", "1s"), nil)
 
 	status, hdr, body := post(t, r.URL+api+"/remote-run/nodes", "asynchronous=true&keep_output=false&nodes=id1,id2")
 	if status != http.StatusOK || body != "" || hdr.Get("Content-Length") != "0" {
@@ -390,8 +390,8 @@ func TestPostGenerationHook(t *testing.T) {
 	if exists(pids, "id1.done") || exists(pids, "id2.done") {
 		t.Error("the asynchronous call answered after the runs ended")
 	}
-	waitFor(t, "both runs to end", func() bool { return exists(pids, "id1.done") && exists(pids, "id2.done") })
-	waitFor(t, "keel_remote_run_nodes_total to count 2 runs", func() bool {
+	waitUntil(t, "both runs to end", func() bool { return exists(pids, "id1.done") && exists(pids, "id2.done") })
+	waitUntil(t, "keel_remote_run_nodes_total to count 2 runs", func() bool {
 		return metric(t, r, "keel_remote_run_nodes_total", `via="command"`, `result="ok"`) == 2
 	})
 	if got := pidFiles(t, pids); !slices.Equal(got, []string{"id1.pid", "id2.pid"}) {
@@ -406,7 +406,7 @@ func TestPostGenerationHook(t *testing.T) {
 func TestCalls(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("a", "b", "c"), agentCommand(pids, "-lines", "5"), nil)
+	r := startRunRelay(t, "root", rootWith("a", "b", "c"), agentCommand(pids, "-lines", "5"), nil)
 	reset := func(t *testing.T) {
 		t.Helper()
 		if err := os.RemoveAll(pids); err != nil {
@@ -475,7 +475,7 @@ func TestCalls(t *testing.T) {
 func TestBadRequests(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("a"), agentCommand(pids), nil)
+	r := startRunRelay(t, "root", rootWith("a"), agentCommand(pids), nil)
 	const classPattern = " does not match ^[A-Za-z0-9][A-Za-z0-9_]*$\n"
 	const idRule = `: must be 1 to 255 characters among A-Z a-z 0-9 _ . - and not "." or ".."` + "\n"
 	tests := []struct {
@@ -521,11 +521,11 @@ func TestBadRequests(t *testing.T) {
 func TestMaxCalls(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("a", "h"), agentCommand(pids, "-hang-nodes", "h"), func(c *config.Config) {
+	r := startRunRelay(t, "root", rootWith("a", "h"), agentCommand(pids, "-hang-nodes", "h"), func(c *config.Config) {
 		c.RemoteRun.MaxCalls = 1
 	})
 	_, cancel := startCall(t, r.URL+api+"/remote-run/nodes/h", "keep_output=true")
-	waitFor(t, "the hanging agent to start", func() bool { return exists(pids, "h.pid") })
+	waitUntil(t, "the hanging agent to start", func() bool { return exists(pids, "h.pid") })
 
 	for _, form := range []string{"keep_output=true", "asynchronous=true&nodes=a"} {
 		status, hdr, body := post(t, r.URL+api+"/remote-run/nodes/a", form)
@@ -542,8 +542,8 @@ func TestMaxCalls(t *testing.T) {
 	}
 	cancel()
 	hung := readPid(t, pids, "h.pid")
-	waitFor(t, "the hanging agent to be killed", func() bool { return gone(hung) })
-	waitFor(t, "the call slot to be free", func() bool {
+	waitUntil(t, "the hanging agent to be killed", func() bool { return gone(hung) })
+	waitUntil(t, "the call slot to be free", func() bool {
 		status, _, body := post(t, r.URL+api+"/remote-run/nodes/a", "keep_output=true")
 		return status == http.StatusOK && parseAnswer(t, body).results["a"].ExitCode == 0
 	})
@@ -558,7 +558,7 @@ func TestInterleaved50(t *testing.T) {
 	for i := range nodes {
 		ids = append(ids, fmt.Sprintf("n%02d", i))
 	}
-	r := startRelay(t, "root", rootWith(ids...),
+	r := startRunRelay(t, "root", rootWith(ids...),
 		agentCommand(t.TempDir(), "-lines", strconv.Itoa(lines), "-jitter", "3ms", "-bytes", strconv.Itoa(size)), nil)
 	status, _, body := post(t, r.URL+api+"/remote-run/nodes", "keep_output=true&asynchronous=false&nodes="+strings.Join(ids, ","))
 	if status != http.StatusOK {
@@ -591,7 +591,7 @@ func TestInterleaved50(t *testing.T) {
 func TestHangingNodeCut(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("a", "b", "h"),
+	r := startRunRelay(t, "root", rootWith("a", "b", "h"),
 		agentCommand(pids, "-lines", "3", "-stderr", "agent started\n", "-hang-nodes", "h", "-child"), func(c *config.Config) {
 			c.RemoteRun.Timeout = time.Second
 		})
@@ -613,7 +613,7 @@ func TestHangingNodeCut(t *testing.T) {
 	}
 	for _, f := range []string{"h.pid", "h.child.pid"} {
 		pid := readPid(t, pids, f)
-		waitFor(t, f+" to be gone", func() bool { return gone(pid) })
+		waitUntil(t, f+" to be gone", func() bool { return gone(pid) })
 	}
 }
 
@@ -623,11 +623,11 @@ func TestClientDisconnect(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
 	ids := []string{"h1", "h2", "h3", "h4"}
-	r := startRelay(t, "root", rootWith(ids...), agentCommand(pids, "-lines", "1", "-hang", "-child"), nil)
+	r := startRunRelay(t, "root", rootWith(ids...), agentCommand(pids, "-lines", "1", "-hang", "-child"), nil)
 	_, cancel := startCall(t, r.URL+api+"/remote-run/nodes", "keep_output=true&asynchronous=false&nodes="+strings.Join(ids, ","))
 	var procs []int
 	for _, id := range ids {
-		waitFor(t, id+"'s agent and child to start", func() bool { return exists(pids, id+".child.pid") })
+		waitUntil(t, id+"'s agent and child to start", func() bool { return exists(pids, id+".child.pid") })
 		procs = append(procs, readPid(t, pids, id+".pid"), readPid(t, pids, id+".child.pid"))
 	}
 	for _, pid := range procs {
@@ -638,12 +638,12 @@ func TestClientDisconnect(t *testing.T) {
 	cancel()
 	start := time.Now()
 	for _, pid := range procs {
-		waitFor(t, fmt.Sprintf("process %d to be killed", pid), func() bool { return gone(pid) })
+		waitUntil(t, fmt.Sprintf("process %d to be killed", pid), func() bool { return gone(pid) })
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("the processes took %s to go", took)
 	}
-	waitFor(t, "the runs to be counted as errors", func() bool {
+	waitUntil(t, "the runs to be counted as errors", func() bool {
 		return metric(t, r, "keel_remote_run_nodes_total", `result="error"`) == float64(len(ids)) &&
 			metric(t, r, "keel_remote_run_nodes_running") == 0
 	})
@@ -700,14 +700,14 @@ func (p *countingProxy) take() []recorded {
 func TestSubRelay(t *testing.T) {
 	t.Parallel()
 	subPids, rootPids := t.TempDir(), t.TempDir()
-	sub := startRelay(t, "relay1", nodeMap(
+	sub := startRunRelay(t, "relay1", nodeMap(
 		mapNode{id: "relay1", parent: "root"}, // itself, as Rudder lists it
 		mapNode{id: "s1", parent: "relay1"},
 		mapNode{id: "s2", parent: "relay1"},
 	), agentCommand(subPids, "-lines", "4"), asRelay(t))
 	proxy := newCountingProxy(t, sub.URL)
 	down := relaytest.DownAddr(t)
-	root := startRelay(t, "root", nodeMap(
+	root := startRunRelay(t, "root", nodeMap(
 		mapNode{id: "root", parent: "root"},
 		mapNode{id: "l1", parent: "root"},
 		mapNode{id: "relay1", parent: "root", host: strings.TrimPrefix(proxy.URL, "http://")},
@@ -823,10 +823,10 @@ func TestSubRelay(t *testing.T) {
 		if status != http.StatusOK || body != "" {
 			t.Fatalf("got %d %q, want 200 and an empty body", status, body)
 		}
-		waitFor(t, "s1 (at the sub-relay) and l1 (at the root) to run", func() bool {
+		waitUntil(t, "s1 (at the sub-relay) and l1 (at the root) to run", func() bool {
 			return exists(subPids, "s1.done") && exists(rootPids, "l1.done")
 		})
-		waitFor(t, "d1's failure to be counted", func() bool {
+		waitUntil(t, "d1's failure to be counted", func() bool {
 			return metric(t, root, "keel_remote_run_nodes_total", `via="sub-relay"`, `result="error"`) == failed+1
 		})
 		seen := proxy.take()
@@ -862,15 +862,15 @@ func startCall(t testing.TB, url, form string) (*http.Response, func()) {
 func TestAsyncOutlivesClient(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("a", "b"), agentCommand(pids, "-lines", "3", "-delay", "400ms"), nil)
+	r := startRunRelay(t, "root", rootWith("a", "b"), agentCommand(pids, "-lines", "3", "-delay", "400ms"), nil)
 	resp, cancel := startCall(t, r.URL+api+"/remote-run/nodes", "asynchronous=true&keep_output=true&nodes=a,b")
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil || !strings.HasSuffix(line, " 000000 \n") {
 		t.Fatalf("first line %q (%v), want a node's first output line", line, err)
 	}
 	cancel()
-	waitFor(t, "the runs to end after the caller left", func() bool { return exists(pids, "a.done") && exists(pids, "b.done") })
-	waitFor(t, "the runs to be counted", func() bool {
+	waitUntil(t, "the runs to end after the caller left", func() bool { return exists(pids, "a.done") && exists(pids, "b.done") })
+	waitUntil(t, "the runs to be counted", func() bool {
 		return metric(t, r, "keel_remote_run_nodes_total", `via="command"`, `result="ok"`) == 2
 	})
 }
@@ -880,19 +880,19 @@ func TestAsyncOutlivesClient(t *testing.T) {
 func TestSubRelayDisconnect(t *testing.T) {
 	t.Parallel()
 	subPids := t.TempDir()
-	sub := startRelay(t, "relay1", nodeMap(mapNode{id: "relay1", parent: "root"}, mapNode{id: "s1", parent: "relay1"}),
+	sub := startRunRelay(t, "relay1", nodeMap(mapNode{id: "relay1", parent: "root"}, mapNode{id: "s1", parent: "relay1"}),
 		agentCommand(subPids, "-lines", "1", "-hang", "-child"), asRelay(t))
-	root := startRelay(t, "root", nodeMap(
+	root := startRunRelay(t, "root", nodeMap(
 		mapNode{id: "root", parent: "root"},
 		mapNode{id: "relay1", parent: "root", host: strings.TrimPrefix(sub.URL, "http://")},
 		mapNode{id: "s1", parent: "relay1"},
 	), agentCommand(t.TempDir()), nil)
 	_, cancel := startCall(t, root.URL+api+"/remote-run/nodes/s1", "keep_output=true")
-	waitFor(t, "s1's agent to start at the sub-relay", func() bool { return exists(subPids, "s1.child.pid") })
+	waitUntil(t, "s1's agent to start at the sub-relay", func() bool { return exists(subPids, "s1.child.pid") })
 	procs := []int{readPid(t, subPids, "s1.pid"), readPid(t, subPids, "s1.child.pid")}
 	cancel()
 	for _, pid := range procs {
-		waitFor(t, fmt.Sprintf("process %d to be killed", pid), func() bool { return gone(pid) })
+		waitUntil(t, fmt.Sprintf("process %d to be killed", pid), func() bool { return gone(pid) })
 	}
 }
 
@@ -902,7 +902,7 @@ func TestSubRelayDisconnect(t *testing.T) {
 func TestHalfClosedCaller(t *testing.T) {
 	t.Parallel()
 	pids := t.TempDir()
-	r := startRelay(t, "root", rootWith("h1"), agentCommand(pids, "-lines", "1", "-hang", "-child"), nil)
+	r := startRunRelay(t, "root", rootWith("h1"), agentCommand(pids, "-lines", "1", "-hang", "-child"), nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -933,7 +933,7 @@ func TestHalfClosedCaller(t *testing.T) {
 	for _, f := range []string{"h1.pid", "h1.child.pid"} {
 		if exists(pids, f) {
 			pid := readPid(t, pids, f)
-			waitFor(t, f+" to be gone", func() bool { return gone(pid) })
+			waitUntil(t, f+" to be gone", func() bool { return gone(pid) })
 		}
 	}
 }
