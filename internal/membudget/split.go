@@ -3,6 +3,8 @@ package membudget
 import (
 	"fmt"
 	"strings"
+
+	"github.com/keel-relay/keel/internal/wire/runoutput"
 )
 
 // Settings are the values of the relay that take memory, as configured; Split lowers them to
@@ -69,8 +71,10 @@ const (
 	UploadOverhead = 64 << 10
 	// CopyBuffer is the copy buffer of an upload (relay/sharedfiles).
 	CopyBuffer = 32 << 10
-	// RemoteRunMaxLine is the largest output line of a remote run (relay/remoterun.MaxLine).
-	RemoteRunMaxLine = 64 << 10
+	// RemoteRunMaxLine is the output line a remote-run call is counted for: the longest output
+	// line of a node (runoutput.MaxLine). Result lines and lines relayed from a sub-relay may
+	// be longer (up to runoutput.MaxStreamLine) but are rare beside output lines.
+	RemoteRunMaxLine = runoutput.MaxLine
 	// RemoteRunCallOutput is the least output buffer a remote-run call is counted for.
 	RemoteRunCallOutput = 8 * RemoteRunMaxLine
 	// MinRemoteRunOutputLines is the fewest output lines a call may queue.

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/internal/confload"
+	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
 // Limits of the edge section.
 const (
 	MaxEdgeStreams     = 1_000_000
 	MaxEdgeStreamQueue = 65536
-	MinEdgeKeepalive   = 20 * time.Second // the listener refuses pings more often than this
+	MinEdgeKeepalive   = edgepb.MinKeepalive // the listener refuses pings more often than this
 )
 
 // maxChallenges bounds each of the edge section's challenge counts.
