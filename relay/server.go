@@ -344,15 +344,10 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener
 	return ln, nil
 }
 
+// listen binds the relay API's listener and, when admin.listen is set, the admin listener.
 func (s *Server) listen(cfg *config.Config) error {
 	var err error
-	s.api = &http.Server{
-		Handler:           s.front.Handler(),
-		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		IdleTimeout:       cfg.HTTP.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
-	}
+	s.api = s.httpServer(cfg, s.front.Handler(), "http")
 	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections, s.api); err != nil {
 		return err
 	}
@@ -361,15 +356,21 @@ func (s *Server) listen(cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
-		s.admin = &http.Server{
-			Handler:           s.front.AdminHandler(),
-			ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-			IdleTimeout:       cfg.HTTP.IdleTimeout,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(s.log.With("component", "admin").Handler(), slog.LevelWarn),
-		}
+		s.admin = s.httpServer(cfg, s.front.AdminHandler(), "admin")
 	}
 	return nil
+}
+
+// httpServer is the http.Server of one listener: the header and idle timeouts of the http
+// section, 64 KiB of headers at most, net/http's own errors logged as warnings.
+func (s *Server) httpServer(cfg *config.Config, h http.Handler, component string) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.With("component", component).Handler(), slog.LevelWarn),
+	}
 }
 
 func (s *Server) closeListeners() error {
