@@ -186,10 +186,10 @@ func FuzzParse(f *testing.F) {
 		}
 		// A base64 pin is accepted only in its one canonical (padded) form, which String gives;
 		// a hex pin only as the hex of its sum, in either case.
-		if algo, v, ok := strings.Cut(s, "//"); ok && p.String() != s {
+		if _, _, b64 := strings.Cut(s, "//"); b64 && p.String() != s {
 			t.Fatalf("Parse(%q) accepted a base64 pin String gives as %q", s, p)
-		} else if !ok {
-			algo, v, _ = strings.Cut(s, ":")
+		} else if !b64 {
+			algo, v, _ := strings.Cut(s, ":")
 			if algo+":"+hex.EncodeToString(p.Sum) != strings.ToLower(algo)+":"+strings.ToLower(v) {
 				t.Fatalf("Parse(%q) accepted a hex pin that is not the hex of %x", s, p.Sum)
 			}
