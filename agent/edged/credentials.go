@@ -15,6 +15,7 @@ import (
 	"github.com/keel-relay/keel/internal/edkey"
 	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // Paths are the daemon's credential files. Beside them live the files of an
@@ -235,15 +236,6 @@ func commitLocked(p Paths, token string) error {
 	return nil
 }
 
-// isUUID reports whether s is a UUID in its 36-character textual form.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(s)
-	return err == nil
-}
-
 // generatedNodeID returns the node id kept in Key+".node-id", creating it (a random UUID)
 // the first time.
 func generatedNodeID(p Paths) (string, error) {
@@ -251,7 +243,7 @@ func generatedNodeID(p Paths) (string, error) {
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(b))
-		if !isUUID(id) {
+		if ids.ValidEdgeNodeID(id) != nil {
 			return "", fmt.Errorf("%s: %q is not a UUID", p.nodeID(), id)
 		}
 		return id, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/keel-relay/keel/internal/edkey"
 	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 func testLog(t *testing.T) *slog.Logger {
@@ -226,7 +227,7 @@ func TestEnrollNodeID(t *testing.T) {
 	}
 	cfg.NodeID = "root"
 	got, err := EnrollNodeID(cfg)
-	if err != nil || !isUUID(got) {
+	if err != nil || ids.ValidEdgeNodeID(got) != nil {
 		t.Fatalf("non-UUID node id: %q %v", got, err)
 	}
 	again, _ := EnrollNodeID(cfg)

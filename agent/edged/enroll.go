@@ -19,6 +19,7 @@ import (
 	"github.com/keel-relay/keel/internal/wire/capabilities"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // Tool names the daemon serves.
@@ -72,7 +73,7 @@ func localTools(t config.ToolsConfig) []string {
 // uuid_file) when it is a UUID, else a random UUID generated once and kept beside the
 // key (edge.key_file + ".node-id"), so that enrolling again keeps the same id.
 func EnrollNodeID(cfg *config.Config) (string, error) {
-	if id, err := agent.NodeID(cfg); err == nil && isUUID(id) {
+	if id, err := agent.NodeID(cfg); err == nil && ids.ValidEdgeNodeID(id) == nil {
 		return id, nil
 	}
 	return generatedNodeID(Paths{Key: cfg.Edge.KeyFile, Token: cfg.Edge.TokenFile})

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/cmdtemplate"
 	"github.com/keel-relay/keel/internal/procgroup"
 	"github.com/keel-relay/keel/internal/wire/classlist"
 )
@@ -65,7 +66,10 @@ func resolveTool(tools config.ToolsConfig, tool string, args *structpb.Struct) (
 		if err != nil {
 			return nil, refuse(CodeBadArgs, "agent-run: classes: %v", err)
 		}
-		return expandCommand(tools.AgentRun.Command, strings.Join(classes, ",")), nil
+		// {classes} is the only placeholder of edge.tools.agent_run.command; the rule is
+		// keel-relay's remote_run.command's: with no classes, [rudder, agent, run, -D,
+		// {classes}] becomes [rudder, agent, run].
+		return cmdtemplate.Expand(tools.AgentRun.Command, map[string]string{cmdtemplate.Classes: strings.Join(classes, ",")}), nil
 	case ToolShell:
 		if !tools.Shell.Enabled {
 			return nil, refuse(CodeToolDisabled, "the shell tool is disabled on this node (edge.tools.shell.enabled)")
@@ -126,30 +130,6 @@ func parseClasses(v *structpb.Value) ([]string, error) {
 	}
 	return classes, nil
 }
-
-// placeholderClasses is the only placeholder of edge.tools.agent_run.command.
-const placeholderClasses = "{classes}"
-
-// expandCommand fills {classes} in the command template. An argument that is exactly
-// {classes} is dropped when there are no classes, together with the option flag just
-// before it (an argument starting with "-", other than "-" and "--"), as keel-relay's
-// remote_run.command does: with no classes, [rudder, agent, run, -D, {classes}] becomes
-// [rudder, agent, run].
-func expandCommand(template []string, classes string) []string {
-	argv := make([]string, 0, len(template))
-	for i, arg := range template {
-		if arg == placeholderClasses && classes == "" && i > 0 {
-			if n := len(argv); n > 1 && isFlag(argv[n-1]) {
-				argv = argv[:n-1]
-			}
-			continue
-		}
-		argv = append(argv, strings.ReplaceAll(arg, placeholderClasses, classes))
-	}
-	return argv
-}
-
-func isFlag(arg string) bool { return strings.HasPrefix(arg, "-") && arg != "--" && arg != "-" }
 
 // runProcess runs argv with procgroup.Run: in its own process group, killed whole when ctx
 // ends or the command exits. It returns the exit status (128+signal when a signal ended

@@ -21,26 +21,6 @@ import (
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
-func TestExpandCommand(t *testing.T) {
-	for _, tc := range []struct {
-		tmpl    []string
-		classes string
-		want    string
-	}{
-		{[]string{"rudder", "agent", "run", "-D", "{classes}"}, "a,b", "rudder agent run -D a,b"},
-		{[]string{"rudder", "agent", "run", "-D", "{classes}"}, "", "rudder agent run"},
-		{[]string{"run", "--classes={classes}"}, "", "run --classes="},
-		{[]string{"run", "--", "{classes}"}, "", "run --"},
-		{[]string{"run", "{classes}", "-v"}, "", "run -v"},
-		{[]string{"run", "x{classes}y{classes}"}, "c", "run xcyc"},
-		{[]string{"-D", "{classes}"}, "", "-D"},
-	} {
-		if got := strings.Join(expandCommand(tc.tmpl, tc.classes), " "); got != tc.want {
-			t.Errorf("%q with %q: %q, want %q", tc.tmpl, tc.classes, got, tc.want)
-		}
-	}
-}
-
 func TestParseClasses(t *testing.T) {
 	list := func(vs ...any) *structpb.Value {
 		l, err := structpb.NewList(vs)

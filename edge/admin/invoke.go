@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -88,90 +89,149 @@ func (o *out) flush() {
 	}
 }
 
+// invoke runs a tool on the daemons an invoke request targets and streams their output:
+// parse the request, select the targets, start the fleet with bounded parallelism, answer
+// with the fleet's headers, stream each node's lines and result, then log the outcome.
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	inv, err := ParseInvoke(r.Body)
+	inv, nodes, err := h.invokeTargets(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	run, err := h.startRun(r.Context(), inv, nodes)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer run.close()
+	o := answerFleet(w, run.f, len(nodes))
+	failed := run.stream(o)
+	h.log.Info("edge invoke done", "fleet", run.f.ID, "nodes", len(nodes), "failed", failed,
+		"took", time.Since(run.f.Started).Round(time.Millisecond), "client_gone", r.Context().Err() != nil || o.err != nil)
+}
+
+// invokeTargets parses the invoke request of r and selects the daemons it targets.
+func (h *Handler) invokeTargets(r *http.Request) (Invoke, []string, error) {
+	inv, err := ParseInvoke(r.Body)
+	if err != nil {
+		return Invoke{}, nil, err
 	}
 	nodes, err := h.targets(r.Context(), inv)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return Invoke{}, nil, err
 	}
+	return inv, nodes, nil
+}
+
+// fleetRun is one invoke's running fleet and the queue of its events waiting for the client.
+type fleetRun struct {
+	f      *dispatch.Fleet
+	events chan dispatch.FleetEvent
+	stop   chan struct{} // closed when the handler returns: the fleet's nodes stop waiting
+}
+
+// startRun starts the fleet of inv on nodes, at most inv.Parallel nodes at once (one for a
+// single node). The fleet lives as long as ctx, the request's: a client that goes away
+// cancels it. The caller closes the run when it stops reading its events.
+func (h *Handler) startRun(ctx context.Context, inv Invoke, nodes []string) (*fleetRun, error) {
 	parallel := inv.Parallel
 	if inv.Node != "" {
 		parallel = 1
 	}
-	events := make(chan dispatch.FleetEvent, eventQueue)
-	stop := make(chan struct{})
-	defer close(stop)
-	on := func(ev dispatch.FleetEvent) {
-		select {
-		case events <- ev:
-		case <-stop:
-		}
-	}
-	// The fleet lives as long as the request: a client that goes away cancels it.
-	f, err := h.b.StartFleet(r.Context(), dispatch.FleetRequest{
+	run := &fleetRun{events: make(chan dispatch.FleetEvent, eventQueue), stop: make(chan struct{})}
+	f, err := h.b.StartFleet(ctx, dispatch.FleetRequest{
 		Nodes: nodes, Tool: inv.Tool, Args: inv.Args, Deadline: inv.Timeout, Parallel: parallel,
-	}, on)
+	}, run.queue)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		run.close()
+		return nil, err
 	}
+	run.f = f
 	h.log.Info("edge invoke", "fleet", f.ID, "tool", inv.Tool, "nodes", len(nodes), "parallel", parallel, "timeout", inv.Timeout)
+	return run, nil
+}
+
+// queue hands one fleet event to the handler, waiting for room in the queue
+// (back-pressure) unless the handler has returned.
+func (run *fleetRun) queue(ev dispatch.FleetEvent) {
+	select {
+	case run.events <- ev:
+	case <-run.stop:
+	}
+}
+
+// close releases the fleet's nodes still waiting to queue an event.
+func (run *fleetRun) close() { close(run.stop) }
+
+// answerFleet writes the invoke's status and headers (the fleet id and its node count) and
+// flushes them, so the client knows the fleet before its first line.
+func answerFleet(w http.ResponseWriter, f *dispatch.Fleet, nodes int) *out {
 	w.Header().Set(FleetHeader, f.ID)
-	w.Header().Set("Keel-Fleet-Nodes", strconv.Itoa(len(nodes)))
+	w.Header().Set("Keel-Fleet-Nodes", strconv.Itoa(nodes))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	o := &out{w: w, rc: http.NewResponseController(w)}
 	o.flush()
+	return o
+}
 
-	outputs := map[string]*nodeOutput{}
-	failed := 0
-	handle := func(ev dispatch.FleetEvent) {
-		n := outputs[ev.Node]
-		if n == nil {
-			n = &nodeOutput{stdout: runoutput.NewLineSplitter(ev.Node, o.write)}
-			outputs[ev.Node] = n
-		}
-		if ev.Chunk != nil {
-			switch k := ev.Chunk.GetKind().(type) {
-			case *edgepb.Chunk_Stdout:
-				_, _ = n.stdout.Write(k.Stdout)
-			case *edgepb.Chunk_Stderr:
-				_, _ = n.stderr.Write(k.Stderr)
-			}
-		}
-		if !ev.Done {
-			return
-		}
-		n.stdout.Flush()
-		res := result(ev, n.stderr.String(), time.Since(f.Started))
-		if res.Failed() {
-			failed++
-		}
-		o.write(res.Line())
-		delete(outputs, ev.Node)
-	}
+// stream writes the fleet's events to o until the fleet is done, flushing whenever the queue
+// runs empty, and returns how many nodes failed.
+func (run *fleetRun) stream(o *out) int {
+	lines := &nodeLines{o: o, started: run.f.Started, outputs: map[string]*nodeOutput{}}
 	for {
 		select {
-		case ev := <-events:
-			handle(ev)
-			if len(events) == 0 {
+		case ev := <-run.events:
+			lines.handle(ev)
+			if len(run.events) == 0 {
 				o.flush()
 			}
 			continue
-		case <-f.Done():
+		case <-run.f.Done():
 		}
 		break
 	}
-	for len(events) > 0 { // every event was queued before Done closed
-		handle(<-events)
+	for len(run.events) > 0 { // every event was queued before Done closed
+		lines.handle(<-run.events)
 	}
 	o.flush()
-	h.log.Info("edge invoke done", "fleet", f.ID, "nodes", len(nodes), "failed", failed,
-		"took", time.Since(f.Started).Round(time.Millisecond), "client_gone", r.Context().Err() != nil || o.err != nil)
+	return lines.failed
+}
+
+// nodeLines turns fleet events into the invoke's lines: each node's stdout as prefixed
+// lines, then its result line.
+type nodeLines struct {
+	o       *out
+	started time.Time
+	outputs map[string]*nodeOutput // the nodes that have not ended yet
+	failed  int                    // the nodes whose result failed
+}
+
+// handle writes what one event adds: its chunk of output and, when the node is done, the
+// rest of its stdout and its result line.
+func (l *nodeLines) handle(ev dispatch.FleetEvent) {
+	n := l.outputs[ev.Node]
+	if n == nil {
+		n = &nodeOutput{stdout: runoutput.NewLineSplitter(ev.Node, l.o.write)}
+		l.outputs[ev.Node] = n
+	}
+	if ev.Chunk != nil {
+		switch k := ev.Chunk.GetKind().(type) {
+		case *edgepb.Chunk_Stdout:
+			_, _ = n.stdout.Write(k.Stdout)
+		case *edgepb.Chunk_Stderr:
+			_, _ = n.stderr.Write(k.Stderr)
+		}
+	}
+	if !ev.Done {
+		return
+	}
+	n.stdout.Flush()
+	res := result(ev, n.stderr.String(), time.Since(l.started))
+	if res.Failed() {
+		l.failed++
+	}
+	l.o.write(res.Line())
+	delete(l.outputs, ev.Node)
 }

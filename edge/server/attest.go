@@ -23,20 +23,12 @@ import (
 	"github.com/keel-relay/keel/internal/wire/capabilities"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/ids"
 	"github.com/keel-relay/keel/storage"
 )
 
 // NonceSize is the size of an attestation challenge nonce.
 const NonceSize = 32
-
-// validUUID reports whether s is a UUID in its canonical 36-character form.
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(s)
-	return err == nil
-}
 
 // refuse logs and counts a refusal and returns it as a gRPC status.
 func (s *Server) refuse(code codes.Code, reason, msg string, attrs ...any) error {
@@ -68,7 +60,7 @@ func (s *Server) AttestNode(ctx context.Context, req *edgepb.AttestNodeRequest) 
 		return nil, err
 	}
 	switch {
-	case !validUUID(req.GetNodeId()):
+	case ids.ValidEdgeNodeID(req.GetNodeId()) != nil:
 		return nil, s.refuse(codes.InvalidArgument, "malformed", "node_id must be a UUID", "source", src)
 	case req.GetRole() == edgepb.NodeRole_NODE_ROLE_UNSPECIFIED || edgepb.NodeRole_name[int32(req.GetRole())] == "":
 		return nil, s.refuse(codes.InvalidArgument, "malformed", "role is missing or unknown", "source", src)
@@ -216,7 +208,7 @@ func (s *Server) ChallengeNode(ctx context.Context, req *edgepb.ChallengeNodeReq
 	now := s.now()
 	node := req.GetNodeId()
 	id := req.GetChallengeId()
-	if !validUUID(id) { // every challenge id is one: nothing else is looked up
+	if ids.ValidUUID("challenge id", id) != nil { // every challenge id is a UUID: nothing else is looked up
 		return nil, s.refuse(codes.NotFound, "challenge", "challenge unknown, already answered, expired or evicted", "node", node)
 	}
 	c, err := s.store.TakeChallenge(id, now)

@@ -17,6 +17,7 @@ import (
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/internal/wire/envelope"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // resign replaces the envelope payload of ev with p, signed with key.
@@ -418,7 +419,7 @@ func TestAttest(t *testing.T) {
 			})
 		}
 		a, err := h.client.AttestNode(ctxT(t), &edgepb.AttestNodeRequest{NodeId: uuid.NewString(), Role: edgepb.NodeRole_NODE_ROLE_EDGE, PublicKey: pub})
-		if err != nil || len(a.ChallengeNonce) != 32 || !validUUID(a.ChallengeId) {
+		if err != nil || len(a.ChallengeNonce) != 32 || ids.ValidUUID("challenge id", a.ChallengeId) != nil {
 			t.Fatalf("attest = %v, %v", a, err)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/keel-relay/keel/edge/fleet"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 func result(id string, code int32) *edgepb.EdgeEvent {
@@ -55,7 +56,7 @@ func TestHappyPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Subject != d.id || c.Tenant != "acme" || c.Role != "edge" || c.Audience != edgetoken.AudienceNode ||
-		c.Confirmation != edgetoken.Thumbprint(d.pub()) || c.Issuer != h.srv.Issuer() || !validUUID(c.ID) {
+		c.Confirmation != edgetoken.Thumbprint(d.pub()) || c.Issuer != h.srv.Issuer() || ids.ValidUUID("token id", c.ID) != nil {
 		t.Fatalf("claims = %+v", c)
 	}
 	if ttl := c.Expiry.Sub(c.IssuedAt); ttl != time.Hour {
@@ -69,7 +70,7 @@ func TestHappyPath(t *testing.T) {
 	ctx := ctxT(t)
 	res := h.invokeAsync(ctx, d.id, 10*time.Second)
 	cmd := st.nextCommand(t).GetInvokeTool()
-	if cmd == nil || cmd.ToolName != AgentRunTool || !validUUID(cmd.CommandId) || cmd.Deadline.AsDuration() != 10*time.Second {
+	if cmd == nil || cmd.ToolName != AgentRunTool || ids.ValidUUID("command id", cmd.CommandId) != nil || cmd.Deadline.AsDuration() != 10*time.Second {
 		t.Fatalf("command = %v", cmd)
 	}
 	if got := cmd.Args.GetFields()["classes"].GetListValue().GetValues(); len(got) != 2 {

@@ -17,6 +17,7 @@ import (
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/internal/wire/envelope"
+	"github.com/keel-relay/keel/internal/wire/ids"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -301,7 +302,7 @@ func (es *edgeStream) hello(ctx context.Context, st *streamState, first *edgepb.
 	if hello == nil {
 		return s.refuse(codes.InvalidArgument, "not_hello", "the first message must be a Hello", "node", st.node)
 	}
-	if !validUUID(hello.GetStreamId()) {
+	if ids.ValidUUID("stream id", hello.GetStreamId()) != nil {
 		return s.refuse(codes.InvalidArgument, "malformed", "Hello.stream_id must be a UUID", "node", st.node)
 	}
 	st.streamID = hello.GetStreamId()

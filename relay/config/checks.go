@@ -1,8 +1,6 @@
 package config
 
 import (
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/internal/confload"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/access"
 )
 
@@ -108,29 +107,10 @@ func checkCommandArg(i int, arg string) error {
 	return confload.CheckCommandArg(i, arg, "{hostname}", "{node_id}", "{classes}")
 }
 
-// checkKeyHash checks the shape of a pinned key hash: sha256//<base64>,
-// sha512//<base64>, sha256:<hex> or sha512:<hex>, of the right length.
+// checkKeyHash checks a pinned key hash with keyhash.Parse, the rule the node map's key-hash
+// follows: sha256//<base64>, sha512//<base64> (padded), sha256:<hex> or sha512:<hex>, of the
+// right length.
 func checkKeyHash(s string) error {
-	var algo, digest string
-	var sum []byte
-	var err error
-	if a, d, ok := strings.Cut(s, "//"); ok {
-		algo, digest = a, d
-		sum, err = base64.StdEncoding.Strict().DecodeString(digest)
-	} else if a, d, ok := strings.Cut(s, ":"); ok {
-		algo, digest = a, d
-		sum, err = hex.DecodeString(digest)
-	} else {
-		return fmt.Errorf("%q is not sha256//<base64>, sha512//<base64>, sha256:<hex> or sha512:<hex>", s)
-	}
-	want := map[string]int{"sha256": 32, "sha512": 64}[algo]
-	switch {
-	case want == 0:
-		return fmt.Errorf("%q: unknown hash %q (want sha256 or sha512)", s, algo)
-	case err != nil || digest == "":
-		return fmt.Errorf("%q: the digest is not valid base64 (after //) or hex (after :)", s)
-	case len(sum) != want:
-		return fmt.Errorf("%q: a %s digest is %d bytes, got %d", s, algo, want, len(sum))
-	}
-	return nil
+	_, err := keyhash.Parse(s)
+	return err
 }

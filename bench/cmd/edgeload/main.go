@@ -34,7 +34,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -44,6 +43,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/keel-relay/keel/bench/internal/rlimit"
 	"github.com/keel-relay/keel/edge/edgesim"
 	"github.com/keel-relay/keel/edge/keys"
 	"github.com/keel-relay/keel/edge/server"
@@ -70,24 +70,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "edgeload:", err)
 		os.Exit(1)
 	}
-}
-
-// raiseNoFile raises the soft open-file limit to the hard one and checks it fits need.
-func raiseNoFile(need int) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return fmt.Errorf("getrlimit: %w", err)
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return fmt.Errorf("setrlimit: %w", err)
-		}
-	}
-	if int(rl.Cur) < need {
-		return fmt.Errorf("open-file limit %d is below the %d needed: raise ulimit -Hn", rl.Cur, need)
-	}
-	return nil
 }
 
 // dial opens a connection of its own to the relay from the i-th loopback source address.
@@ -128,7 +110,7 @@ func enroll(args []string) error {
 	if *addr == "" || *keyFile == "" || *out == "" {
 		return errors.New("enroll: -edge, -key and -out are required")
 	}
-	if err := raiseNoFile(*conc + 64); err != nil {
+	if err := rlimit.RaiseNoFile(*conc + 64); err != nil {
 		return err
 	}
 	key, err := keys.Load(*keyFile)
@@ -229,7 +211,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := raiseNoFile(len(ids) + 256); err != nil {
+	if err := rlimit.RaiseNoFile(len(ids) + 256); err != nil {
 		return err
 	}
 	ctx, stop := context.WithCancel(context.Background())

@@ -27,25 +27,6 @@ import (
 
 const edgeSection = "Edge (gRPC) API"
 
-// raiseNoFile raises the soft open-file limit to the hard one (the relays and edgeload
-// inherit it) and checks it fits need.
-func raiseNoFile(need int) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return fmt.Errorf("getrlimit: %w", err)
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return fmt.Errorf("setrlimit: %w", err)
-		}
-	}
-	if int(rl.Cur) < need {
-		return fmt.Errorf("open-file limit %d is below the %d the edge scenario needs: raise ulimit -Hn", rl.Cur, need)
-	}
-	return nil
-}
-
 // metric reads the admin listener's /metrics and returns the sum of the samples of name
 // (every label set).
 func metric(ctx context.Context, adminAddr, name string) (float64, error) {

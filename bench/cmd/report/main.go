@@ -34,6 +34,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keel-relay/keel/bench/internal/rlimit"
 )
 
 func main() {
@@ -118,8 +120,8 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 	if b.edgeload, err = goBuild(ctx, root, bin, "./bench/cmd/edgeload"); err != nil {
 		return err
 	}
-	if err := raiseNoFile(p.edgeN + 512); err != nil {
-		return err
+	if err := rlimit.RaiseNoFile(p.edgeN + 512); err != nil { // the relays and edgeload inherit it
+		return fmt.Errorf("the edge scenario: %w", err)
 	}
 	if b.fleet, err = newFleet(max(p.storeNodes, p.rrNodes)); err != nil {
 		return err

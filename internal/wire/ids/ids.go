@@ -3,7 +3,7 @@
 // ^[A-Za-z0-9_.-]+$, be at most MaxLen bytes long, and not be "." or "..",
 // so they are safe as path elements and storage keys. An edge daemon's node id
 // (the edge API's) is stricter: a UUID (ValidEdgeNodeID), and so are the ids
-// of fleet commands (ValidFleetID).
+// of fleet commands (ValidFleetID) and every other UUID of the edge API (ValidUUID).
 package ids
 
 import (
@@ -49,13 +49,16 @@ const UUIDLen = 36
 // ValidEdgeNodeID reports whether s is an acceptable node id on the edge API
 // (AttestNode's node_id, the daemon ids of the edge admin API), and if not, why:
 // a UUID in its canonical 36-character form, which ValidNodeID accepts too.
-func ValidEdgeNodeID(s string) error { return validUUID("edge node id", s) }
+func ValidEdgeNodeID(s string) error { return ValidUUID("edge node id", s) }
 
 // ValidFleetID reports whether s is an acceptable fleet command id (a UUID, as the
 // relay makes them), and if not, why.
-func ValidFleetID(s string) error { return validUUID("fleet command id", s) }
+func ValidFleetID(s string) error { return ValidUUID("fleet command id", s) }
 
-func validUUID(what, s string) error {
+// ValidUUID reports whether s is a UUID in its canonical 36-character form (8-4-4-4-12 hex
+// digits, either case), and if not, why, naming the id what ("challenge id"). Every UUID of
+// the edge API is checked by it: node ids, fleet command ids, challenge ids, stream ids.
+func ValidUUID(what, s string) error {
 	if len(s) != UUIDLen {
 		// %.64q: do not echo an arbitrarily long value back.
 		return fmt.Errorf("%s %.64q is not a UUID", what, s)

@@ -96,6 +96,13 @@ func TestValidUUIDs(t *testing.T) {
 		if want := strings.Replace(tc.want, "edge node id", "fleet command id", 1); got != want {
 			t.Errorf("ValidFleetID(%.50q) = %q, want %q", tc.in, got, want)
 		}
+		got = ""
+		if err := ValidUUID("challenge id", tc.in); err != nil {
+			got = err.Error()
+		}
+		if want := strings.Replace(tc.want, "edge node id", "challenge id", 1); got != want {
+			t.Errorf("ValidUUID(challenge id, %.50q) = %q, want %q", tc.in, got, want)
+		}
 	}
 }
 

@@ -3,7 +3,7 @@
 //
 // A pin is a hash of a public key's SubjectPublicKeyInfo (PKIX) DER, written
 // "sha256:<hex>" or "sha512:<hex>" (Rudder 6) or "sha256//<base64>" or
-// "sha512//<base64>" (Rudder 7 and later).
+// "sha512//<base64>" (Rudder 7 and later, padded standard base64).
 package keyhash
 
 import (
@@ -27,8 +27,10 @@ type Pin struct {
 	Sum []byte
 }
 
-// Parse parses a pin in one of the forms "sha256:<hex>", "sha512:<hex>",
-// "sha256//<base64>" or "sha512//<base64>" (standard base64, padded or not).
+// Parse parses a pin in one of the forms "sha256:<hex>", "sha512:<hex>" (hex digits of
+// either case), "sha256//<base64>" or "sha512//<base64>" (standard base64, padded with "="
+// as Rudder writes it, canonical), of the hash's length. It is the one rule of a key hash,
+// in the node map as in keel-relay's configuration (forward.tls.key_hash).
 func Parse(s string) (Pin, error) {
 	i := strings.IndexAny(s, ":/")
 	if i < 0 {
@@ -57,11 +59,13 @@ func Parse(s string) (Pin, error) {
 	var sum []byte
 	var err error
 	if b64 {
-		enc := base64.StdEncoding
-		if !strings.HasSuffix(rest, "=") {
-			enc = base64.RawStdEncoding
+		if strings.ContainsAny(rest, "\r\n") { // which the base64 decoder would skip
+			return Pin{}, fmt.Errorf("invalid key hash %q: the base64 value has a line break", s)
 		}
-		sum, err = enc.Strict().DecodeString(rest)
+		sum, err = base64.StdEncoding.Strict().DecodeString(rest)
+		if _, rawErr := base64.RawStdEncoding.Strict().DecodeString(rest); err != nil && rawErr == nil {
+			return Pin{}, fmt.Errorf("invalid key hash %q: the base64 value must be padded with \"=\" (as Rudder writes it)", s)
+		}
 	} else {
 		sum, err = hex.DecodeString(rest)
 	}

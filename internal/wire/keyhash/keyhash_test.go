@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"os"
 	"strings"
@@ -98,9 +99,9 @@ func TestParse(t *testing.T) {
 		{"sha256:" + sum256, crypto.SHA256, "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},
 		{"sha256:" + strings.ToUpper(sum256), crypto.SHA256, "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},
 		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=", crypto.SHA256, "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},
-		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s", crypto.SHA256, "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="},
 		{"sha512:" + strings.Repeat("00", 64), crypto.SHA512, "sha512//" + strings.Repeat("A", 86) + "=="},
-		{"sha512//" + strings.Repeat("A", 86), crypto.SHA512, "sha512//" + strings.Repeat("A", 86) + "=="},
+		{"sha512//" + strings.Repeat("A", 86) + "==", crypto.SHA512, "sha512//" + strings.Repeat("A", 86) + "=="},
+		{"sha256//kGGR7iJmbBYCqkM5EAC8TuCpR3X2jE+9wbKHz1Kxh1w=", crypto.SHA256, "sha256//kGGR7iJmbBYCqkM5EAC8TuCpR3X2jE+9wbKHz1Kxh1w="},
 	}
 	for _, tt := range tests {
 		p, err := Parse(tt.in)
@@ -132,6 +133,14 @@ func TestParseBad(t *testing.T) {
 		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6t=", `invalid key hash "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6t=": illegal base64 data at input byte 43`},
 		{"sha256//q6ur!", `invalid key hash "sha256//q6ur!": illegal base64 data at input byte 4`},
 		{"sha256//q6ur", `invalid key hash "sha256//q6ur": 3 bytes, want 32 for sha256`},
+		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s", `invalid key hash "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s": the base64 value must be padded with "=" (as Rudder writes it)`},
+		{"sha512//" + strings.Repeat("A", 86), `invalid key hash "sha512//` + strings.Repeat("A", 86) + `": the base64 value must be padded with "=" (as Rudder writes it)`},
+		{"sha512//" + strings.Repeat("A", 86) + "=", `invalid key hash "sha512//` + strings.Repeat("A", 86) + `=": illegal base64 data at input byte 87`},
+		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s==", `invalid key hash "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s==": illegal base64 data at input byte 44`},
+		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n", `invalid key hash "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n": the base64 value has a line break`},
+		{"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6\r\nurq6s=", `invalid key hash "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6\r\nurq6s=": the base64 value has a line break`},
+		{"sha256//q6ur-_urq6urq6urq6urq6urq6urq6urq6urq6urq6s=", `invalid key hash "sha256//q6ur-_urq6urq6urq6urq6urq6urq6urq6urq6urq6s=": illegal base64 data at input byte 4`},
+		{"sha256//***", `invalid key hash "sha256//***": illegal base64 data at input byte 0`},
 		{"sha256:ab//cd", `invalid key hash "sha256:ab//cd": encoding/hex: invalid byte: U+002F '/'`},
 		{" sha256:" + strings.Repeat("ab", 32), `invalid key hash " sha256:` + strings.Repeat("ab", 32) + `": unknown algorithm " sha256" (want sha256 or sha512)`},
 	}
@@ -162,7 +171,8 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"sha256:", "sha256//", "sha256:" + strings.Repeat("ab", 32),
 		"sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=", "sha512//" + strings.Repeat("A", 86),
-		"md5:00", "sha256/x", "sha256:ab//cd", "",
+		"sha512//" + strings.Repeat("A", 86) + "==", "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s",
+		"md5:00", "sha256/x", "sha256:ab//cd", "", "sha256//q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n",
 	} {
 		f.Add(s)
 	}
@@ -173,6 +183,16 @@ func FuzzParse(f *testing.F) {
 		}
 		if len(p.Sum) != p.Hash.Size() {
 			t.Fatalf("Parse(%q): %d-byte sum for %v", s, len(p.Sum), p.Hash)
+		}
+		// A base64 pin is accepted only in its one canonical (padded) form, which String gives;
+		// a hex pin only as the hex of its sum, in either case.
+		if _, _, b64 := strings.Cut(s, "//"); b64 && p.String() != s {
+			t.Fatalf("Parse(%q) accepted a base64 pin String gives as %q", s, p)
+		} else if !b64 {
+			algo, v, _ := strings.Cut(s, ":")
+			if algo+":"+hex.EncodeToString(p.Sum) != strings.ToLower(algo)+":"+strings.ToLower(v) {
+				t.Fatalf("Parse(%q) accepted a hex pin that is not the hex of %x", s, p.Sum)
+			}
 		}
 		// String gives a form that parses back to the same pin.
 		q, err := Parse(p.String())
