@@ -14,6 +14,7 @@ import (
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/sharedfile"
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/wire/ids"
 	"github.com/keel-relay/keel/internal/wire/ttl"
 )
@@ -72,7 +73,7 @@ func cmdShare(args []string, stdout, stderr io.Writer) int {
 	to := c.fs.String("to", "", "target node id (required)")
 	id := c.fs.String("id", "", "file id under which the target finds the file (required)")
 	ttlText := c.fs.String("ttl", "1d", `how long the relay keeps the file ("1d", "2h 30m", "3600")`)
-	if !parse(c.fs, args, stderr) {
+	if !cli.Parse(c.fs, args, stderr) {
 		return 2
 	}
 	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
@@ -119,7 +120,7 @@ func cmdHas(args []string, stdout, stderr io.Writer) int {
 	c := newFileCmd("has")
 	to := c.fs.String("to", "", "target node id (required)")
 	id := c.fs.String("id", "", "file id (required)")
-	if !parse(c.fs, args, stderr) {
+	if !cli.Parse(c.fs, args, stderr) {
 		return hasError
 	}
 	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
@@ -163,7 +164,7 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	id := c.fs.String("id", "", "file id (required)")
 	hash := c.fs.String("hash", "", "expected sha256 of the content, hex (optional)")
 	modeText := c.fs.String("mode", "0600", "permissions of the written file, octal")
-	if !parse(c.fs, args, stderr) {
+	if !cli.Parse(c.fs, args, stderr) {
 		return 2
 	}
 	if code := checkFileArgs(c, stderr, "DEST", map[string]string{"--from": *from, "--id": *id}); code != 0 {

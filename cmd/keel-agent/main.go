@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/svc"
 )
@@ -131,12 +132,6 @@ func configFlags(fs *flag.FlagSet) configLoader {
 	}
 }
 
-// parse parses args into fs, reporting errors on stderr.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
-	fs.SetOutput(stderr)
-	return fs.Parse(args) == nil
-}
-
 // newLogger returns the logger of the log section, writing to w (the agent does not change
 // its level while it runs).
 func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
@@ -147,11 +142,7 @@ func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-agent check-config: unexpected argument %q\n", fs.Arg(0))
+	if !cli.NoArgs(fs, args, stderr, "keel-agent check-config") {
 		return 2
 	}
 	cfg, path, _, err := load()

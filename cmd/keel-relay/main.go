@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
@@ -123,19 +124,10 @@ func configFlags(fs *flag.FlagSet) func() (*config.Config, string, bool, error) 
 	}
 }
 
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
-	fs.SetOutput(stderr)
-	return fs.Parse(args) == nil
-}
-
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-relay run: unexpected argument %q\n", fs.Arg(0))
+	if !cli.NoArgs(fs, args, stderr, "keel-relay run") {
 		return 2
 	}
 	cfg, path, explicit, err := load()
@@ -264,7 +256,7 @@ func (p *relayProcess) wait() error {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
+	if !cli.NoArgs(fs, args, stderr, "keel-relay check-config") {
 		return 2
 	}
 	cfg, path, _, err := load()
@@ -297,7 +289,7 @@ func printMemoryPlan(w io.Writer, cfg *config.Config) {
 func cmdBackup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
+	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
@@ -372,7 +364,7 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	load := configFlags(fs)
 	force := fs.Bool("force", false, "replace the data already in the store")
-	if !parse(fs, args, stderr) {
+	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
