@@ -73,17 +73,8 @@ func cmdShare(args []string, stdout, stderr io.Writer) int {
 	to := c.fs.String("to", "", "target node id (required)")
 	id := c.fs.String("id", "", "file id under which the target finds the file (required)")
 	ttlText := c.fs.String("ttl", "1d", `how long the relay keeps the file ("1d", "2h 30m", "3600")`)
-	if !cli.Parse(c.fs, args, stderr) {
-		return 2
-	}
-	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
+	if code := c.parseArgs(args, stderr, "--to", to, id, "PATH"); code != 0 {
 		return code
-	}
-	if err := ids.ValidNodeID(*to); err != nil {
-		return c.usageErr(stderr, "--to: %v", err)
-	}
-	if err := ids.ValidFileID(*id); err != nil {
-		return c.usageErr(stderr, "--id: %v", err)
 	}
 	if _, err := ttl.Parse(*ttlText); err != nil {
 		return c.usageErr(stderr, "--ttl: %v", err)
@@ -120,17 +111,8 @@ func cmdHas(args []string, stdout, stderr io.Writer) int {
 	c := newFileCmd("has")
 	to := c.fs.String("to", "", "target node id (required)")
 	id := c.fs.String("id", "", "file id (required)")
-	if !cli.Parse(c.fs, args, stderr) {
+	if code := c.parseArgs(args, stderr, "--to", to, id, "PATH"); code != 0 {
 		return hasError
-	}
-	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
-		return hasError
-	}
-	if err := ids.ValidNodeID(*to); err != nil {
-		return c.usageErr(stderr, "--to: %v", err)
-	}
-	if err := ids.ValidFileID(*id); err != nil {
-		return c.usageErr(stderr, "--id: %v", err)
 	}
 	path := c.fs.Arg(0)
 	sum, _, err := sharedfile.HashFile(path)
@@ -164,17 +146,8 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	id := c.fs.String("id", "", "file id (required)")
 	hash := c.fs.String("hash", "", "expected sha256 of the content, hex (optional)")
 	modeText := c.fs.String("mode", "0600", "permissions of the written file, octal")
-	if !cli.Parse(c.fs, args, stderr) {
-		return 2
-	}
-	if code := checkFileArgs(c, stderr, "DEST", map[string]string{"--from": *from, "--id": *id}); code != 0 {
+	if code := c.parseArgs(args, stderr, "--from", from, id, "DEST"); code != 0 {
 		return code
-	}
-	if err := ids.ValidNodeID(*from); err != nil {
-		return c.usageErr(stderr, "--from: %v", err)
-	}
-	if err := ids.ValidFileID(*id); err != nil {
-		return c.usageErr(stderr, "--id: %v", err)
 	}
 	mode, err := sharedfile.ParseMode(*modeText)
 	if err != nil {
@@ -200,19 +173,30 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkFileArgs checks that the required flags are set and that exactly one positional
-// argument (what) is given; it returns 0 when they are, else the usage error's code.
-func checkFileArgs(c *fileCmd, stderr io.Writer, what string, required map[string]string) int {
-	for _, name := range []string{"--to", "--from", "--id"} {
-		if v, ok := required[name]; ok && v == "" {
-			return c.usageErr(stderr, "%s is required", name)
-		}
+// parseArgs parses args into the command's flags and checks what share, has and fetch
+// all need: the node flag (nodeFlag, "--to" or "--from", whose value is node) and --id
+// (id) set to a valid node id and file id, and exactly one positional argument (what,
+// such as "PATH"). It returns 0 when they are good, else the usage error's exit code, 2,
+// after saying why on stderr.
+func (c *fileCmd) parseArgs(args []string, stderr io.Writer, nodeFlag string, node, id *string, what string) int {
+	if !cli.Parse(c.fs, args, stderr) {
+		return 2
 	}
-	switch c.fs.NArg() {
-	case 0:
+	switch {
+	case *node == "":
+		return c.usageErr(stderr, "%s is required", nodeFlag)
+	case *id == "":
+		return c.usageErr(stderr, "--id is required")
+	case c.fs.NArg() == 0:
 		return c.usageErr(stderr, "%s is required", what)
-	case 1:
-		return 0
+	case c.fs.NArg() > 1:
+		return c.usageErr(stderr, "one %s expected, got %d arguments (flags go before it)", what, c.fs.NArg())
 	}
-	return c.usageErr(stderr, "one %s expected, got %d arguments (flags go before it)", what, c.fs.NArg())
+	if err := ids.ValidNodeID(*node); err != nil {
+		return c.usageErr(stderr, "%s: %v", nodeFlag, err)
+	}
+	if err := ids.ValidFileID(*id); err != nil {
+		return c.usageErr(stderr, "--id: %v", err)
+	}
+	return 0
 }
