@@ -47,25 +47,23 @@ func (c *fileCmd) usageErr(stderr io.Writer, format string, args ...any) int {
 	return 2
 }
 
-// client loads the config and builds the shared-files client; on failure it reports why.
-func (c *fileCmd) client(stderr io.Writer) (*sharedfile.Client, error) {
+// client loads the config and builds the shared-files client, with a context cancelled
+// by SIGINT or SIGTERM, so an interrupted transfer stops cleanly (a fetch removes its
+// temporary file); done stops watching the signals and closes the client. On failure it
+// reports why on stderr.
+func (c *fileCmd) client(stderr io.Writer) (ctx context.Context, cl *sharedfile.Client, done func(), err error) {
 	cfg, _, _, err := c.load()
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent %s: %v\n", c.name, err)
-		return nil, err
+		return nil, nil, nil, err
 	}
-	cl, err := agent.NewClient(cfg, newLogger(cfg.Log, stderr))
+	cl, err = agent.NewClient(cfg, newLogger(cfg.Log, stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent %s: %v\n", c.name, err)
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return cl, nil
-}
-
-// signalContext is cancelled by SIGINT or SIGTERM, so an interrupted transfer stops
-// cleanly (a fetch removes its temporary file).
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return ctx, cl, func() { stop(); cl.Close() }, nil
 }
 
 func cmdShare(args []string, stdout, stderr io.Writer) int {
@@ -80,13 +78,11 @@ func cmdShare(args []string, stdout, stderr io.Writer) int {
 		return c.usageErr(stderr, "--ttl: %v", err)
 	}
 	path := c.fs.Arg(0)
-	cl, err := c.client(stderr)
+	ctx, cl, done, err := c.client(stderr)
 	if err != nil {
 		return 1
 	}
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	defer done()
 	res, err := cl.Share(ctx, *to, *id, path, *ttlText)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent share: %s to %s as %s: %v\n", path, *to, *id, err)
@@ -120,13 +116,11 @@ func cmdHas(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-agent has: %v\n", err)
 		return hasError
 	}
-	cl, err := c.client(stderr)
+	ctx, cl, done, err := c.client(stderr)
 	if err != nil {
 		return hasError
 	}
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	defer done()
 	present, err := cl.Has(ctx, *to, cl.NodeID(), *id, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent has: %s for %s as %s: %v\n", path, *to, *id, err)
@@ -157,13 +151,11 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
 		return c.usageErr(stderr, "DEST %s is a directory; give the file's path", dest)
 	}
-	cl, err := c.client(stderr)
+	ctx, cl, done, err := c.client(stderr)
 	if err != nil {
 		return 1
 	}
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	defer done()
 	res, err := cl.Fetch(ctx, *from, *id, dest, sharedfile.FetchOptions{Hash: *hash, Mode: mode})
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent fetch: %s from %s into %s: %v\n", *id, *from, dest, err)
