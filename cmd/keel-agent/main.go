@@ -23,7 +23,6 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/svc"
 )
@@ -114,7 +113,7 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 
 // configLoader is what --config gives a command: the loaded config, the file it came from
 // ("" = embedded default) and whether --config named it.
-type configLoader func() (*config.Config, string, bool, error)
+type configLoader = func() (*config.Config, string, bool, error)
 
 // configFlags registers --config on fs and returns a loader for it.
 func configFlags(fs *flag.FlagSet) configLoader {
@@ -140,13 +139,8 @@ func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	load := configFlags(fs)
-	if !cli.NoArgs(fs, args, stderr, "keel-agent check-config") {
-		return 2
-	}
-	cfg, path, _, err := load()
-	if code := svc.CheckConfig(stdout, stderr, "keel-agent", "KEEL_AGENT_*", cfg, path, err); code != 0 {
+	cfg, code := svc.CheckConfigCommand(args, stdout, stderr, "keel-agent", "KEEL_AGENT_*", configFlags)
+	if code != 0 {
 		return code
 	}
 	// What share/has/fetch will need, reported but not failed on: the package installs

@@ -254,13 +254,8 @@ func (p *relayProcess) wait() error {
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	load := configFlags(fs)
-	if !cli.NoArgs(fs, args, stderr, "keel-relay check-config") {
-		return 2
-	}
-	cfg, path, _, err := load()
-	if code := svc.CheckConfig(stdout, stderr, "keel-relay", "KEEL_*", cfg, path, err); code != 0 {
+	cfg, code := svc.CheckConfigCommand(args, stdout, stderr, "keel-relay", "KEEL_*", configFlags)
+	if code != 0 {
 		return code
 	}
 	printMemoryPlan(stdout, cfg)
