@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/svc"
 )
@@ -117,18 +118,7 @@ type configLoader = func() (*config.Config, string, bool, error)
 
 // configFlags registers --config on fs and returns a loader for it.
 func configFlags(fs *flag.FlagSet) configLoader {
-	path := fs.String("config", "", "config file (default "+config.DefaultPath()+" if it exists)")
-	return func() (*config.Config, string, bool, error) {
-		p, explicit := *path, *path != ""
-		if !explicit {
-			p = config.DefaultPath()
-			if _, err := os.Stat(p); err != nil {
-				p = ""
-			}
-		}
-		cfg, err := config.Load(p, explicit)
-		return cfg, p, explicit, err
-	}
+	return cli.ConfigFlag(fs, config.DefaultPath, config.Load)
 }
 
 // newLogger returns the logger of the log section, writing to w (the agent does not change

@@ -104,24 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // configFlags registers --config on fs and returns a loader for it.
 func configFlags(fs *flag.FlagSet) func() (*config.Config, string, bool, error) {
-	path := fs.String("config", "", "config file (default "+config.DefaultPath()+" if it exists)")
-	return func() (*config.Config, string, bool, error) {
-		p, explicit := *path, *path != ""
-		if !explicit {
-			p = config.DefaultPath()
-			if _, err := os.Stat(p); err != nil {
-				p = ""
-			}
-		}
-		var cfg *config.Config
-		var err error
-		if p == "" {
-			cfg, err = config.Load("", false)
-		} else {
-			cfg, err = config.Load(p, explicit)
-		}
-		return cfg, p, explicit, err
-	}
+	return cli.ConfigFlag(fs, config.DefaultPath, config.Load)
 }
 
 func cmdRun(args []string, stderr io.Writer) int {

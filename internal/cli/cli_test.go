@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -56,5 +58,48 @@ func TestParseKeepsArguments(t *testing.T) {
 	}
 	if Parse(fs, []string{"--nope"}, &stderr) || !strings.Contains(stderr.String(), "-nope") {
 		t.Errorf("Parse accepted --nope or did not say so on stderr: %q", stderr.String())
+	}
+}
+
+func TestConfigFlag(t *testing.T) {
+	dir := t.TempDir()
+	present := filepath.Join(dir, "present.yaml")
+	if err := os.WriteFile(present, []byte("a: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.yaml")
+	for _, tc := range []struct {
+		name         string
+		args         []string
+		defaultPath  string
+		wantPath     string // what load gets and the loader returns
+		wantExplicit bool
+	}{
+		{"default file exists", nil, present, present, false},
+		{"default file missing: embedded default", nil, missing, "", false},
+		{"--config names a file", []string{"--config", "/etc/x.yaml"}, present, "/etc/x.yaml", true},
+		{"--config names a missing file", []string{"--config", missing}, present, missing, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("run", flag.ContinueOnError)
+			var gotPath string
+			var gotExplicit bool
+			load := ConfigFlag(fs, func() string { return tc.defaultPath }, func(path string, explicit bool) (string, error) {
+				gotPath, gotExplicit = path, explicit
+				return "cfg:" + path, nil
+			})
+			if u := fs.Lookup("config").Usage; !strings.Contains(u, "(default "+tc.defaultPath+" if it exists)") {
+				t.Errorf("--config usage %q does not name the default", u)
+			}
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, path, explicit, err := load()
+			if err != nil || cfg != "cfg:"+tc.wantPath || path != tc.wantPath || explicit != tc.wantExplicit ||
+				gotPath != tc.wantPath || gotExplicit != tc.wantExplicit {
+				t.Errorf("loader = %q, %q, %v, %v (load got %q, %v); want path %q, explicit %v",
+					cfg, path, explicit, err, gotPath, gotExplicit, tc.wantPath, tc.wantExplicit)
+			}
+		})
 	}
 }
