@@ -17,6 +17,7 @@ import (
 
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/edged"
+	"github.com/keel-relay/keel/internal/cli"
 )
 
 const edgeUsage = `usage: keel-agent edge ACTION [flags]
@@ -65,11 +66,7 @@ func cmdEdge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-agent edge: unknown action %q\n\n%s", action, edgeUsage)
 		return 2
 	}
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-agent edge %s: unexpected argument %q\n", action, fs.Arg(0))
+	if !cli.NoArgs(fs, args, stderr, "keel-agent edge "+action) {
 		return 2
 	}
 	cfg, _, _, err := load()

@@ -14,6 +14,7 @@ import (
 	"github.com/keel-relay/keel/agent"
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/sharedfile"
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/wire/ids"
 	"github.com/keel-relay/keel/internal/wire/ttl"
 )
@@ -46,25 +47,23 @@ func (c *fileCmd) usageErr(stderr io.Writer, format string, args ...any) int {
 	return 2
 }
 
-// client loads the config and builds the shared-files client; on failure it reports why.
-func (c *fileCmd) client(stderr io.Writer) (*sharedfile.Client, error) {
+// client loads the config and builds the shared-files client, with a context cancelled
+// by SIGINT or SIGTERM, so an interrupted transfer stops cleanly (a fetch removes its
+// temporary file); done stops watching the signals and closes the client. On failure it
+// reports why on stderr.
+func (c *fileCmd) client(stderr io.Writer) (ctx context.Context, cl *sharedfile.Client, done func(), err error) {
 	cfg, _, _, err := c.load()
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent %s: %v\n", c.name, err)
-		return nil, err
+		return nil, nil, nil, err
 	}
-	cl, err := agent.NewClient(cfg, newLogger(cfg.Log, stderr))
+	cl, err = agent.NewClient(cfg, newLogger(cfg.Log, stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent %s: %v\n", c.name, err)
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return cl, nil
-}
-
-// signalContext is cancelled by SIGINT or SIGTERM, so an interrupted transfer stops
-// cleanly (a fetch removes its temporary file).
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return ctx, cl, func() { stop(); cl.Close() }, nil
 }
 
 func cmdShare(args []string, stdout, stderr io.Writer) int {
@@ -72,29 +71,18 @@ func cmdShare(args []string, stdout, stderr io.Writer) int {
 	to := c.fs.String("to", "", "target node id (required)")
 	id := c.fs.String("id", "", "file id under which the target finds the file (required)")
 	ttlText := c.fs.String("ttl", "1d", `how long the relay keeps the file ("1d", "2h 30m", "3600")`)
-	if !parse(c.fs, args, stderr) {
-		return 2
-	}
-	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
+	if code := c.parseArgs(args, stderr, "--to", to, id, "PATH"); code != 0 {
 		return code
-	}
-	if err := ids.ValidNodeID(*to); err != nil {
-		return c.usageErr(stderr, "--to: %v", err)
-	}
-	if err := ids.ValidFileID(*id); err != nil {
-		return c.usageErr(stderr, "--id: %v", err)
 	}
 	if _, err := ttl.Parse(*ttlText); err != nil {
 		return c.usageErr(stderr, "--ttl: %v", err)
 	}
 	path := c.fs.Arg(0)
-	cl, err := c.client(stderr)
+	ctx, cl, done, err := c.client(stderr)
 	if err != nil {
 		return 1
 	}
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	defer done()
 	res, err := cl.Share(ctx, *to, *id, path, *ttlText)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent share: %s to %s as %s: %v\n", path, *to, *id, err)
@@ -119,17 +107,8 @@ func cmdHas(args []string, stdout, stderr io.Writer) int {
 	c := newFileCmd("has")
 	to := c.fs.String("to", "", "target node id (required)")
 	id := c.fs.String("id", "", "file id (required)")
-	if !parse(c.fs, args, stderr) {
+	if code := c.parseArgs(args, stderr, "--to", to, id, "PATH"); code != 0 {
 		return hasError
-	}
-	if code := checkFileArgs(c, stderr, "PATH", map[string]string{"--to": *to, "--id": *id}); code != 0 {
-		return hasError
-	}
-	if err := ids.ValidNodeID(*to); err != nil {
-		return c.usageErr(stderr, "--to: %v", err)
-	}
-	if err := ids.ValidFileID(*id); err != nil {
-		return c.usageErr(stderr, "--id: %v", err)
 	}
 	path := c.fs.Arg(0)
 	sum, _, err := sharedfile.HashFile(path)
@@ -137,13 +116,11 @@ func cmdHas(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-agent has: %v\n", err)
 		return hasError
 	}
-	cl, err := c.client(stderr)
+	ctx, cl, done, err := c.client(stderr)
 	if err != nil {
 		return hasError
 	}
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	defer done()
 	present, err := cl.Has(ctx, *to, cl.NodeID(), *id, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent has: %s for %s as %s: %v\n", path, *to, *id, err)
@@ -163,17 +140,8 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	id := c.fs.String("id", "", "file id (required)")
 	hash := c.fs.String("hash", "", "expected sha256 of the content, hex (optional)")
 	modeText := c.fs.String("mode", "0600", "permissions of the written file, octal")
-	if !parse(c.fs, args, stderr) {
-		return 2
-	}
-	if code := checkFileArgs(c, stderr, "DEST", map[string]string{"--from": *from, "--id": *id}); code != 0 {
+	if code := c.parseArgs(args, stderr, "--from", from, id, "DEST"); code != 0 {
 		return code
-	}
-	if err := ids.ValidNodeID(*from); err != nil {
-		return c.usageErr(stderr, "--from: %v", err)
-	}
-	if err := ids.ValidFileID(*id); err != nil {
-		return c.usageErr(stderr, "--id: %v", err)
 	}
 	mode, err := sharedfile.ParseMode(*modeText)
 	if err != nil {
@@ -183,13 +151,11 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
 		return c.usageErr(stderr, "DEST %s is a directory; give the file's path", dest)
 	}
-	cl, err := c.client(stderr)
+	ctx, cl, done, err := c.client(stderr)
 	if err != nil {
 		return 1
 	}
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	defer done()
 	res, err := cl.Fetch(ctx, *from, *id, dest, sharedfile.FetchOptions{Hash: *hash, Mode: mode})
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-agent fetch: %s from %s into %s: %v\n", *id, *from, dest, err)
@@ -199,19 +165,30 @@ func cmdFetch(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkFileArgs checks that the required flags are set and that exactly one positional
-// argument (what) is given; it returns 0 when they are, else the usage error's code.
-func checkFileArgs(c *fileCmd, stderr io.Writer, what string, required map[string]string) int {
-	for _, name := range []string{"--to", "--from", "--id"} {
-		if v, ok := required[name]; ok && v == "" {
-			return c.usageErr(stderr, "%s is required", name)
-		}
+// parseArgs parses args into the command's flags and checks what share, has and fetch
+// all need: the node flag (nodeFlag, "--to" or "--from", whose value is node) and --id
+// (id) set to a valid node id and file id, and exactly one positional argument (what,
+// such as "PATH"). It returns 0 when they are good, else the usage error's exit code, 2,
+// after saying why on stderr.
+func (c *fileCmd) parseArgs(args []string, stderr io.Writer, nodeFlag string, node, id *string, what string) int {
+	if !cli.Parse(c.fs, args, stderr) {
+		return 2
 	}
-	switch c.fs.NArg() {
-	case 0:
+	switch {
+	case *node == "":
+		return c.usageErr(stderr, "%s is required", nodeFlag)
+	case *id == "":
+		return c.usageErr(stderr, "--id is required")
+	case c.fs.NArg() == 0:
 		return c.usageErr(stderr, "%s is required", what)
-	case 1:
-		return 0
+	case c.fs.NArg() > 1:
+		return c.usageErr(stderr, "one %s expected, got %d arguments (flags go before it)", what, c.fs.NArg())
 	}
-	return c.usageErr(stderr, "one %s expected, got %d arguments (flags go before it)", what, c.fs.NArg())
+	if err := ids.ValidNodeID(*node); err != nil {
+		return c.usageErr(stderr, "%s: %v", nodeFlag, err)
+	}
+	if err := ids.ValidFileID(*id); err != nil {
+		return c.usageErr(stderr, "--id: %v", err)
+	}
+	return 0
 }

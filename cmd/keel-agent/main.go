@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/svc"
 )
@@ -113,28 +114,11 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 
 // configLoader is what --config gives a command: the loaded config, the file it came from
 // ("" = embedded default) and whether --config named it.
-type configLoader func() (*config.Config, string, bool, error)
+type configLoader = func() (*config.Config, string, bool, error)
 
 // configFlags registers --config on fs and returns a loader for it.
 func configFlags(fs *flag.FlagSet) configLoader {
-	path := fs.String("config", "", "config file (default "+config.DefaultPath()+" if it exists)")
-	return func() (*config.Config, string, bool, error) {
-		p, explicit := *path, *path != ""
-		if !explicit {
-			p = config.DefaultPath()
-			if _, err := os.Stat(p); err != nil {
-				p = ""
-			}
-		}
-		cfg, err := config.Load(p, explicit)
-		return cfg, p, explicit, err
-	}
-}
-
-// parse parses args into fs, reporting errors on stderr.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
-	fs.SetOutput(stderr)
-	return fs.Parse(args) == nil
+	return cli.ConfigFlag(fs, config.DefaultPath, config.Load)
 }
 
 // newLogger returns the logger of the log section, writing to w (the agent does not change
@@ -145,17 +129,8 @@ func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-agent check-config: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	cfg, path, _, err := load()
-	if code := svc.CheckConfig(stdout, stderr, "keel-agent", "KEEL_AGENT_*", cfg, path, err); code != 0 {
+	cfg, code := svc.CheckConfigCommand(args, stdout, stderr, "keel-agent", "KEEL_AGENT_*", configFlags)
+	if code != 0 {
 		return code
 	}
 	// What share/has/fetch will need, reported but not failed on: the package installs

@@ -26,13 +26,8 @@ import (
 	"github.com/keel-relay/keel/internal/svc"
 )
 
-const (
-	serviceName        = "keel-agent"
-	serviceDisplayName = "Keel agent"
-	serviceDescription = "Keel agent: keeps this node's edge stream to its Keel relay and runs what the relay asks."
-	// stopBound bounds Stop: the edge daemon drains its stream and cancels running tools.
-	stopBound = 45 * time.Second
-)
+// stopBound bounds Stop: the edge daemon drains its stream and cancels running tools.
+const stopBound = 45 * time.Second
 
 const serviceUsage = `usage: keel-agent service ACTION [--config FILE]
 
@@ -49,57 +44,24 @@ Actions:
 On Linux with the keel-agent package, use systemctl instead (the package's unit).
 `
 
+// serviceCommand is `keel-agent service`.
+var serviceCommand = svc.Command{
+	Name:        "keel-agent",
+	DisplayName: "Keel agent",
+	Description: "Keel agent: keeps this node's edge stream to its Keel relay and runs what the relay asks.",
+	Usage:       serviceUsage,
+}
+
 // cmdService runs `keel-agent service ACTION`.
 func cmdService(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, serviceUsage)
-		return 2
+	var load configLoader
+	action, code, ok := serviceCommand.ParseAction(args, stdout, stderr, func(fs *flag.FlagSet) { load = configFlags(fs) })
+	if !ok {
+		return code
 	}
-	action, args := args[0], args[1:]
-	switch action {
-	case "install", "uninstall", "start", "stop", "status", "run":
-	case "help":
-		fmt.Fprint(stdout, serviceUsage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "keel-agent service: unknown action %q\n\n%s", action, serviceUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("service "+action, flag.ContinueOnError)
-	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-agent service %s: unexpected argument %q\n", action, fs.Arg(0))
-		return 2
-	}
-
 	prog := &program{load: load, logOut: stderr, exit: os.Exit}
-	conf := &service.Config{
-		Name:        serviceName,
-		DisplayName: serviceDisplayName,
-		Description: serviceDescription,
-		Option:      svc.Options(),
-	}
-	if err := svc.Packaged("keel-agent", action); err != nil {
-		fmt.Fprintf(stderr, "keel-agent service %s: %v\n", action, err)
-		return 1
-	}
-	systemd := svc.Systemd()
-	if action == "install" {
-		if err := prepareInstall(conf, load, systemd); err != nil {
-			fmt.Fprintf(stderr, "keel-agent service install: %v\n", err)
-			return 1
-		}
-	}
-
-	s, err := service.New(prog, conf)
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-agent service: %v\n", err)
-		return 1
-	}
-	return svc.Do(s, "keel-agent", action, stdout, stderr, &prog.logOut)
+	install := func(conf *service.Config, systemd bool) error { return prepareInstall(conf, load, systemd) }
+	return serviceCommand.Control(action, prog, install, stdout, stderr, &prog.logOut)
 }
 
 // prepareInstall checks the config the service will run with and fills in conf: the

@@ -56,6 +56,8 @@ func TestCLI(t *testing.T) {
 			code: 1, stderr: "upstream: required when role is relay", noStdout: true},
 		{name: "check-config not YAML", args: []string{"check-config", "--config", "testdata/not-yaml.yaml"},
 			code: 1, stderr: "parsing YAML", noStdout: true},
+		{name: "check-config with an argument", args: []string{"check-config", "--config", "testdata/good.yaml", "extra"},
+			code: 2, stderr: `keel-relay check-config: unexpected argument "extra"`, noStdout: true},
 		{name: "check-config missing file", args: []string{"check-config", "--config", "testdata/missing.yaml"},
 			code: 1, stderr: "missing.yaml: no such file or directory", noStdout: true},
 		{name: "check-config bad environment value", args: []string{"check-config", "--config", "testdata/good.yaml"},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keel-relay/keel/edge/keys"
 	edgeserver "github.com/keel-relay/keel/edge/server"
+	"github.com/keel-relay/keel/internal/cli"
 )
 
 // maxEnrollTTL bounds the lifetime of an enrollment token made by the CLI.
@@ -44,13 +45,10 @@ func edgeEnrollToken(args []string, stdout, stderr io.Writer) int {
 	tenant := fs.String("tenant", "", "tenant the daemon is bound to (required)")
 	label := fs.String("label", "", "display label of the daemon (the token's sub)")
 	ttl := fs.Duration("ttl", 15*time.Minute, "how long the token may be used")
-	if !parse(fs, args, stderr) {
+	if !cli.NoArgs(fs, args, stderr, "keel-relay edge enroll-token") {
 		return 2
 	}
 	switch {
-	case fs.NArg() != 0:
-		fmt.Fprintf(stderr, "keel-relay edge enroll-token: unexpected argument %q\n", fs.Arg(0))
-		return 2
 	case *tenant == "":
 		fmt.Fprintln(stderr, "keel-relay edge enroll-token: --tenant is required")
 		return 2

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/edge/admin"
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/wire/runoutput"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/config"
@@ -162,7 +163,7 @@ func edgeSetup(name string, args []string, nargs int, stderr io.Writer, extra fu
 	if extra != nil {
 		extra(fs)
 	}
-	if !parse(fs, args, stderr) {
+	if !cli.Parse(fs, args, stderr) {
 		return nil, nil, 2
 	}
 	if nargs >= 0 && fs.NArg() != nargs {

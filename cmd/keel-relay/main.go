@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/cli"
 	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
@@ -103,39 +104,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // configFlags registers --config on fs and returns a loader for it.
 func configFlags(fs *flag.FlagSet) func() (*config.Config, string, bool, error) {
-	path := fs.String("config", "", "config file (default "+config.DefaultPath()+" if it exists)")
-	return func() (*config.Config, string, bool, error) {
-		p, explicit := *path, *path != ""
-		if !explicit {
-			p = config.DefaultPath()
-			if _, err := os.Stat(p); err != nil {
-				p = ""
-			}
-		}
-		var cfg *config.Config
-		var err error
-		if p == "" {
-			cfg, err = config.Load("", false)
-		} else {
-			cfg, err = config.Load(p, explicit)
-		}
-		return cfg, p, explicit, err
-	}
-}
-
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
-	fs.SetOutput(stderr)
-	return fs.Parse(args) == nil
+	return cli.ConfigFlag(fs, config.DefaultPath, config.Load)
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-relay run: unexpected argument %q\n", fs.Arg(0))
+	if !cli.NoArgs(fs, args, stderr, "keel-relay run") {
 		return 2
 	}
 	cfg, path, explicit, err := load()
@@ -262,13 +237,8 @@ func (p *relayProcess) wait() error {
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	cfg, path, _, err := load()
-	if code := svc.CheckConfig(stdout, stderr, "keel-relay", "KEEL_*", cfg, path, err); code != 0 {
+	cfg, code := svc.CheckConfigCommand(args, stdout, stderr, "keel-relay", "KEEL_*", configFlags)
+	if code != 0 {
 		return code
 	}
 	printMemoryPlan(stdout, cfg)
@@ -297,7 +267,7 @@ func printMemoryPlan(w io.Writer, cfg *config.Config) {
 func cmdBackup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	load := configFlags(fs)
-	if !parse(fs, args, stderr) {
+	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
@@ -372,7 +342,7 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	load := configFlags(fs)
 	force := fs.Bool("force", false, "replace the data already in the store")
-	if !parse(fs, args, stderr) {
+	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {

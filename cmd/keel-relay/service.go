@@ -26,14 +26,9 @@ import (
 	"github.com/keel-relay/keel/relay/config"
 )
 
-const (
-	serviceName        = "keel-relay"
-	serviceDisplayName = "Keel relay"
-	serviceDescription = "Keel relay: serves the Rudder relay API to the nodes of a site and forwards the rest upstream."
-	// stopMargin is added to shutdown_grace to bound Stop: the drain's worst case is the
-	// grace, 10s for cut handlers, 10s for remote runs to be killed, then closing the store.
-	stopMargin = 30 * time.Second
-)
+// stopMargin is added to shutdown_grace to bound Stop: the drain's worst case is the
+// grace, 10s for cut handlers, 10s for remote runs to be killed, then closing the store.
+const stopMargin = 30 * time.Second
 
 const serviceUsage = `usage: keel-relay service ACTION [--config FILE] [--user NAME]
 
@@ -50,64 +45,37 @@ Actions:
 On Windows the service runs as LocalSystem and logs to the Application event log.
 `
 
+// serviceCommand is `keel-relay service`.
+var serviceCommand = svc.Command{
+	Name:        "keel-relay",
+	DisplayName: "Keel relay",
+	Description: "Keel relay: serves the Rudder relay API to the nodes of a site and forwards the rest upstream.",
+	Usage:       serviceUsage,
+}
+
 // cmdService runs `keel-relay service ACTION`.
 func cmdService(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, serviceUsage)
-		return 2
-	}
-	action, args := args[0], args[1:]
-	switch action {
-	case "install", "uninstall", "start", "stop", "status", "run":
-	case "help":
-		fmt.Fprint(stdout, serviceUsage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "keel-relay service: unknown action %q\n\n%s", action, serviceUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("service "+action, flag.ContinueOnError)
-	load := configFlags(fs)
-	userName := fs.String("user", "keel", "Linux/Unix: the account the service runs as")
-	if !parse(fs, args, stderr) {
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keel-relay service %s: unexpected argument %q\n", action, fs.Arg(0))
-		return 2
+	var (
+		flags    *flag.FlagSet
+		load     func() (*config.Config, string, bool, error)
+		userName *string
+	)
+	action, code, ok := serviceCommand.ParseAction(args, stdout, stderr, func(fs *flag.FlagSet) {
+		flags, load = fs, configFlags(fs)
+		userName = fs.String("user", "keel", "Linux/Unix: the account the service runs as")
+	})
+	if !ok {
+		return code
 	}
 	userSet := false
-	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
+	flags.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
 	if userSet && runtime.GOOS == "windows" {
 		fmt.Fprintln(stderr, "keel-relay service: --user is not supported on Windows (the service runs as LocalSystem)")
 		return 2
 	}
-
 	prog := &program{load: load, logOut: stderr, exit: os.Exit}
-	conf := &service.Config{
-		Name:        serviceName,
-		DisplayName: serviceDisplayName,
-		Description: serviceDescription,
-		Option:      svc.Options(),
-	}
-	if err := svc.Packaged("keel-relay", action); err != nil {
-		fmt.Fprintf(stderr, "keel-relay service %s: %v\n", action, err)
-		return 1
-	}
-	systemd := svc.Systemd()
-	if action == "install" {
-		if err := prepareInstall(conf, load, *userName, systemd); err != nil {
-			fmt.Fprintf(stderr, "keel-relay service install: %v\n", err)
-			return 1
-		}
-	}
-
-	s, err := service.New(prog, conf)
-	if err != nil {
-		fmt.Fprintf(stderr, "keel-relay service: %v\n", err)
-		return 1
-	}
-	return svc.Do(s, "keel-relay", action, stdout, stderr, &prog.logOut)
+	install := func(conf *service.Config, systemd bool) error { return prepareInstall(conf, load, *userName, systemd) }
+	return serviceCommand.Control(action, prog, install, stdout, stderr, &prog.logOut)
 }
 
 // prepareInstall checks the config the service will run with and fills in conf: the

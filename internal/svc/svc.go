@@ -1,8 +1,9 @@
 // Package svc is the kardianos/service wiring shared by `keel-relay service` and
-// `keel-agent service`: the service options, the refusal to register a second unit
-// where the package installed one, the actions after service.New (run, status, start,
-// stop, install, uninstall), the Windows event log writer, the shared part of the systemd
-// unit `service install` writes (SystemdUnit) and of `check-config` (CheckConfig). What a
+// `keel-agent service`: the parsing of `NAME service ACTION` and its steps from there
+// (Command), the service options, the refusal to register a second unit where the
+// package installed one, the actions after service.New (run, status, start, stop,
+// install, uninstall), the Windows event log writer, the shared part of the systemd unit
+// `service install` writes (SystemdUnit) and of `check-config` (CheckConfig). What a
 // service runs, its flags and its own unit lines stay with each command.
 package svc
 

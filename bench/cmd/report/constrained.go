@@ -47,11 +47,7 @@ func (b *bench) constrained(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, err := b.newDir("", "free")
-	if err != nil {
-		return err
-	}
-	p, err := startRelay(ctx, b.log, b.relay, relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), plain: true})
+	p, _, err := b.startRelayIn(ctx, "", "free", relayConfig{nodes: b.fleet.nodeMap(2), plain: true})
 	if err != nil {
 		return err
 	}
@@ -361,11 +357,7 @@ const wearSection = limitsSection
 // followed until no file is stored and write_bytes (/proc/PID/io) has stood still for
 // wearPlateau, so that what expiry and value-log GC rewrite counts too.
 func (b *bench) wear(ctx context.Context, label string, size, count int, goal float64) error {
-	dir, err := b.newDir("", "wear")
-	if err != nil {
-		return err
-	}
-	p, err := startRelay(ctx, b.log, b.relay, relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), plain: true, cleanup: time.Second})
+	p, _, err := b.startRelayIn(ctx, "", "wear", relayConfig{nodes: b.fleet.nodeMap(2), plain: true, cleanup: time.Second})
 	if err != nil {
 		return err
 	}

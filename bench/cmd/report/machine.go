@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -156,6 +157,44 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// sampleMemory reads pid's resident memory every 10 ms until the returned stop is called,
+// which returns the highest anonymous, file-backed and total RSS seen (HWM is left zero).
+func sampleMemory(pid int) (stop func() memStatus) {
+	var peak memStatus
+	done := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := processMemory(pid); err == nil {
+				peak.Anon, peak.File, peak.RSS = max(peak.Anon, m.Anon), max(peak.File, m.File), max(peak.RSS, m.RSS)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() memStatus {
+		close(done)
+		sampler.Wait()
+		return peak
+	}
+}
+
+// resetPeakNote resets pid's VmHWM (resetPeak) before what a scenario measures and returns
+// the scenario's note on how its peak is read: reset when the reset worked, notReset when
+// it did not (the peak then includes the start-up peak, which is logged).
+func (b *bench) resetPeakNote(pid int, reset, notReset string) string {
+	if err := resetPeak(pid); err != nil {
+		b.log.Warn("peak RSS not reset: it includes the start-up peak", "err", err)
+		return notReset
+	}
+	return reset
 }
 
 // resetPeak resets pid's VmHWM to its current RSS (Linux ≥ 4.0), so the next reading is the

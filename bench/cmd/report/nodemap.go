@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keel-relay/keel/relay/httpapi"
@@ -43,12 +42,8 @@ func (b *bench) nodeMaps(ctx context.Context) error {
 
 // nodeMapLoad measures one load of an n-entry map, against the goals when withGoals.
 func (b *bench) nodeMapLoad(ctx context.Context, n int, withGoals bool) error {
-	dir, err := b.newDir("", "nodemap")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	p, err := startRelay(ctx, b.log, b.relay, relayConfig{dir: dir, nodes: b.fleet.nodeMap(2)})
+	p, dir, err := b.startRelayIn(ctx, "", "nodemap", relayConfig{nodes: b.fleet.nodeMap(2)})
+	defer os.RemoveAll(dir) // also when the relay did not start; "" removes nothing
 	if err != nil {
 		return err
 	}
@@ -67,37 +62,17 @@ func (b *bench) nodeMapLoad(ctx context.Context, n int, withGoals bool) error {
 	if err != nil {
 		return err
 	}
-	peakNote := "VmHWM reset through /proc/PID/clear_refs before the reload, read after it answered"
-	if err := resetPeak(p.pid()); err != nil {
-		b.log.Warn("peak RSS not reset: it includes the start-up peak", "err", err)
-		peakNote = "VmHWM read after the reload (it could not be reset before: it includes the start-up peak)"
-	}
+	peakNote := b.resetPeakNote(p.pid(), "VmHWM reset through /proc/PID/clear_refs before the reload, read after it answered",
+		"VmHWM read after the reload (it could not be reset before: it includes the start-up peak)")
 	ioBefore, ioErr := processWriteBytes(p.pid())
 	if err := os.Rename(tmp, nodesPath); err != nil {
 		return fmt.Errorf("install node map: %w", err)
 	}
-	var sampled memStatus // highest anonymous and file-backed RSS seen during the reload
-	stop := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Go(func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if m, err := processMemory(p.pid()); err == nil {
-				sampled.Anon, sampled.File = max(sampled.Anon, m.Anon), max(sampled.File, m.File)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	})
+	stopSampling := sampleMemory(p.pid())
 	start := time.Now()
 	_, err = do(ctx, newClient(1), http.MethodPost, p.url+api+"/1/system/reload", nil, http.StatusOK)
 	took := time.Since(start)
-	close(stop)
-	sampler.Wait()
+	sampled := stopSampling() // highest anonymous and file-backed RSS seen during the reload
 	if err != nil {
 		return fmt.Errorf("reload a %d-node map: %w", n, err)
 	}

@@ -139,6 +139,19 @@ func (b *bench) newDir(parent, name string) (string, error) {
 	return dir, nil
 }
 
+// startRelayIn starts a relay with cfg in a fresh directory for name, made by newDir(parent,
+// name) and set as cfg.dir. It returns that directory also when the relay did not start
+// ("" when it could not be made), so that a caller that removes it can.
+func (b *bench) startRelayIn(ctx context.Context, parent, name string, cfg relayConfig) (*relayProc, string, error) {
+	dir, err := b.newDir(parent, name)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg.dir = dir
+	p, err := startRelay(ctx, b.log, b.relay, cfg)
+	return p, dir, err
+}
+
 // measureLimits measures single-core SHA-256 speed and the data directory's write+fsync
 // speed for 1 MiB and 64 MiB files.
 func (b *bench) measureLimits() error {
@@ -240,11 +253,7 @@ const putSection = "Shared-file PUT throughput (signed sha256, synced, one clien
 
 // puts measures PUT throughput of 1 MiB and 64 MiB files, then HEAD on the same relay.
 func (b *bench) puts(ctx context.Context) error {
-	dir, err := b.newDir("", "put")
-	if err != nil {
-		return err
-	}
-	p, err := startRelay(ctx, b.log, b.relay, relayConfig{dir: dir, nodes: b.fleet.nodeMap(2)})
+	p, _, err := b.startRelayIn(ctx, "", "put", relayConfig{nodes: b.fleet.nodeMap(2)})
 	if err != nil {
 		return err
 	}
@@ -297,12 +306,8 @@ func (b *bench) putTmpfs(ctx context.Context) error {
 		b.rep.Notes = append(b.rep.Notes, "No /dev/shm: the tmpfs PUT figure was not measured.")
 		return nil
 	}
-	dir, err := b.newDir(shm, "tmpfs")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	p, err := startRelay(ctx, b.log, b.relay, relayConfig{dir: dir, nodes: b.fleet.nodeMap(2)})
+	p, dir, err := b.startRelayIn(ctx, shm, "tmpfs", relayConfig{nodes: b.fleet.nodeMap(2)})
+	defer os.RemoveAll(dir) // also when the relay did not start; "" removes nothing
 	if err != nil {
 		return err
 	}
@@ -593,28 +598,9 @@ func (b *bench) concurrentPuts(ctx context.Context, p *relayProc, rest memStatus
 	if err != nil {
 		return err
 	}
-	peakNote := "VmHWM reset through /proc/PID/clear_refs before, read after"
-	if err := resetPeak(p.pid()); err != nil {
-		b.log.Warn("peak RSS not reset: it includes the start-up peak", "err", err)
-		peakNote = "VmHWM read after (it could not be reset before: it includes the start-up peak)"
-	}
-	var peak memStatus
-	stop := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Go(func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if m, err := processMemory(p.pid()); err == nil {
-				peak.Anon, peak.File, peak.RSS = max(peak.Anon, m.Anon), max(peak.File, m.File), max(peak.RSS, m.RSS)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	})
+	peakNote := b.resetPeakNote(p.pid(), "VmHWM reset through /proc/PID/clear_refs before, read after",
+		"VmHWM read after (it could not be reset before: it includes the start-up peak)")
+	stopSampling := sampleMemory(p.pid())
 	client := newClient(b.p.rssPuts)
 	errs := make(chan error, b.p.rssPuts)
 	start := time.Now()
@@ -628,8 +614,7 @@ func (b *bench) concurrentPuts(ctx context.Context, p *relayProc, rest memStatus
 	}
 	wg.Wait()
 	took := time.Since(start)
-	close(stop)
-	sampler.Wait()
+	peak := stopSampling()
 	close(errs)
 	if err := <-errs; err != nil {
 		return fmt.Errorf("concurrent PUTs: %w", err)
@@ -663,13 +648,9 @@ const remoteSection = "Remote run fan-out"
 
 // remoteRun runs a command sleeping rrSleep on rrNodes nodes at rrConc at a time.
 func (b *bench) remoteRun(ctx context.Context) error {
-	dir, err := b.newDir("", "remote")
-	if err != nil {
-		return err
-	}
 	sleep := strconv.FormatFloat(b.p.rrSleep.Seconds(), 'f', -1, 64)
 	command := []string{"/bin/sleep", sleep}
-	p, err := startRelay(ctx, b.log, b.relay, relayConfig{dir: dir, nodes: b.fleet.nodeMap(b.p.rrNodes), command: command, concurrency: b.p.rrConc})
+	p, _, err := b.startRelayIn(ctx, "", "remote", relayConfig{nodes: b.fleet.nodeMap(b.p.rrNodes), command: command, concurrency: b.p.rrConc})
 	if err != nil {
 		return err
 	}
@@ -724,16 +705,12 @@ const expirySection = "Disk space returned after expiry"
 // expiry stores expiryFiles files of expirySize with a short TTL on a relay whose cleaner runs
 // every second, and follows the data directory's size until it stops falling.
 func (b *bench) expiry(ctx context.Context) error {
-	dir, err := b.newDir("", "expiry")
-	if err != nil {
-		return err
-	}
-	cfg := relayConfig{dir: dir, nodes: b.fleet.nodeMap(2), cleanup: time.Second}
-	p, err := startRelay(ctx, b.log, b.relay, cfg)
+	p, _, err := b.startRelayIn(ctx, "", "expiry", relayConfig{nodes: b.fleet.nodeMap(2), cleanup: time.Second})
 	if err != nil {
 		return err
 	}
 	defer p.stop()
+	cfg := p.cfg
 	time.Sleep(time.Second) // the cleaner's first run
 	before, err := diskUsage(cfg.dataDir())
 	if err != nil {
