@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -129,11 +130,8 @@ func (d *Dispatcher) CancelFleet(id, reason string) bool {
 // Fleets returns the running fleet commands, oldest first.
 func (d *Dispatcher) Fleets() []*Fleet {
 	d.mu.Lock()
-	out := make([]*Fleet, 0, len(d.fleets))
-	for _, f := range d.fleets {
-		out = append(out, f)
-	}
+	out := slices.Collect(maps.Values(d.fleets))
 	d.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	slices.SortFunc(out, func(a, b *Fleet) int { return a.Started.Compare(b.Started) })
 	return out
 }

@@ -10,7 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -273,12 +275,9 @@ func (r *Registry) Len() int {
 // Streams returns the live streams, ordered by node id.
 func (r *Registry) Streams() []*Stream {
 	r.mu.Lock()
-	out := make([]*Stream, 0, len(r.streams))
-	for _, s := range r.streams {
-		out = append(out, s)
-	}
+	out := slices.Collect(maps.Values(r.streams))
 	r.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	slices.SortFunc(out, func(a, b *Stream) int { return strings.Compare(a.NodeID, b.NodeID) })
 	return out
 }
 
