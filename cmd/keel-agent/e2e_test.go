@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,6 +26,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/agent/nodekey"
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -81,12 +80,11 @@ func newNode(t *testing.T, dir, id string, encrypted bool) node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&k.Private.PublicKey)
+	pin, err := keyhash.Of(&k.Private.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(der)
-	return node{id: id, keyFile: keyFile, pin: "sha256//" + base64.StdEncoding.EncodeToString(sum[:])}
+	return node{id: id, keyFile: keyFile, pin: pin.String()}
 }
 
 // cleanEnv is the test's environment without KEEL_* variables.

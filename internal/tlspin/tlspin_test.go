@@ -2,7 +2,6 @@ package tlspin
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/pem"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 )
 
 func TestLoadCAFileBad(t *testing.T) {
@@ -46,8 +47,7 @@ func TestLoadCAFileBad(t *testing.T) {
 func TestClientConfig(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
-	sum := sha256.Sum256(srv.Certificate().RawSubjectPublicKeyInfo)
-	good := "sha256//" + base64.StdEncoding.EncodeToString(sum[:])
+	good := keyhash.OfSPKI(srv.Certificate().RawSubjectPublicKeyInfo).String()
 	wrong := "sha256//" + base64.StdEncoding.EncodeToString(make([]byte, 32))
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")

@@ -2,7 +2,6 @@ package forward
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/nodemap"
 	"github.com/keel-relay/keel/storage"
 )
@@ -61,8 +61,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // spkiPin returns the sha256//base64 pin of a test server's certificate key.
 func spkiPin(t *testing.T, srv *httptest.Server) string {
 	t.Helper()
-	sum := sha256.Sum256(srv.Certificate().RawSubjectPublicKeyInfo)
-	return "sha256//" + base64.StdEncoding.EncodeToString(sum[:])
+	return keyhash.OfSPKI(srv.Certificate().RawSubjectPublicKeyInfo).String()
 }
 
 func mapWith(t *testing.T, self, sub, hostname, keyHash string) func() *nodemap.Map {

@@ -8,9 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/internal/wire/sigblock"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/config"
@@ -64,12 +62,11 @@ func NewNode(id, policyServer string, keyIndex int) *Node {
 
 // Pin returns the node's key-hash as Rudder 7 writes it (sha256//base64 of the SPKI DER).
 func (n *Node) Pin() string {
-	der, err := x509.MarshalPKIXPublicKey(&n.Key.PublicKey)
+	pin, err := keyhash.Of(&n.Key.PublicKey)
 	if err != nil {
 		panic(err)
 	}
-	sum := sha256.Sum256(der)
-	return "sha256//" + base64.StdEncoding.EncodeToString(sum[:])
+	return pin.String()
 }
 
 // NodeMap returns a node map JSON (the bare-object shape) listing nodes.
@@ -102,8 +99,7 @@ func BigNodeMap(filler int, nodes ...*Node) []byte {
 	}
 	for i := range filler {
 		id := fmt.Sprintf("filler-%029d", i)
-		sum := sha256.Sum256([]byte(id))
-		entry(id, id+".example.test", nodes[0].ID, "sha256//"+base64.StdEncoding.EncodeToString(sum[:]))
+		entry(id, id+".example.test", nodes[0].ID, keyhash.OfSPKI([]byte(id)).String())
 	}
 	b.WriteString("}\n")
 	return b.Bytes()

@@ -7,9 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/internal/wire/sigblock"
 )
 
@@ -43,12 +41,11 @@ func newFleet(nodes int) (*fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate RSA key: %w", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pin, err := keyhash.Of(&key.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("marshal public key: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(der)
-	return &fleet{key: key, pin: "sha256//" + base64.StdEncoding.EncodeToString(sum[:]), nodes: nodes}, nil
+	return &fleet{key: key, pin: pin.String(), nodes: nodes}, nil
 }
 
 func nodeID(i int) string { return fmt.Sprintf("n%04d", i) }

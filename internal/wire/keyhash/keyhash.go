@@ -78,6 +78,23 @@ func Parse(s string) (Pin, error) {
 	return Pin{Hash: h, Sum: sum}, nil
 }
 
+// OfSPKI returns the SHA-256 pin of der, a SubjectPublicKeyInfo DER: the pin Rudder writes
+// in the node map ("sha256//<base64>" by String).
+func OfSPKI(der []byte) Pin {
+	sum := sha256.Sum256(der)
+	return Pin{Hash: crypto.SHA256, Sum: sum[:]}
+}
+
+// Of returns the SHA-256 pin of pub (an *rsa.PublicKey, ed25519.PublicKey or any key
+// x509.MarshalPKIXPublicKey takes).
+func Of(pub crypto.PublicKey) (Pin, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return Pin{}, fmt.Errorf("key hash: %w", err)
+	}
+	return OfSPKI(der), nil
+}
+
 // MatchSPKI reports whether der, a SubjectPublicKeyInfo DER, hashes to p.
 // The comparison takes constant time. A zero Pin matches nothing.
 func (p Pin) MatchSPKI(der []byte) bool {

@@ -201,3 +201,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestOf: the pin Of computes is the one openssl computed for the same key, and Of refuses
+// what is not a public key.
+func TestOf(t *testing.T) {
+	key := loadKey(t, "testdata/key.pem")
+	var want string
+	for _, s := range opensslPins(t) {
+		if strings.HasPrefix(s, "sha256//") {
+			want = s
+		}
+	}
+	if want == "" {
+		t.Fatal("testdata/pins.txt holds no sha256// pin")
+	}
+	p, err := Of(&key.PublicKey)
+	if err != nil || p.String() != want || !p.MatchRSA(&key.PublicKey) {
+		t.Errorf("Of = %v, %v; want %s", p, err, want)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if got := OfSPKI(der).String(); got != want {
+		t.Errorf("OfSPKI = %s, want %s", got, want)
+	}
+	if _, err := Of("not a key"); err == nil {
+		t.Error("Of(string): no error")
+	}
+}
