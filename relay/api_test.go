@@ -340,6 +340,13 @@ func TestSharedFilesStoreHeadGet(t *testing.T) {
 		if a.code != http.StatusNotFound || a.hdr.Get("Content-Length") != "0" {
 			t.Errorf("HEAD %s with a wrong hash: %d Content-Length %q, want 404 and 0", p+path, a.code, a.hdr.Get("Content-Length"))
 		}
+		// A missing, empty or malformed hash is "absent" too, even for a stored file, as
+		// relayd answers: the agent then sends the file.
+		for _, q := range []string{"", "?hash=", "?hash=zz", "?hash=" + sum[:len(sum)-1], "?hash=" + strings.Repeat(sum, 5)} {
+			if a := head(t, r, p+path+q); a.code != http.StatusNotFound || a.hdr.Get("Content-Length") != "0" {
+				t.Errorf("HEAD %s%s: %d Content-Length %q, want 404 and 0", p+path, q, a.code, a.hdr.Get("Content-Length"))
+			}
+		}
 	}
 
 	now := time.Now()
@@ -510,11 +517,11 @@ func TestSharedFilesRefusals(t *testing.T) {
 		{"root, unknown target", put, "/shared-files/ghost/src/f?ttl=1h", good, http.StatusNotFound, "target ghost is not below this relay"},
 		{"root, unknown target, versioned prefix", put, "/rudder/relay-api/1/shared-files/ghost/src/f?ttl=1h", good, http.StatusNotFound, "not below this relay"},
 		// HEAD.
-		{"HEAD without hash", head, "/shared-files/n1/src/f", nil, bad, ""},
-		{"HEAD with an empty hash", head, "/shared-files/n1/src/f?hash=", nil, bad, ""},
-		{"HEAD with a non-hex hash", head, "/shared-files/n1/src/f?hash=xyz", nil, bad, ""},
-		{"HEAD with an odd-length hash", head, "/shared-files/n1/src/f?hash=abc", nil, bad, ""},
-		{"HEAD with a huge hash", head, "/shared-files/n1/src/f?hash=" + strings.Repeat("ab", 200), nil, bad, ""},
+		{"HEAD without hash", head, "/shared-files/n1/src/f", nil, http.StatusNotFound, ""},
+		{"HEAD with an empty hash", head, "/shared-files/n1/src/f?hash=", nil, http.StatusNotFound, ""},
+		{"HEAD with a non-hex hash", head, "/shared-files/n1/src/f?hash=xyz", nil, http.StatusNotFound, ""},
+		{"HEAD with an odd-length hash", head, "/shared-files/n1/src/f?hash=abc", nil, http.StatusNotFound, ""},
+		{"HEAD with a huge hash", head, "/shared-files/n1/src/f?hash=" + strings.Repeat("ab", 200), nil, http.StatusNotFound, ""},
 		{"HEAD target ..", head, "/shared-files/%2e%2e/src/f?hash=" + hash, nil, bad, ""},
 		{"HEAD file with *", head, "/shared-files/n1/src/f%2A?hash=" + hash, nil, bad, ""},
 		{"HEAD root, unknown target", head, "/shared-files/ghost/src/f?hash=" + hash, nil, http.StatusNotFound, ""},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,19 +14,31 @@ import (
 	"github.com/keel-relay/keel/storage"
 )
 
-// Head handles HEAD /shared-files/:target/:source/:file?hash=<hex>.
+// maxHashHex bounds the hex digest of a HEAD (SHA-512 is 128 hex digits).
+const maxHashHex = 256
+
+// validHash reports whether hash is a hex digest a stored file could have.
+func validHash(hash string) bool {
+	if hash == "" || len(hash) > maxHashHex {
+		return false
+	}
+	_, err := hex.DecodeString(hash)
+	return err == nil
+}
+
+// Head handles HEAD /shared-files/:target/:source/:file?hash=<hex>: 200 when the file is
+// stored here, not expired, with that hash; 404 otherwise, also for a missing, empty or
+// malformed hash.
 func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	k, ok := requestKey(w, r, ps)
 	if !ok {
 		return
 	}
 	hash := r.URL.Query().Get("hash")
-	if hash == "" {
-		reply(w, r, http.StatusBadRequest, "hash: missing")
-		return
-	}
-	if _, err := hex.DecodeString(hash); err != nil || len(hash) > 256 {
-		reply(w, r, http.StatusBadRequest, fmt.Sprintf("hash: %q is not a hex digest", hash))
+	if !validHash(hash) {
+		// No file has this hash: "absent", as relayd answers (SPEC-relay-api.md: 200 only
+		// for a stored file whose hash equals hash, 404 otherwise). The agent then sends it.
+		reply(w, r, http.StatusNotFound, "")
 		return
 	}
 	dest, ok := h.route(h.nodes(), k.Target)
