@@ -35,7 +35,7 @@ func ClientConfig(caFile, keyHash string) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key hash: %w", err)
 		}
-		Pin(conf, pin)
+		pinTo(conf, pin)
 	}
 	return conf, nil
 }
@@ -44,13 +44,13 @@ func ClientConfig(caFile, keyHash string) (*tls.Config, error) {
 // leaf certificate key matches pin.
 func PinnedConfig(pin keyhash.Pin) *tls.Config {
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	Pin(conf, pin)
+	pinTo(conf, pin)
 	return conf
 }
 
-// Pin makes conf accept exactly the peers whose leaf certificate key matches pin: the pin
+// pinTo makes conf accept exactly the peers whose leaf certificate key matches pin: the pin
 // check replaces chain and name verification.
-func Pin(conf *tls.Config, pin keyhash.Pin) {
+func pinTo(conf *tls.Config, pin keyhash.Pin) {
 	conf.InsecureSkipVerify = true // replaced by the pin check below
 	conf.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {

@@ -38,7 +38,7 @@ func TestNoAnswerIsNot200(t *testing.T) {
 		{"answers 204", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }, http.StatusNoContent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wrapped := a.Wrap("test", LoopbackOnly, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { tc.h(w, r) })
+			wrapped := a.Wrap("test", loopbackOnly, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { tc.h(w, r) })
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wrapped(w, r, nil) }))
 			defer srv.Close()
 			req, err := http.NewRequest(http.MethodPut, srv.URL+"/x", strings.NewReader("body"))

@@ -15,9 +15,9 @@ import (
 	"github.com/keel-relay/keel/relay/sharedfiles"
 )
 
-// Prefixes are the prefixes the relay API is served under: bare (as old agents call shared
+// prefixes are the prefixes the relay API is served under: bare (as old agents call shared
 // files), the historical /rudder/relay-api, and the versioned /rudder/relay-api/1.
-var Prefixes = [...]string{"", "/rudder/relay-api", "/rudder/relay-api/1"}
+var prefixes = [...]string{"", "/rudder/relay-api", "/rudder/relay-api/1"}
 
 // Lists are the reloadable network access lists of the two listeners.
 type Lists struct {
@@ -77,8 +77,8 @@ func sharedList(l *Lists) *access.List  { return l.Shared }
 func policyList(l *Lists) *access.List  { return l.PolicyServer }
 func metricsList(l *Lists) *access.List { return l.Metrics }
 
-// LoopbackOnly is the access list choice of routes only loopback peers may call.
-func LoopbackOnly(*Lists) *access.List { return nil }
+// loopbackOnly is the access list choice of routes only loopback peers may call.
+func loopbackOnly(*Lists) *access.List { return nil }
 
 // Handler builds the relay API listener's router.
 func (a *API) Handler() http.Handler {
@@ -89,7 +89,7 @@ func (a *API) Handler() http.Handler {
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
 	files, remote := a.opts.Files, a.opts.Remote
-	for _, p := range Prefixes {
+	for _, p := range prefixes {
 		path := p + "/shared-files/:target/:source/:file"
 		r.PUT(path, a.Wrap("shared-files", sharedList, files.Put))
 		r.HEAD(path, a.Wrap("shared-files", sharedList, files.Head))
@@ -117,7 +117,7 @@ func (a *API) AdminHandler() http.Handler {
 	r := httprouter.New()
 	// Everything but /metrics is loopback only and, with admin.token_file, wants the token.
 	admin := func(route string, h httprouter.Handle) httprouter.Handle {
-		return a.Wrap(route, LoopbackOnly, a.withAdminToken(h))
+		return a.Wrap(route, loopbackOnly, a.withAdminToken(h))
 	}
 	metricsHandler := a.opts.Metrics.Handler()
 	r.GET("/metrics", a.Wrap("admin/metrics", metricsList, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
