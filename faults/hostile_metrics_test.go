@@ -111,7 +111,7 @@ func TestHostileOddMethods(t *testing.T) {
 	needBinary(t)
 	ip := hostIPv4(t)
 	dir := t.TempDir()
-	port := strings.TrimPrefix(relaytest.FreeAddr(t), "127.0.0.1:")
+	port := relaytest.FreePort(t)
 	api, admin := "0.0.0.0:"+port, relaytest.FreeAddr(t)
 	s := baseSettings("root", filepath.Join(dir, "data"), "", api, admin)
 	p := startRelay(t, "relay", writeConfig(t, dir, "relay.yaml", s), "127.0.0.1:"+port, admin)
@@ -148,7 +148,7 @@ func TestHostileMetricsFromOutside(t *testing.T) {
 	needBinary(t)
 	ip := hostIPv4(t)
 	dir := t.TempDir()
-	port := strings.TrimPrefix(relaytest.FreeAddr(t), "127.0.0.1:")
+	port := relaytest.FreePort(t)
 	api, admin := relaytest.FreeAddr(t), "0.0.0.0:"+port
 	s := baseSettings("root", filepath.Join(dir, "data"), "", api, admin)
 	cfg := writeConfig(t, dir, "relay.yaml", s)

@@ -230,7 +230,7 @@ func (r *Relay) Put(t testing.TB, path string, body []byte) (int, string) {
 	return Do(t, http.MethodPut, r.URL+path, body)
 }
 
-// handedOut are the ports FreeAddr has given in this test binary: the kernel may give a port
+// handedOut are the ports FreeAddrOn has given in this test binary: the kernel may give a port
 // just closed again, and two listeners of one relay must not get the same one.
 var handedOut = struct {
 	sync.Mutex
@@ -242,23 +242,45 @@ var handedOut = struct {
 // test binary.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	return FreeAddrOn(t, "127.0.0.1")
+}
+
+// FreePort returns a port free a moment ago on every address (the wildcard address was
+// bound), for a listener on 0.0.0.0 that tests also reach on 127.0.0.1; like FreeAddr, it
+// never returns a port twice in this test binary.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(FreeAddrOn(t, "0.0.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// FreeAddrOn returns host:port with a port free a moment ago on host, never one handed out
+// before in this test binary (whatever the host).
+func FreeAddrOn(t testing.TB, host string) string {
+	t.Helper()
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := ln.Addr().String()
+		_, port, err := net.SplitHostPort(ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := ln.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if !handedOut.ports[addr] {
-			handedOut.ports[addr] = true
-			return addr
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return net.JoinHostPort(host, port)
 		}
 	}
-	t.Fatal("no free loopback port that was not handed out before")
+	t.Fatalf("no free port on %s that was not handed out before", host)
 	return ""
 }
 
