@@ -40,6 +40,13 @@ type Config struct {
 	Storage           StorageConfig     `mapstructure:"storage"`
 	Edge              EdgeConfig        `mapstructure:"edge"`
 	Memory            MemoryConfig      `mapstructure:"memory"`
+	// The rest of a relay box (SPEC-relay-box.md): agents' uploads and their delivery
+	// upstream, the shared folder, policies, and the node client certificates.
+	AgentUploads AgentUploadsConfig `mapstructure:"agent_uploads"`
+	UpstreamAuth UpstreamAuthConfig `mapstructure:"upstream_auth"`
+	SharedFolder SharedFolderConfig `mapstructure:"shared_folder"`
+	Policies     PoliciesConfig     `mapstructure:"policies"`
+	TLS          TLSConfig          `mapstructure:"tls"`
 }
 
 // Roles a relay can have.
@@ -165,6 +172,53 @@ type MemoryConfig struct {
 	// The Go memory limit, the storage caches, the upload slots, the edge streams and the
 	// remote-run buffers are lowered to fit it; near it, new work is refused.
 	Limit AutoByteSize `mapstructure:"limit"`
+}
+
+// AgentUploadsConfig is the "agent_uploads" section: inventories and reports agents PUT
+// (/inventories/, /inventory-updates/, /reports/), kept until delivered upstream.
+type AgentUploadsConfig struct {
+	// HTPasswdInitial is the Apache htpasswd file of /inventories/ (nodes not yet accepted);
+	// HTPasswd that of /inventory-updates/ and /reports/. A missing file authenticates nobody.
+	HTPasswdInitial string `mapstructure:"htpasswd_initial"`
+	HTPasswd        string `mapstructure:"htpasswd"`
+	// Retention is how long an undelivered upload is kept before it expires (counted).
+	Retention time.Duration `mapstructure:"retention"`
+	// MaxWaiting bounds the uploads kept (waiting or failed); beyond it new ones get 507.
+	MaxWaiting int `mapstructure:"max_waiting"`
+	// RootDir (role root only) is where uploads are handed to the Rudder server:
+	// <root_dir>/inventories/incoming, inventories/accepted-nodes-updates, reports/incoming.
+	// Empty at the root: the upload paths answer 404.
+	RootDir string `mapstructure:"root_dir"`
+}
+
+// UpstreamAuthConfig is the "upstream_auth" section: the HTTP Basic credentials uploads are
+// delivered upstream with.
+type UpstreamAuthConfig struct {
+	User string `mapstructure:"user"`
+	// PasswordFile holds the password of /inventory-updates/ and /reports/ upstream;
+	// DefaultPasswordFile that of /inventories/ (empty: "rudder").
+	PasswordFile        string `mapstructure:"password_file"`
+	DefaultPasswordFile string `mapstructure:"default_password_file"`
+}
+
+// SharedFolderConfig is the "shared_folder" section: the files agents download from
+// /rudder/relay-api/shared-folder/.
+type SharedFolderConfig struct {
+	Path string `mapstructure:"path"`
+}
+
+// PoliciesConfig is the "policies" section: /policies/<uuid>/ and /common/.
+type PoliciesConfig struct {
+	Path       string `mapstructure:"path"`
+	CommonPath string `mapstructure:"common_path"`
+}
+
+// TLSConfig is the "tls" section: the node client certificates the relay API's TLS
+// listener accepts.
+type TLSConfig struct {
+	// NodeCerts is a PEM bundle of node certificates (Rudder's nodescerts.pem); a client
+	// certificate is accepted only if it is one of them, and names its node by its UID.
+	NodeCerts string `mapstructure:"node_certs"`
 }
 
 // EdgeTLSConfig is the "edge.tls" section: the certificate of the edge listener.

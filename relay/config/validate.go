@@ -43,6 +43,8 @@ func (c *Config) Validate() error {
 	c.Storage.check(&p)
 	c.Edge.check(&p)
 	c.Memory.check(&p)
+	c.AgentUploads.check(&p, c.Role)
+	c.UpstreamAuth.check(&p)
 	return p.Err()
 }
 
@@ -255,5 +257,23 @@ func (s *StorageConfig) checkValueThreshold(p *confload.Problems, chunkOK bool) 
 func (m *MemoryConfig) check(p *confload.Problems) {
 	if l := m.Limit; l != Auto && l < AutoByteSize(MinMemoryLimit) {
 		p.Add("memory.limit", "must be auto or at least %s, got %s", MinMemoryLimit, l)
+	}
+}
+
+// check checks the agent_uploads section.
+func (a *AgentUploadsConfig) check(p *confload.Problems, role string) {
+	positive(p, "agent_uploads.retention", a.Retention)
+	if a.MaxWaiting < 1 {
+		p.Add("agent_uploads.max_waiting", "must be >= 1, got %d", a.MaxWaiting)
+	}
+	if a.RootDir != "" && role != RoleRoot {
+		p.Add("agent_uploads.root_dir", "is for role root only; a relay delivers uploads upstream")
+	}
+}
+
+// check checks the upstream_auth section.
+func (u *UpstreamAuthConfig) check(p *confload.Problems) {
+	if u.User == "" || strings.ContainsAny(u.User, ":\r\n") {
+		p.Add("upstream_auth.user", "must be a user name without ':' or line breaks, got %q", u.User)
 	}
 }
