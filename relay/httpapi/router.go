@@ -41,8 +41,21 @@ type System interface {
 	Backup(w io.Writer) error
 }
 
+// Route is a route of the relay-box part of the API (SPEC-relay-box.md: agents' uploads,
+// /uuid, the shared folder, policies), served on the relay API listener behind
+// http.allowed_networks and the same middleware as every route.
+type Route struct {
+	// Method is the HTTP method; Path the httprouter pattern ("/inventories/:name").
+	Method, Path string
+	// Name is the route's label in the request metrics and logs ("uploads").
+	Name   string
+	Handle httprouter.Handle
+}
+
 // Options are the parts the routers serve.
 type Options struct {
+	// BoxRoutes are the relay-box routes (SPEC-relay-box.md), mounted as they are.
+	BoxRoutes []Route
 	// Lists returns the access lists in force (they change on reload).
 	Lists  func() *Lists
 	Files  *sharedfiles.Handler
@@ -103,6 +116,9 @@ func (a *API) Handler() http.Handler {
 		r.GET(p+"/system/status", a.Wrap("system/status", sharedList, a.status))
 		r.GET(p+"/system/info", a.Wrap("system/info", sharedList, a.info))
 		r.POST(p+"/system/reload", a.Wrap("system/reload", policyList, a.reload))
+	}
+	for _, rt := range a.opts.BoxRoutes {
+		r.Handle(rt.Method, rt.Path, a.Wrap(rt.Name, sharedList, rt.Handle))
 	}
 	notFound := a.Wrap("other", sharedList, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		http.Error(w, "no such route", http.StatusNotFound)
