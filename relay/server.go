@@ -280,6 +280,7 @@ func (s *Server) buildRemoteRun(cfg *config.Config) error {
 func (s *Server) frontOptions() httpapi.Options {
 	o := httpapi.Options{
 		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s},
+		BoxRoutes:  append(s.uploadRoutes(), s.downloadRoutes()...),
 		AdminToken: s.adminToken, Metrics: s.reg, Log: s.log,
 	}
 	if s.edge != nil {
