@@ -84,6 +84,7 @@ type Server struct {
 	files   *sharedfiles.Handler
 	remote  *remoterun.Handler
 	edge    *edgeserver.Server // nil when edge.enabled is false
+	tls     *apiTLS            // the relay API listener's TLS (tlsfront.go)
 
 	plan     membudget.Plan     // the memory budget and its split
 	gauge    *membudget.Gauge   // memory in use
@@ -173,6 +174,9 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		if s.adminToken, err = admintoken.LoadOrCreate(cfg.Admin.TokenFile); err != nil {
 			return nil, fmt.Errorf("admin.token_file: %w", err)
 		}
+	}
+	if s.tls, err = newAPITLS(cfg, s.log); err != nil {
+		return nil, err
 	}
 	s.front = httpapi.New(s.frontOptions())
 	if err := s.listen(cfg); err != nil {
@@ -320,11 +324,11 @@ func minFreeSpace(cfg *config.Config) int64 {
 	return int64(cfg.Storage.MinFreeSpace)
 }
 
-// listenAPI opens the relay API's listener (http.listen, with TLS when configured), with at
-// most maxConns connections open at once (the memory plan's http.max_connections). While it
-// is full, the idle keep-alive connections of srv are closed so that they do not starve new
-// ones; listenAPI installs srv's ConnState hook for that.
-func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener, error) {
+// listenAPI opens the relay API's listener (http.listen, with TLS when tlsConf is not nil),
+// with at most maxConns connections open at once (the memory plan's http.max_connections).
+// While it is full, the idle keep-alive connections of srv are closed so that they do not
+// starve new ones; listenAPI installs srv's ConnState hook for that.
+func listenAPI(cfg *config.Config, maxConns int, srv *http.Server, tlsConf *tls.Config) (net.Listener, error) {
 	raw, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -334,13 +338,8 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener
 	srv.ConnState = idle.ConnState
 	capped.SetReclaim(func() { idle.CloseIdle() })
 	var ln net.Listener = capped
-	if cfg.HTTP.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
-		if err != nil {
-			_ = ln.Close()
-			return nil, fmt.Errorf("http.tls_cert/tls_key: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	return ln, nil
 }
@@ -349,7 +348,7 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener
 func (s *Server) listen(cfg *config.Config) error {
 	var err error
 	s.api = s.httpServer(cfg, s.front.Handler(), "http")
-	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections, s.api); err != nil {
+	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections, s.api, s.tls.Config()); err != nil {
 		return err
 	}
 	if cfg.Admin.Listen != "" {

@@ -58,7 +58,11 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 		}
 	}()
 	api := newServer(false)
-	ln, err := listenAPI(cfg, plan.APIConnections, api)
+	front, err := newAPITLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := listenAPI(cfg, plan.APIConnections, api, front.Config())
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,147 @@
+package relay
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/keel-relay/keel/internal/wire/keyhash"
+	"github.com/keel-relay/keel/relay/config"
+)
+
+// cfenginePassphrase is what CFEngine encrypts its keys with: Rudder agents' localhost.priv
+// may be a legacy encrypted PEM (Proc-Type: 4,ENCRYPTED) under it (SPEC-relay-api.md).
+const cfenginePassphrase = "Cfengine passphrase"
+
+// maxKeyPairFile bounds what is read of http.tls_cert and http.tls_key.
+const maxKeyPairFile = 1 << 20
+
+// apiTLS is the relay API listener's TLS (SPEC-relay-box.md "Transport"): the key pair of
+// http.tls_cert / http.tls_key, the key the nodes pinned (by default the Rudder agent's),
+// re-read on reload (a pair that does not load leaves the one in force). Without
+// http.tls_cert the listener speaks plain HTTP and Config is nil.
+type apiTLS struct {
+	certFile, keyFile string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+// newAPITLS loads the key pair of cfg's http section, if any, and logs the key's pin (what
+// the nodes must have pinned).
+func newAPITLS(cfg *config.Config, log *slog.Logger) (*apiTLS, error) {
+	t := &apiTLS{certFile: cfg.HTTP.TLSCert, keyFile: cfg.HTTP.TLSKey}
+	if t.certFile == "" {
+		return t, nil
+	}
+	cert, err := loadKeyPair(t.certFile, t.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("http.tls_cert/tls_key: %w", err)
+	}
+	t.cert.Store(&cert)
+	log.Info("relay API speaks TLS", "cert", t.certFile, "key_pin", keyhash.OfSPKI(cert.Leaf.RawSubjectPublicKeyInfo).String())
+	return t, nil
+}
+
+// Reload re-reads the key pair; on error the pair in force stays.
+func (t *apiTLS) Reload() error {
+	if t.certFile == "" {
+		return nil
+	}
+	cert, err := loadKeyPair(t.certFile, t.keyFile)
+	if err != nil {
+		return fmt.Errorf("http.tls_cert/tls_key not reloaded (the key pair in force stays): %w", err)
+	}
+	t.cert.Store(&cert)
+	return nil
+}
+
+// Config returns the listener's TLS settings, nil for plain HTTP: the key pair in force,
+// TLS 1.3 offered and preferred, TLS 1.2 still accepted (Windows agents before Windows
+// Server 2022 and older TLS stacks of Rudder's tools have no TLS 1.3), HTTP/1.1.
+func (t *apiTLS) Config() *tls.Config {
+	if t.certFile == "" {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return t.cert.Load(), nil
+		},
+	}
+}
+
+// loadKeyPair reads a certificate (chain) and its private key: PEM "RSA PRIVATE KEY"
+// (PKCS#1, as Rudder agents keep localhost.priv, plain or encrypted under CFEngine's
+// passphrase), "PRIVATE KEY" (PKCS#8) or "EC PRIVATE KEY". The key must match the leaf.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := readBounded(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readBounded(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if keyPEM, err = decryptLegacyKey(keyPEM); err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s and %s: %w", certFile, keyFile, err)
+	}
+	return cert, nil // Leaf is set by X509KeyPair
+}
+
+// decryptLegacyKey returns keyPEM with its first "RSA PRIVATE KEY" block decrypted when it
+// is a legacy encrypted PEM (as CFEngine writes its keys); other keys come back as they are.
+func decryptLegacyKey(keyPEM []byte) ([]byte, error) {
+	rest := keyPEM
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return keyPEM, nil
+		}
+		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			continue
+		}
+		if block.Type != "RSA PRIVATE KEY" || !strings.HasPrefix(block.Headers["Proc-Type"], "4,ENCRYPTED") {
+			return keyPEM, nil
+		}
+		// The legacy OpenSSL encryption is deprecated for new uses; reading CFEngine's keys is
+		// the compatibility it is kept for.
+		//lint:ignore SA1019 CFEngine keys use this format
+		der, err := x509.DecryptPEMBlock(block, []byte(cfenginePassphrase))
+		if err != nil {
+			return nil, fmt.Errorf("decrypting the key (DEK-Info %s) with CFEngine's passphrase: %w", block.Headers["DEK-Info"], err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), nil
+	}
+}
+
+// readBounded reads a regular file of at most maxKeyPairFile bytes.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyPairFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxKeyPairFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxKeyPairFile)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s: %w", path, errors.New("empty file"))
+	}
+	return b, nil
+}
