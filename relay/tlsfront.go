@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
-	"log/slog"
 	"sync/atomic"
 
 	"github.com/keel-relay/keel/internal/wire/keyhash"
