@@ -39,6 +39,7 @@ import (
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/httpapi"
+	"github.com/keel-relay/keel/relay/nodecerts"
 	"github.com/keel-relay/keel/relay/nodemap"
 	"github.com/keel-relay/keel/relay/remoterun"
 	"github.com/keel-relay/keel/relay/sharedfiles"
@@ -85,6 +86,9 @@ type Server struct {
 	remote  *remoterun.Handler
 	edge    *edgeserver.Server // nil when edge.enabled is false
 	tls     *apiTLS            // the relay API listener's TLS (tlsfront.go)
+	// nodeCerts are the node client certificates (tls.node_certs) the TLS listener accepts;
+	// nodecerts.NodeID names the node of a request.
+	nodeCerts *nodecerts.Holder
 
 	plan     membudget.Plan     // the memory budget and its split
 	gauge    *membudget.Gauge   // memory in use
@@ -175,7 +179,7 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 			return nil, fmt.Errorf("admin.token_file: %w", err)
 		}
 	}
-	if s.tls, err = newAPITLS(cfg, s.log); err != nil {
+	if err := s.buildTLSFront(cfg); err != nil {
 		return nil, err
 	}
 	s.front = httpapi.New(s.frontOptions())

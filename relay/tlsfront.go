@@ -14,6 +14,7 @@ import (
 
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/nodecerts"
 )
 
 // cfenginePassphrase is what CFEngine encrypts its keys with: Rudder agents' localhost.priv
@@ -23,19 +24,29 @@ const cfenginePassphrase = "Cfengine passphrase"
 // maxKeyPairFile bounds what is read of http.tls_cert and http.tls_key.
 const maxKeyPairFile = 1 << 20
 
+// buildTLSFront reads the node client certificates (tls.node_certs) and the relay API
+// listener's key pair.
+func (s *Server) buildTLSFront(cfg *config.Config) (err error) {
+	s.nodeCerts = nodecerts.NewHolder(cfg.TLS.NodeCerts, s.log.With("component", "node-certs"))
+	s.tls, err = newAPITLS(cfg, s.nodeCerts, s.log)
+	return err
+}
+
 // apiTLS is the relay API listener's TLS (SPEC-relay-box.md "Transport"): the key pair of
 // http.tls_cert / http.tls_key, the key the nodes pinned (by default the Rudder agent's),
-// re-read on reload (a pair that does not load leaves the one in force). Without
+// re-read on reload (a pair that does not load leaves the one in force), and the node client
+// certificates, asked for but optional, accepted only when in tls.node_certs. Without
 // http.tls_cert the listener speaks plain HTTP and Config is nil.
 type apiTLS struct {
 	certFile, keyFile string
 	cert              atomic.Pointer[tls.Certificate]
+	nodeCerts         *nodecerts.Holder
 }
 
 // newAPITLS loads the key pair of cfg's http section, if any, and logs the key's pin (what
 // the nodes must have pinned).
-func newAPITLS(cfg *config.Config, log *slog.Logger) (*apiTLS, error) {
-	t := &apiTLS{certFile: cfg.HTTP.TLSCert, keyFile: cfg.HTTP.TLSKey}
+func newAPITLS(cfg *config.Config, nodeCerts *nodecerts.Holder, log *slog.Logger) (*apiTLS, error) {
+	t := &apiTLS{certFile: cfg.HTTP.TLSCert, keyFile: cfg.HTTP.TLSKey, nodeCerts: nodeCerts}
 	if t.certFile == "" {
 		return t, nil
 	}
@@ -48,33 +59,40 @@ func newAPITLS(cfg *config.Config, log *slog.Logger) (*apiTLS, error) {
 	return t, nil
 }
 
-// Reload re-reads the key pair; on error the pair in force stays.
+// Reload re-reads the node certificates and the key pair; what does not load leaves what is
+// in force.
 func (t *apiTLS) Reload() error {
-	if t.certFile == "" {
-		return nil
+	var errs []error
+	if err := t.nodeCerts.Reload(); err != nil {
+		errs = append(errs, fmt.Errorf("tls.node_certs not reloaded (the certificates in force stay): %w", err))
 	}
-	cert, err := loadKeyPair(t.certFile, t.keyFile)
-	if err != nil {
-		return fmt.Errorf("http.tls_cert/tls_key not reloaded (the key pair in force stays): %w", err)
+	if t.certFile != "" {
+		if cert, err := loadKeyPair(t.certFile, t.keyFile); err != nil {
+			errs = append(errs, fmt.Errorf("http.tls_cert/tls_key not reloaded (the key pair in force stays): %w", err))
+		} else {
+			t.cert.Store(&cert)
+		}
 	}
-	t.cert.Store(&cert)
-	return nil
+	return errors.Join(errs...)
 }
 
 // Config returns the listener's TLS settings, nil for plain HTTP: the key pair in force,
 // TLS 1.3 offered and preferred, TLS 1.2 still accepted (Windows agents before Windows
-// Server 2022 and older TLS stacks of Rudder's tools have no TLS 1.3), HTTP/1.1.
+// Server 2022 and older TLS stacks of Rudder's tools have no TLS 1.3), HTTP/1.1, and a
+// client certificate asked for: none is fine, one not in tls.node_certs fails the handshake.
 func (t *apiTLS) Config() *tls.Config {
 	if t.certFile == "" {
 		return nil
 	}
-	return &tls.Config{
+	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return t.cert.Load(), nil
 		},
 	}
+	t.nodeCerts.ConfigureTLS(c)
+	return c
 }
 
 // loadKeyPair reads a certificate (chain) and its private key: PEM "RSA PRIVATE KEY"

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -23,6 +24,7 @@ import (
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/httpapi"
+	"github.com/keel-relay/keel/relay/nodecerts/nodecertstest"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -261,5 +263,73 @@ func TestTLSFrontReload(t *testing.T) {
 	}
 	if _, _, err := getInfo(pinnedClient(pinOf(t, self), nil, nil), base); err == nil || !strings.Contains(err.Error(), "does not match the pinned key") {
 		t.Errorf("after a bad reload, a client pinning the refused key: %v, want a pin mismatch", err)
+	}
+}
+
+// TestTLSFrontNodeCerts: a client certificate is asked for but optional; one in
+// tls.node_certs (Rudder's nodescerts.pem) is accepted, an unknown one fails the handshake;
+// a reload with a new bundle lets a new node in, and a bundle that does not parse leaves the
+// one in force (the reload says why).
+func TestTLSFrontNodeCerts(t *testing.T) {
+	t.Parallel()
+	self := relaytest.NewNode("relay1", "root", 5)
+	_, n1PEM, n1Key := nodecertstest.Issue(t, "n1", "n1.example.test")
+	_, n2PEM, n2Key := nodecertstest.Issue(t, "n2", "n2.example.test")
+	n1Cert, n2Cert := nodecertstest.TLSCertificate(t, n1PEM, n1Key), nodecertstest.TLSCertificate(t, n2PEM, n2Key)
+	var bundle string
+	r, base := tlsRelay(t, self, relaytest.NodeMap(self, relaytest.NewNode("n1", "relay1", 1), relaytest.NewNode("n2", "relay1", 2)), func(c *config.Config) {
+		bundle = filepath.Join(filepath.Dir(c.HTTP.TLSCert), "nodescerts.pem")
+		relaytest.WriteFileAtomic(t, bundle, nodecertstest.Bundle(n1PEM))
+		c.TLS.NodeCerts = bundle
+	})
+	pin := pinOf(t, self)
+	call := func(cert *tls.Certificate) error {
+		resp, _, err := getInfo(pinnedClient(pin, cert, nil), base)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = errors.New(resp.Status)
+		}
+		if err == nil && (resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13) {
+			err = errors.New("not TLS 1.3")
+		}
+		return err
+	}
+	reload := func() (int, string) {
+		t.Helper()
+		resp, err := pinnedClient(pin, &n1Cert, nil).Post(base+"/rudder/relay-api/1/system/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	if err := call(nil); err != nil {
+		t.Errorf("no client certificate: %v, want accepted", err)
+	}
+	if err := call(&n1Cert); err != nil {
+		t.Errorf("n1's certificate (in nodescerts.pem): %v, want accepted", err)
+	}
+	if err := call(&n2Cert); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("n2's certificate (unknown): %v, want the handshake refused", err)
+	}
+	if !strings.Contains(r.LogText(), "not a known node certificate") {
+		t.Error("the refused handshake was not logged")
+	}
+
+	relaytest.WriteFileAtomic(t, bundle, nodecertstest.Bundle(n1PEM, n2PEM))
+	if code, body := reload(); code != http.StatusOK || body != httpapi.ReloadSuccess {
+		t.Fatalf("reload with n2 added: %d %s", code, body)
+	}
+	if err := call(&n2Cert); err != nil {
+		t.Errorf("n2's certificate after the reload: %v, want accepted", err)
+	}
+
+	relaytest.WriteFileAtomic(t, bundle, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
+	if code, body := reload(); code != http.StatusInternalServerError || !strings.Contains(body, "tls.node_certs not reloaded") {
+		t.Errorf("reload with a broken bundle: %d %s, want 500 saying tls.node_certs was not reloaded", code, body)
+	}
+	if err := call(&n2Cert); err != nil {
+		t.Errorf("n2's certificate after a refused reload: %v, want still accepted", err)
 	}
 }
