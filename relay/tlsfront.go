@@ -6,12 +6,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync/atomic"
 
+	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/nodecerts"
@@ -144,22 +143,11 @@ func decryptLegacyKey(keyPEM []byte) ([]byte, error) {
 	}
 }
 
-// readBounded reads a regular file of at most maxKeyPairFile bytes.
+// readBounded reads a file of at most maxKeyPairFile bytes, not empty.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, err := fsutil.ReadFileMax(path, maxKeyPairFile)
+	if err == nil && len(b) == 0 {
+		err = fmt.Errorf("%s: empty file", path)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyPairFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxKeyPairFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxKeyPairFile)
-	}
-	if len(b) == 0 {
-		return nil, fmt.Errorf("%s: %w", path, errors.New("empty file"))
-	}
-	return b, nil
+	return b, err
 }
