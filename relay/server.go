@@ -328,8 +328,8 @@ func minFreeSpace(cfg *config.Config) int64 {
 	return int64(cfg.Storage.MinFreeSpace)
 }
 
-// listenAPI opens the relay API's listener (http.listen, with TLS when tlsConf is not nil),
-// with at most maxConns connections open at once (the memory plan's http.max_connections).
+// listenAPI opens the relay API's listener (http.listen, with TLS when tlsConf is not nil,
+// and http.local_listen, plain, when set), with at most maxConns connections open at once (the memory plan's http.max_connections).
 // While it is full, the idle keep-alive connections of srv are closed so that they do not
 // starve new ones; listenAPI installs srv's ConnState hook for that.
 func listenAPI(cfg *config.Config, maxConns int, srv *http.Server, tlsConf *tls.Config) (net.Listener, error) {
@@ -344,6 +344,14 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server, tlsConf *tls.
 	var ln net.Listener = capped
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
+	}
+	if cfg.HTTP.LocalListen != "" {
+		local, err := listenLocal(cfg.HTTP.LocalListen, maxConns, idle)
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+		ln = mergeListeners(ln, local)
 	}
 	return ln, nil
 }

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 
+	"github.com/keel-relay/keel/internal/connlimit"
 	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/config"
@@ -150,4 +153,94 @@ func readBounded(path string) ([]byte, error) {
 		err = fmt.Errorf("%s: empty file", path)
 	}
 	return b, err
+}
+
+// maxLocalConns bounds the connections of http.local_listen, the plain listener of the tools
+// on the box (a few at a time), whatever http.max_connections allows the main listener.
+const maxLocalConns = 64
+
+// listeners is one net.Listener over several: Accept returns the next connection of any of
+// them, Close closes them all, Addr is the first one's. The relay API serves http.listen and
+// http.local_listen through it with one http.Server, so that one drain covers both.
+type listeners struct {
+	lns   []net.Listener
+	conns chan net.Conn
+	errs  chan error
+	done  chan struct{}
+	once  sync.Once
+}
+
+// mergeListeners accepts on every listener of lns, each in its own goroutine, until Close.
+func mergeListeners(lns ...net.Listener) net.Listener {
+	m := &listeners{lns: lns, conns: make(chan net.Conn), errs: make(chan error), done: make(chan struct{})}
+	for _, ln := range lns {
+		go m.accept(ln)
+	}
+	return m
+}
+
+// accept hands ln's connections and errors to Accept (http.Server pauses and retries after a
+// temporary one, and stops on any other), until ln or m is closed.
+func (m *listeners) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case m.errs <- err:
+			case <-m.done:
+				return
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		select {
+		case m.conns <- c:
+		case <-m.done:
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+// Accept returns the next connection of any listener.
+func (m *listeners) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.conns:
+		return c, nil
+	case err := <-m.errs:
+		return nil, err
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes every listener.
+func (m *listeners) Close() error {
+	var errs []error
+	m.once.Do(func() {
+		close(m.done)
+		for _, ln := range m.lns {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Addr is the first listener's address (http.listen).
+func (m *listeners) Addr() net.Addr { return m.lns[0].Addr() }
+
+// listenLocal opens http.local_listen, plain HTTP, bounded to maxLocalConns connections
+// (and to no more than the main listener's bound), with the same idle-connection reclaim.
+func listenLocal(addr string, maxConns int, idle *connlimit.IdleHTTP) (net.Listener, error) {
+	raw, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.local_listen: %w", err)
+	}
+	capped := connlimit.New(raw, min(maxLocalConns, maxConns))
+	capped.SetReclaim(func() { idle.CloseIdle() })
+	return capped, nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -331,5 +332,53 @@ func TestTLSFrontNodeCerts(t *testing.T) {
 	}
 	if err := call(&n2Cert); err != nil {
 		t.Errorf("n2's certificate after a refused reload: %v, want still accepted", err)
+	}
+}
+
+// TestLocalListen: http.local_listen serves the same relay API in plain HTTP next to the TLS
+// listener (Rudder's tools call relayd's 127.0.0.1:3030): `rudder relay reload` gets its
+// exact bytes there; a drain closes both listeners; an address in use fails the start.
+func TestLocalListen(t *testing.T) {
+	t.Parallel()
+	self := relaytest.NewNode("relay1", "root", 5)
+	local := relaytest.FreeAddr(t)
+	r, base := tlsRelay(t, self, relaytest.NodeMap(self), func(c *config.Config) { c.HTTP.LocalListen = local })
+
+	resp, err := http.Post("http://"+local+"/rudder/relay-api/1/system/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != httpapi.ReloadSuccess {
+		t.Errorf("reload on local_listen: %d %q", resp.StatusCode, body)
+	}
+	code, st := relaytest.Do(t, http.MethodGet, "http://"+local+"//rudder/relay-api/1/system/status", nil)
+	if s, err := httpapi.DecodeStatus([]byte(st)); code != http.StatusOK || err != nil || s.NodeID != "relay1" {
+		t.Errorf("status on local_listen: %d %v %s", code, err, st)
+	}
+	if resp, _, err := getInfo(pinnedClient(pinOf(t, self), nil, nil), base); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("the TLS listener next to it: %v %v", err, resp)
+	}
+
+	if err := r.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	for _, addr := range []string{local, r.APIAddr().String()} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after the drain", addr)
+		}
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := relaytest.Config(t, t.TempDir(), "relay1", relaytest.NodeMap(self))
+	cfg.HTTP.LocalListen = busy.Addr().String()
+	if _, err := relay.New(cfg, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil || !strings.Contains(err.Error(), "http.local_listen") {
+		t.Errorf("local_listen on an address in use: %v", err)
 	}
 }
