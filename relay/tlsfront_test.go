@@ -382,3 +382,22 @@ func TestLocalListen(t *testing.T) {
 		t.Errorf("local_listen on an address in use: %v", err)
 	}
 }
+
+// BenchmarkTLSFrontHandshake: one request per new TLS connection (as agents make them: a
+// curl per file), with the relay's 2048-bit RSA agent key, pinned, with a node certificate.
+func BenchmarkTLSFrontHandshake(b *testing.B) {
+	self := relaytest.NewNode("relay1", "root", 5)
+	_, certPEM, keyPEM := nodecertstest.Issue(b, "n1", "n1.example.test")
+	cert := nodecertstest.TLSCertificate(b, certPEM, keyPEM)
+	_, base := tlsRelay(b, self, relaytest.NodeMap(self), func(c *config.Config) {
+		c.TLS.NodeCerts = filepath.Join(filepath.Dir(c.HTTP.TLSCert), "nodescerts.pem")
+		relaytest.WriteFileAtomic(b, c.TLS.NodeCerts, certPEM)
+	})
+	c := pinnedClient(pinOf(b, self), &cert, nil)
+	b.ResetTimer()
+	for b.Loop() {
+		if resp, _, err := getInfo(c, base); err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("%v %v", err, resp)
+		}
+	}
+}
