@@ -413,3 +413,55 @@ func TestPoliciesETag(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSharedFolderHeadHash: a HEAD with a hash of a 16 MiB file, over loopback; the
+// file is hashed as it is read (allocations do not grow with it).
+func BenchmarkSharedFolderHeadHash(b *testing.B) {
+	benchBox(b, 16<<20, func(c *http.Client, url string) int {
+		req, _ := http.NewRequest(http.MethodHead, url+"?hash="+strings.Repeat("0", 64), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}, http.StatusOK)
+}
+
+// BenchmarkSharedFolderGet: a GET of a 16 MiB file, over loopback.
+func BenchmarkSharedFolderGet(b *testing.B) {
+	benchBox(b, 16<<20, func(c *http.Client, url string) int {
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != 16<<20 {
+			b.Fatalf("read %d bytes: %v", n, err)
+		}
+		return resp.StatusCode
+	}, http.StatusOK)
+}
+
+func benchBox(b *testing.B, size int, call func(*http.Client, string) int, want int) {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "big"), make([]byte, size), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	h := boxfiles.New(boxfiles.Options{SharedFolder: dir})
+	r := httprouter.New()
+	r.Handle(http.MethodGet, "/rudder/relay-api/1/shared-folder/*path", h.SharedFolder)
+	r.Handle(http.MethodHead, "/rudder/relay-api/1/shared-folder/*path", h.SharedFolder)
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	c := srv.Client()
+	url := srv.URL + "/rudder/relay-api/1/shared-folder/big"
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if code := call(c, url); code != want {
+			b.Fatalf("%d, want %d", code, want)
+		}
+	}
+}
