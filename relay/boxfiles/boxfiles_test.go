@@ -477,3 +477,19 @@ func benchBox(b *testing.B, size int, call func(*http.Client, string) int, want 
 		}
 	}
 }
+
+// A file the relay may not read answers 403 (and is logged), not 404.
+func TestUnreadableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads every file")
+	}
+	b := newBox(t)
+	if err := os.Chmod(filepath.Join(b.dir, "shared", "file"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		if a := do(t, http.DefaultClient, b.plain, m, "/rudder/relay-api/shared-folder/file", nil); a.code != http.StatusForbidden {
+			t.Errorf("%s of an unreadable file: %d %q, want 403", m, a.code, a.body)
+		}
+	}
+}
