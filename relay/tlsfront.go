@@ -2,26 +2,20 @@ package relay
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/keel-relay/keel/internal/connlimit"
 	"github.com/keel-relay/keel/internal/fsutil"
+	"github.com/keel-relay/keel/internal/nodekey"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/nodecerts"
 )
-
-// cfenginePassphrase is what CFEngine encrypts its keys with: Rudder agents' localhost.priv
-// may be a legacy encrypted PEM (Proc-Type: 4,ENCRYPTED) under it (SPEC-relay-api.md).
-const cfenginePassphrase = "Cfengine passphrase"
 
 // maxKeyPairFile bounds what is read of http.tls_cert and http.tls_key.
 const maxKeyPairFile = 1 << 20
@@ -109,41 +103,14 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if keyPEM, err = decryptLegacyKey(keyPEM); err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s: %w", keyFile, err)
+	if keyPEM, err = nodekey.Decrypted(keyPEM, nodekey.DefaultPassphrase); err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s (CFEngine's passphrase): %w", keyFile, err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("%s and %s: %w", certFile, keyFile, err)
 	}
 	return cert, nil // Leaf is set by X509KeyPair
-}
-
-// decryptLegacyKey returns keyPEM with its first "RSA PRIVATE KEY" block decrypted when it
-// is a legacy encrypted PEM (as CFEngine writes its keys); other keys come back as they are.
-func decryptLegacyKey(keyPEM []byte) ([]byte, error) {
-	rest := keyPEM
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return keyPEM, nil
-		}
-		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
-			continue
-		}
-		if block.Type != "RSA PRIVATE KEY" || !strings.HasPrefix(block.Headers["Proc-Type"], "4,ENCRYPTED") {
-			return keyPEM, nil
-		}
-		// The legacy OpenSSL encryption is deprecated for new uses; reading CFEngine's keys is
-		// the compatibility it is kept for.
-		//lint:ignore SA1019 CFEngine keys use this format
-		der, err := x509.DecryptPEMBlock(block, []byte(cfenginePassphrase))
-		if err != nil {
-			return nil, fmt.Errorf("decrypting the key (DEK-Info %s) with CFEngine's passphrase: %w", block.Headers["DEK-Info"], err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), nil
-	}
 }
 
 // readBounded reads a file of at most maxKeyPairFile bytes, not empty.

@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/agent/nodekey"
+	"github.com/keel-relay/keel/internal/nodekey"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/internal/wire/reqauth"
 	"github.com/keel-relay/keel/internal/wire/sigblock"

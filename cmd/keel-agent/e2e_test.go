@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keel-relay/keel/agent/nodekey"
+	"github.com/keel-relay/keel/internal/nodekey"
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/relay/relaytest"
 )

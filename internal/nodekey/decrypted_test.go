@@ -1,4 +1,4 @@
-package relay
+package nodekey
 
 import (
 	"crypto/ecdsa"
@@ -10,9 +10,9 @@ import (
 	"testing"
 )
 
-// TestDecryptLegacyKey: a CFEngine-encrypted PKCS#1 key is decrypted, every other key PEM
+// TestDecrypted: a CFEngine-encrypted PKCS#1 key is decrypted, every other key PEM
 // comes back unchanged, and a wrong passphrase or a broken encrypted block is an error.
-func TestDecryptLegacyKey(t *testing.T) {
+func TestDecrypted(t *testing.T) {
 	t.Parallel()
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -40,11 +40,11 @@ func TestDecryptLegacyKey(t *testing.T) {
 		{"not PEM", "", []byte("garbage"), []byte("garbage")},
 		{"empty", "", nil, nil},
 		{"certificate first", "", append([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), plain...), nil},
-		{"CFEngine-encrypted", "", encrypt(cfenginePassphrase), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: secret})},
-		{"another passphrase", "CFEngine's passphrase", encrypt("other"), nil},
+		{"CFEngine-encrypted", "", encrypt(DefaultPassphrase), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: secret})},
+		{"another passphrase", "decrypting", encrypt("other"), nil},
 		{"bad DEK-Info", "decrypting", []byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: NOPE,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n"), nil},
 	} {
-		got, err := decryptLegacyKey(tc.in)
+		got, err := Decrypted(tc.in, DefaultPassphrase)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.err)
@@ -61,12 +61,12 @@ func TestDecryptLegacyKey(t *testing.T) {
 	}
 }
 
-func FuzzDecryptLegacyKey(f *testing.F) {
+func FuzzDecrypted(f *testing.F) {
 	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: DES-EDE3-CBC,0011223344556677\n\nAAAAAAAAAAA=\n-----END RSA PRIVATE KEY-----\n"))
 	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
 	f.Add([]byte("x"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := decryptLegacyKey(b)
+		out, err := Decrypted(b, DefaultPassphrase)
 		if err == nil && out == nil && b != nil {
 			t.Fatal("no key and no error")
 		}

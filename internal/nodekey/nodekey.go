@@ -1,7 +1,8 @@
 // Package nodekey reads a node's RSA private key as Rudder agents keep it
 // (/var/rudder/cfengine-community/ppkeys/localhost.priv) and derives from it
 // what a shared file's signature block says about the key: keyid and keydate,
-// as Rudder's rudder-sign writes them.
+// as Rudder's rudder-sign writes them. keel-agent signs with it; keel-relay's
+// TLS listener presents it (Decrypted).
 //
 // Accepted: PEM "RSA PRIVATE KEY" (PKCS#1), plain or with the legacy OpenSSL
 // encryption headers (Proc-Type: 4,ENCRYPTED and DEK-Info, as CFEngine writes
@@ -95,19 +96,9 @@ func Parse(b []byte, passphrase string) (*rsa.PrivateKey, error) {
 }
 
 func parsePKCS1(block *pem.Block, passphrase string) (*rsa.PrivateKey, error) {
-	der := block.Bytes
-	if block.Headers["Proc-Type"] != "" || block.Headers["DEK-Info"] != "" {
-		if !strings.HasPrefix(block.Headers["Proc-Type"], "4,ENCRYPTED") || block.Headers["DEK-Info"] == "" {
-			return nil, fmt.Errorf("PEM headers Proc-Type %q / DEK-Info %q: not a legacy encrypted key", block.Headers["Proc-Type"], block.Headers["DEK-Info"])
-		}
-		// The legacy OpenSSL encryption is weak by design and deprecated for new
-		// uses; reading CFEngine's keys is exactly the compatibility it is kept for.
-		//lint:ignore SA1019 CFEngine keys use this format
-		plain, err := x509.DecryptPEMBlock(block, []byte(passphrase))
-		if err != nil {
-			return nil, fmt.Errorf("decrypting the key (DEK-Info %s) with key_passphrase: %w", block.Headers["DEK-Info"], err)
-		}
-		der = plain
+	der, err := decryptBlock(block, passphrase)
+	if err != nil {
+		return nil, err
 	}
 	k, err := x509.ParsePKCS1PrivateKey(der)
 	if err != nil {
@@ -117,6 +108,50 @@ func parsePKCS1(block *pem.Block, passphrase string) (*rsa.PrivateKey, error) {
 		return nil, fmt.Errorf("PKCS#1 private key: %w", err)
 	}
 	return checked(k)
+}
+
+// decryptBlock returns the DER of a PKCS#1 block: its bytes, decrypted with passphrase when
+// the block carries the legacy OpenSSL encryption headers (as CFEngine writes its keys).
+func decryptBlock(block *pem.Block, passphrase string) ([]byte, error) {
+	if block.Headers["Proc-Type"] == "" && block.Headers["DEK-Info"] == "" {
+		return block.Bytes, nil
+	}
+	if !strings.HasPrefix(block.Headers["Proc-Type"], "4,ENCRYPTED") || block.Headers["DEK-Info"] == "" {
+		return nil, fmt.Errorf("PEM headers Proc-Type %q / DEK-Info %q: not a legacy encrypted key", block.Headers["Proc-Type"], block.Headers["DEK-Info"])
+	}
+	// The legacy OpenSSL encryption is weak by design and deprecated for new
+	// uses; reading CFEngine's keys is exactly the compatibility it is kept for.
+	//lint:ignore SA1019 CFEngine keys use this format
+	plain, err := x509.DecryptPEMBlock(block, []byte(passphrase))
+	if err != nil {
+		return nil, fmt.Errorf("decrypting the key (DEK-Info %s) with passphrase: %w", block.Headers["DEK-Info"], err)
+	}
+	return plain, nil
+}
+
+// Decrypted returns keyPEM with its first private-key block decrypted with passphrase when it
+// is a legacy encrypted "RSA PRIVATE KEY" (as CFEngine writes its keys), so that crypto/tls
+// can load it; any other key comes back as it is.
+func Decrypted(keyPEM []byte, passphrase string) ([]byte, error) {
+	rest := keyPEM
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return keyPEM, nil
+		}
+		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			continue
+		}
+		if block.Type != "RSA PRIVATE KEY" || block.Headers["Proc-Type"] == "" {
+			return keyPEM, nil
+		}
+		der, err := decryptBlock(block, passphrase)
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), nil
+	}
 }
 
 func checked(k *rsa.PrivateKey) (*rsa.PrivateKey, error) {
