@@ -90,6 +90,9 @@ func newKit(t testing.TB, ko kitOptions) *kit {
 	}
 	if ko.root {
 		k.rootDir = filepath.Join(dir, "root")
+		if err := os.Mkdir(k.rootDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		opts.RootDir = k.rootDir
 	} else {
 		so := storage.DefaultOptions(filepath.Join(dir, "data"))
