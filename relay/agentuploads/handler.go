@@ -274,15 +274,21 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, u *upload, err 
 	}
 }
 
-// refuse answers before the body is read; a connection with a body still to come is closed
-// after the answer, since net/http would otherwise read what is left of it first (up to
-// 256 KiB, with no deadline: a client that stalls would hold the answer back).
+// refuse answers an upload whose body was not read, or not to its end, then closes the
+// connection. What is left of the body is read (and dropped) for drainGrace at most after the
+// answer: net/http reads up to 256 KiB of it, with no deadline of its own, so that a client
+// that sent it all reads the answer rather than a reset; a client that stalls holds the
+// connection no longer than that.
 func refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	if r.ContentLength != 0 {
 		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	reply(w, r, code, msg)
 }
+
+// drainGrace bounds the reading of a refused upload's body after the answer.
+const drainGrace = 2 * time.Second
 
 // reply writes a one-line plain-text answer.
 func reply(w http.ResponseWriter, r *http.Request, code int, msg string) {

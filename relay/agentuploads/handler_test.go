@@ -20,6 +20,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/internal/htpasswd"
+	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/internal/wire/uploadname"
 	"github.com/keel-relay/keel/relay/uploadslots"
@@ -67,6 +68,7 @@ type kitOptions struct {
 	slots      int
 	slotWait   time.Duration
 	tls        func(*httptest.Server)
+	pressure   membudget.Pressure
 }
 
 func newKit(t testing.TB, ko kitOptions) *kit {
@@ -81,7 +83,7 @@ func newKit(t testing.TB, ko kitOptions) *kit {
 		t.Fatal(err)
 	}
 	k := &kit{reg: metrics.NewRegistry(), stored: make(chan struct{}, 100)}
-	k.pool = uploadslots.New(uploadslots.Options{Slots: max(ko.slots, 1), PerClient: max(ko.slots, 1)})
+	k.pool = uploadslots.New(uploadslots.Options{Slots: max(ko.slots, 1), PerClient: max(ko.slots, 1), Pressure: ko.pressure})
 	opts := Options{
 		Initial: htpasswd.NewWatched(initial, log), Accepted: htpasswd.NewWatched(accepted, log),
 		ClientNode: ko.clientNode, MaxBody: func() int64 { return testMaxBody },
@@ -353,5 +355,33 @@ func TestSlowBody(t *testing.T) {
 	}
 	if got := k.counted(uploadname.Report, resultCut); got != 2 {
 		t.Errorf("cut counted %v, want 2", got)
+	}
+}
+
+// TestRefusalAnswersAtOnce: a refusal before the body is read (401 here) is answered at
+// once, even though the client declared a body it does not send, and the connection is
+// closed drainGrace later.
+func TestRefusalAnswersAtOnce(t *testing.T) {
+	k := newKit(t, kitOptions{})
+	c, err := net.Dial("tcp", k.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /reports/%s HTTP/1.1\r\nHost: relay\r\nContent-Length: 60000\r\n\r\n", reportName)
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+		t.Fatalf("%d, close %v; want 401 and the connection closed", resp.StatusCode, resp.Close)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(drainGrace + 3*time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v, want EOF", err)
 	}
 }

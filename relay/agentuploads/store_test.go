@@ -194,6 +194,27 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// alwaysNear is a relay that stays near its memory budget (relay.Options.Pressure).
+type alwaysNear struct{}
+
+func (alwaysNear) Near() bool { return true }
+
+// TestMemoryPressure: near the memory budget an upload waits for its slot, then gets 503
+// with Retry-After; nothing is kept.
+func TestMemoryPressure(t *testing.T) {
+	k := newKit(t, kitOptions{slotWait: 100 * time.Millisecond, pressure: alwaysNear{}})
+	resp := k.put(t, "/reports/"+reportName, acceptedUser, acceptedPass, []byte("report"))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("%d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if st := k.store.AgentUploadStats(); st.Waiting != 0 {
+		t.Errorf("kept %+v", st)
+	}
+	if k.counted(uploadname.Report, resultBusy) != 1 {
+		t.Error("busy not counted")
+	}
+}
+
 // TestExpectContinue: a client that asks for 100-continue gets it once it is authenticated
 // and sends its body then; one that is not gets its 401 without 100 Continue.
 func TestExpectContinue(t *testing.T) {
