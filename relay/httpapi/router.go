@@ -58,6 +58,9 @@ type Route struct {
 type Options struct {
 	// BoxRoutes are the relay-box routes (SPEC-relay-box.md), mounted as they are.
 	BoxRoutes []Route
+	// AdminRoutes are more routes of the admin listener, loopback only and behind the admin
+	// token like /status (the listing of agents' uploads).
+	AdminRoutes []Route
 	// Lists returns the access lists in force (they change on reload).
 	Lists  func() *Lists
 	Files  *sharedfiles.Handler
@@ -159,6 +162,9 @@ func (a *API) AdminHandler() http.Handler {
 	r.GET("/status", admin("admin/status", a.status))
 	r.POST("/reload", admin("admin/reload", a.reload))
 	r.GET("/backup", admin("admin/backup", a.backup))
+	for _, rt := range a.opts.AdminRoutes {
+		r.Handle(rt.Method, rt.Path, admin(rt.Name, rt.Handle))
+	}
 	if edge := a.opts.Edge; edge != nil {
 		h := admin("admin/edge", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { edge.ServeHTTP(w, r) })
 		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost} {
