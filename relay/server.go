@@ -35,6 +35,7 @@ import (
 	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/admintoken"
+	"github.com/keel-relay/keel/relay/agentuploads"
 	"github.com/keel-relay/keel/relay/cleaner"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/delivery"
@@ -83,6 +84,7 @@ type Server struct {
 	worker  *forward.Worker
 	cleaner *cleaner.Cleaner
 	files   *sharedfiles.Handler
+	uploads *agentuploads.Handler // agents' uploads; nil at a root without agent_uploads.root_dir
 	remote  *remoterun.Handler
 	edge    *edgeserver.Server // nil when edge.enabled is false
 
@@ -168,6 +170,7 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		return nil, err
 	}
 	s.buildDelivery(cfg)
+	s.buildUploads(cfg)
 	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
