@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -196,7 +197,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, k uploadname.Kind,
 	}
 	h.count(k, resultCreated)
 	u.log.Info("agent upload received", "bytes", size)
-	w.Header().Set("Location", "/"+k.Dir()+"/"+name)
+	w.Header().Set("Location", location(k, name))
 	reply(w, r, http.StatusCreated, "created")
 }
 
@@ -233,7 +234,7 @@ func (h *Handler) drop(w http.ResponseWriter, r *http.Request, u *upload) {
 	}
 	h.count(u.kind, resultDropped)
 	u.log.Info("agent upload accepted and dropped: its name is not one to forward", "bytes", n)
-	w.Header().Set("Location", "/"+u.kind.Dir()+"/"+u.name)
+	w.Header().Set("Location", location(u.kind, u.name))
 	reply(w, r, http.StatusCreated, "created")
 }
 
@@ -272,6 +273,11 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, u *upload, err 
 		u.log.Error("agent upload not stored", "err", err)
 		refuse(w, r, http.StatusInternalServerError, "storage failure; nothing was stored")
 	}
+}
+
+// location is the Location of a created upload: its path, escaped.
+func location(k uploadname.Kind, name string) string {
+	return (&url.URL{Path: "/" + k.Dir() + "/" + name}).EscapedPath()
 }
 
 // refuse answers an upload whose body was not read, or not to its end, then closes the

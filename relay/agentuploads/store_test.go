@@ -42,6 +42,9 @@ func TestCreatedThenReplaced(t *testing.T) {
 	if got := resp.Header.Get("Location"); got != "/reports/"+reportName {
 		t.Errorf("Location %q", got)
 	}
+	if resp := k.put(t, "/reports/a%20b%3F.log", acceptedUser, acceptedPass, first); resp.Header.Get("Location") != "/reports/a%20b%3F.log" {
+		t.Errorf("Location %q, want the name escaped", resp.Header.Get("Location"))
+	}
 	resp = k.put(t, "/reports/"+reportName, acceptedUser, acceptedPass, second)
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("second PUT: %d", resp.StatusCode)
