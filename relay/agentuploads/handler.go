@@ -105,12 +105,14 @@ func (h *Handler) count(k uploadname.Kind, result string) {
 	}
 }
 
-// DeniedMethods are the methods routed to Deny: every other method of RFC 9110 but CONNECT
-// and TRACE, PATCH, and WebDAV's. (The assembly also routes Deny for any method without a
-// route.)
-var DeniedMethods = [...]string{
-	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete, http.MethodOptions, http.MethodPatch,
-	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+// DeniedMethods returns the methods to route to Deny: the other methods of RFC 9110 but
+// CONNECT and TRACE, PATCH, and WebDAV's. (The assembly also routes Deny for any method
+// without a route.)
+func DeniedMethods() []string {
+	return []string{
+		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete, http.MethodOptions, http.MethodPatch,
+		"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+	}
 }
 
 // Deny answers 403 to any other method than PUT on kind k's path, as Apache does.
