@@ -35,8 +35,10 @@ import (
 	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/admintoken"
+	"github.com/keel-relay/keel/relay/agentuploads"
 	"github.com/keel-relay/keel/relay/cleaner"
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/delivery"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/relay/nodecerts"
@@ -83,6 +85,7 @@ type Server struct {
 	worker  *forward.Worker
 	cleaner *cleaner.Cleaner
 	files   *sharedfiles.Handler
+	uploads *agentuploads.Handler // agents' uploads; nil at a root without agent_uploads.root_dir
 	remote  *remoterun.Handler
 	edge    *edgeserver.Server // nil when edge.enabled is false
 	tls     *apiTLS            // the relay API listener's TLS (tlsfront.go)
@@ -110,6 +113,9 @@ type Server struct {
 	keepMu      sync.Mutex
 	nodeKept    atomic.Pointer[string] // digest of the node map known to be kept in the store
 	nodeKeepErr atomic.Pointer[string] // why the map in force is not kept; nil when it is
+
+	// delivery delivers agents' uploads upstream (delivery.go); nil at the root.
+	delivery *delivery.Worker
 }
 
 // buildLists builds the network access lists of cfg (policy server and metrics scrapers
@@ -168,6 +174,8 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	if err := s.buildSharedFiles(cfg); err != nil {
 		return nil, err
 	}
+	s.buildDelivery(cfg)
+	s.buildUploads(cfg)
 	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
@@ -287,7 +295,7 @@ func (s *Server) buildRemoteRun(cfg *config.Config) error {
 // frontOptions are the parts the relay API's routers serve.
 func (s *Server) frontOptions() httpapi.Options {
 	o := httpapi.Options{
-		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s},
+		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s}, AdminRoutes: s.adminRoutes(),
 		BoxRoutes:  append(s.uploadRoutes(), s.downloadRoutes()...),
 		AdminToken: s.adminToken, Metrics: s.reg, Log: s.log,
 	}
@@ -316,6 +324,7 @@ func storageOptions(cfg *config.Config, plan membudget.Plan) storage.Options {
 	so.ChunkSize = int(cfg.Storage.ChunkSize)
 	so.SyncWrites = cfg.Storage.SyncWrites
 	so.MaxJobs = cfg.Forward.MaxJobs
+	so.MaxAgentUploads = cfg.AgentUploads.MaxWaiting
 	so.MinFreeSpace = minFreeSpace(cfg)
 	return so
 }
@@ -428,6 +437,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	workers.Go(func() { s.worker.Run(workCtx) })
 	workers.Go(func() { s.cleaner.Run(workCtx) })
+	workers.Go(func() { s.runDelivery(workCtx) })
 	workers.Go(func() { s.watchDisk(workCtx) })
 	if cfg.NodesFile != "" && cfg.NodesPollInterval > 0 {
 		workers.Go(func() { s.nodes.Watch(workCtx, cfg.NodesFile, cfg.NodesPollInterval, s.nodeMapLoaded) })
