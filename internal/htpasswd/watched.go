@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -39,12 +40,17 @@ type Watched struct {
 	badInfo fs.FileInfo // the file then, if it could be opened
 	gen     uint64      // incremented when f changes, so a late cache insert of an old f is dropped
 	cache   map[[32]byte]struct{}
+
+	// slow bounds the uncached checks (bcrypt's ≈65 ms of CPU each) running at once to half
+	// the CPUs: wrong passwords, never cached, cannot take the whole machine.
+	slow chan struct{}
 }
 
 // NewWatched returns the htpasswd file at path, read now and again when it changes. Problems
 // are logged to log.
 func NewWatched(path string, log *slog.Logger) *Watched {
-	w := &Watched{path: path, log: log, every: statEvery, cache: make(map[[32]byte]struct{})}
+	w := &Watched{path: path, log: log, every: statEvery, cache: make(map[[32]byte]struct{}),
+		slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 	_, _ = rand.Read(w.key[:]) // never fails: it returns no error since Go 1.24
 	w.mu.Lock()
 	w.refreshLocked(time.Now())
@@ -73,7 +79,10 @@ func (w *Watched) Verify(user, password string) bool {
 	if hit {
 		return true
 	}
-	if !f.Verify(user, password) { // slow (bcrypt): outside the lock
+	w.slow <- struct{}{}
+	ok := f.Verify(user, password) // slow (bcrypt): outside the lock, a few at once
+	<-w.slow
+	if !ok {
 		return false
 	}
 	w.mu.Lock()

@@ -239,6 +239,38 @@ func TestWatchedCache(t *testing.T) {
 	}
 }
 
+// TestWatchedSlowChecksBounded: an uncached check (here a wrong password, never cached) waits
+// while every slow-check slot is taken, so wrong passwords cannot take every CPU; a cached
+// success does not wait.
+func TestWatchedSlowChecksBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	write(t, path, "rudder:"+shaRudder+"\n")
+	w, _ := newWatched(t, path)
+	if cap(w.slow) < 1 {
+		t.Fatalf("%d slow-check slots", cap(w.slow))
+	}
+	if !w.Verify("rudder", "rudder") {
+		t.Fatal("not verified")
+	}
+	for range cap(w.slow) {
+		w.slow <- struct{}{} // every slot taken
+	}
+	done := make(chan bool, 1)
+	go func() { done <- w.Verify("rudder", "wrong") }()
+	select {
+	case <-done:
+		t.Fatal("an uncached check ran while every slot was taken")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if !w.Verify("rudder", "rudder") {
+		t.Error("a cached success waited for a slot or failed")
+	}
+	<-w.slow
+	if <-done {
+		t.Error("the wrong password verified")
+	}
+}
+
 func TestWatchedConcurrent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	write(t, path, "rudder:"+shaRudder+"\n")
