@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
-	"github.com/keel-relay/keel/internal/nodekey"
 	"github.com/keel-relay/keel/agent/sharedfile"
+	"github.com/keel-relay/keel/internal/nodekey"
 	"github.com/keel-relay/keel/internal/wire/ids"
 )
 

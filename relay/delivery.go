@@ -39,8 +39,6 @@ func (s *Server) runDelivery(ctx context.Context) {
 
 // wakeDelivery tells the delivery worker that an upload was kept (after PutAgentUpload); it
 // never blocks, and does nothing at the root.
-//
-//lint:ignore U1000 the uploads handler (relay/uploads.go, another branch) calls it.
 func (s *Server) wakeDelivery() {
 	if s.delivery != nil {
 		s.delivery.Wake()
