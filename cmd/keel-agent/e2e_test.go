@@ -487,7 +487,8 @@ func TestCLI(t *testing.T) {
 		{[]string{"share", "--id", "f", file}, 2, "--to is required"},
 		{[]string{"share", "--to", "t", file}, 2, "--id is required"},
 		{[]string{"share", "--to", "t", "--id", "f"}, 2, "PATH is required"},
-		{[]string{"share", "--to", "t", "--id", "f", file, "--ttl", "1d"}, 2, "one PATH expected, got 3 arguments"},
+		{[]string{"share", "--to", "t", file, "--id", "f", file, "x"}, 2, "one PATH expected, got 3 arguments"},
+		{[]string{"share", file, "--to", "t", "--id", "..", "--ttl", "1d"}, 2, `--id: invalid file id ".."`}, // flags after the path
 		{[]string{"share", "--to", "a/b", "--id", "f", file}, 2, `--to: invalid node id "a/b"`},
 		{[]string{"share", "--to", "t", "--id", "..", file}, 2, `--id: invalid file id ".."`},
 		{[]string{"share", "--to", "t", "--id", "f", "--ttl", "forever", file}, 2, `--ttl: invalid TTL "forever"`},
@@ -509,8 +510,9 @@ func TestCLI(t *testing.T) {
 		{[]string{"check-config", "--config", unknown}, 1, `unknown key "bogus"`},
 		{[]string{"check-config", "--config", bad}, 1, "http.timeout: invalid duration"},
 		{[]string{"check-config", "--config", good, "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"service"}, 2, "usage: keel-agent service ACTION"},
-		{[]string{"service", "restart"}, 2, `unknown action "restart"`},
+		{[]string{"service"}, 2, "keel-agent service: missing command\nRun 'keel-agent service --help' for usage.\n"},
+		{[]string{"service", "restart"}, 2, `unknown subcommand "restart"`},
+		{[]string{"edge", "frob"}, 2, `unknown subcommand "frob"`},
 		{[]string{"service", "status", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"version", "x"}, 2, `unexpected argument "x"`},
 	} {

@@ -39,11 +39,7 @@ func newFileCmd(name string) *fileCmd {
 // usageErr reports a usage error and returns its exit code, 2.
 func (c *fileCmd) usageErr(stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "keel-agent %s: %s\n", c.name, fmt.Sprintf(format, args...))
-	for _, cmd := range commands() {
-		if cmd.name == c.name {
-			fmt.Fprintf(stderr, "usage: keel-agent %s %s [--config FILE]\n", cmd.name, cmd.args)
-		}
-	}
+	fmt.Fprintf(stderr, "Run 'keel-agent %s --help' for usage.\n", c.name)
 	return 2
 }
 
@@ -182,7 +178,7 @@ func (c *fileCmd) parseArgs(args []string, stderr io.Writer, nodeFlag string, no
 	case c.fs.NArg() == 0:
 		return c.usageErr(stderr, "%s is required", what)
 	case c.fs.NArg() > 1:
-		return c.usageErr(stderr, "one %s expected, got %d arguments (flags go before it)", what, c.fs.NArg())
+		return c.usageErr(stderr, "one %s expected, got %d arguments", what, c.fs.NArg())
 	}
 	if err := ids.ValidNodeID(*node); err != nil {
 		return c.usageErr(stderr, "%s: %v", nodeFlag, err)

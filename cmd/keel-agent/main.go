@@ -11,6 +11,8 @@
 //	keel-agent service ACTION [--config FILE]   install|uninstall|start|stop|status
 //	keel-agent check-config [--config FILE]
 //	keel-agent version
+//	keel-agent help [COMMAND ...]               the help of a command (or COMMAND --help)
+//	keel-agent completion bash|zsh              the shell completion script
 package main
 
 import (
@@ -20,7 +22,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
 
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/internal/cli"
@@ -39,73 +40,49 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// command is one `keel-agent NAME ...` subcommand: run gets the arguments after NAME and
-// returns the exit code.
-type command struct {
-	name, args, summary string
-	run                 func(args []string, stdout, stderr io.Writer) int
-}
-
-// commands is the subcommand table, in the order usage lists them.
-func commands() []command {
-	return []command{
-		{"share", "--to TARGET --id FILE_ID [--ttl 1d] PATH", "send PATH to node TARGET through the relay, unless it already has it", cmdShare},
-		{"has", "--to TARGET --id FILE_ID PATH", "does the relay hold PATH's content for TARGET? exit 0 yes, 1 no, 2 error", cmdHas},
-		{"fetch", "--from SOURCE --id FILE_ID [--hash HEX] [--mode 0600] DEST", "download a file SOURCE shared with this node into DEST, checked", cmdFetch},
-		{"edge", "enroll|run|rotate-key ...", "the edge daemon (ConnectEdge stream to the relay)", cmdEdge},
-		{"service", "install|uninstall|start|stop|status", "manage keel-agent as a system service", cmdService},
-		{"check-config", "", "validate and print the effective config", cmdCheckConfig},
-		{"version", "", "print version information", cmdVersion},
-	}
-}
-
-// usage returns the program's help text.
-func usage() string {
-	var b strings.Builder
-	b.WriteString("keel-agent — the Keel node agent\n\nUsage:\n")
-	for _, c := range commands() {
-		line := "keel-agent " + c.name
-		if c.args != "" {
-			line += " " + c.args
-		}
-		fmt.Fprintf(&b, "  %s\n      %s\n", line, c.summary)
-	}
-	fmt.Fprintf(&b, `
-Every command but version takes --config FILE (default %s if it exists, else the
+// footer ends the program's --help.
+const footer = `Every command but version takes --config FILE (default %s if it exists, else the
 embedded default); environment variables KEEL_AGENT_<SECTION>_<KEY> override it
 (e.g. KEEL_AGENT_NODE_ID=node1, KEEL_AGENT_RELAY_URL=https://relay.example:443).
-Flags come before the path.
-`, config.DefaultPath())
-	return b.String()
+`
+
+// agentProgram is keel-agent's command table: the dispatch, --help, shell completion and
+// the man page are all made from it. A new command is one entry: its name, synopsis,
+// one-line summary, optional help text, and its func(args, stdout, stderr) int, which
+// parses its flags with cli.Parse or cli.NoArgs before anything else.
+func agentProgram() *cli.Program {
+	edgeAction := func(action string) func(args []string, stdout, stderr io.Writer) int {
+		return func(args []string, stdout, stderr io.Writer) int {
+			return cmdEdge(append([]string{action}, args...), stdout, stderr)
+		}
+	}
+	return &cli.Program{
+		Name: "keel-agent", Summary: "the Keel node agent", Footer: fmt.Sprintf(footer, config.DefaultPath()), Man: agentMan,
+		Commands: []*cli.Command{
+			{Name: "share", Args: "--to TARGET --id FILE_ID [--ttl 1d] PATH", Summary: "send PATH to node TARGET through the relay, unless it already has it", Help: shareHelp, Run: cmdShare},
+			{Name: "has", Args: "--to TARGET --id FILE_ID PATH", Summary: "does the relay hold PATH's content for TARGET? exit 0 yes, 1 no, 2 error", Help: hasHelp, Run: cmdHas,
+				Exit: []cli.ExitCode{{Code: 0, Meaning: "the relay holds the content"}, {Code: 1, Meaning: "it does not (absent or different)"}, {Code: 2, Meaning: "error, usage errors included"}}},
+			{Name: "fetch", Args: "--from SOURCE --id FILE_ID [--hash HEX] [--mode 0600] DEST", Summary: "download a file SOURCE shared with this node into DEST, checked", Help: fetchHelp, Run: cmdFetch},
+			{Name: "edge", Summary: "the edge daemon (ConnectEdge stream to the relay)", Help: edgeHelp, Sub: []*cli.Command{
+				{Name: "enroll", Args: "--relay HOST:PORT --token JWT [--force]", Summary: "enroll this node's edge key with the relay", Help: enrollHelp, Run: edgeAction("enroll")},
+				{Name: "run", Summary: "run the edge daemon in the foreground", Help: edgeRunHelp, Run: edgeAction("run")},
+				{Name: "rotate-key", Args: "[--relay HOST:PORT]", Summary: "replace the edge key (RotateEdgeKey); a running daemon picks the new key up", Run: edgeAction("rotate-key")},
+			}},
+			{Name: "service", Summary: "manage keel-agent as a system service", Help: serviceHelp, Sub: serviceCommand.Subcommands(cmdService)},
+			{Name: "check-config", Summary: "validate and print the effective config", Run: cmdCheckConfig},
+			{Name: "version", Summary: "print version information", Run: cmdVersion},
+		},
+	}
 }
 
 // run executes one command and returns the process exit code (0 success, 1 failure,
-// 2 usage error, unless the command says otherwise).
+// 2 usage error, unless the command says otherwise: see its Exit).
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage())
-		return 2
-	}
-	name, args := args[0], args[1:]
-	switch name {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage())
-		return 0
-	case "--version", "-v":
-		name = "version"
-	}
-	for _, c := range commands() {
-		if c.name == name {
-			return c.run(args, stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "keel-agent: unknown command %q\n\n%s", name, usage())
-	return 2
+	return agentProgram().Run(args, stdout, stderr)
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 0 {
-		fmt.Fprintf(stderr, "keel-agent version: unexpected argument %q\n", args[0])
+	if !cli.NoArgs(flag.NewFlagSet("version", flag.ContinueOnError), args, stderr, "keel-agent version") {
 		return 2
 	}
 	fmt.Fprintf(stdout, "keel-agent %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)

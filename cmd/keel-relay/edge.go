@@ -14,26 +14,14 @@ import (
 // maxEnrollTTL bounds the lifetime of an enrollment token made by the CLI.
 const maxEnrollTTL = 30 * 24 * time.Hour
 
-const edgeUsage = `Usage:
-  keel-relay edge enroll-token --tenant T [--label L] [--ttl 15m] [--config FILE]
-                                                  print an enrollment token signed by this relay
-`
-
-// cmdEdge runs `keel-relay edge SUBCOMMAND`.
-func cmdEdge(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, edgeUsage+edgeAdminUsage)
-		return 2
-	}
-	if args[0] == "enroll-token" {
-		return edgeEnrollToken(args[1:], stdout, stderr)
-	}
-	if f, ok := edgeAdminCommands()[args[0]]; ok {
-		return f(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "keel-relay edge: unknown subcommand %q\n\n", args[0])
-	fmt.Fprint(stderr, edgeUsage+edgeAdminUsage)
-	return 2
+// edgeCommands are the subcommands of `keel-relay edge`.
+func edgeCommands() []*cli.Command {
+	return append([]*cli.Command{
+		{Name: "enroll-token", Args: "--tenant T [--label L] [--ttl 15m] [--config FILE]", Summary: "print an enrollment token signed by this relay",
+			Help: `Print on stdout an enrollment token (a JWT, single use) signed with the relay's edge key
+(created in data_dir when missing); keel-agent edge enroll --token uses it. The key file is
+outside the database, so this works while the relay runs.`, Run: edgeEnrollToken},
+	}, edgeAdminCommands()...)
 }
 
 // edgeEnrollToken prints an enrollment JWT signed with the relay's edge key (read from, or

@@ -26,33 +26,21 @@ import (
 	"github.com/keel-relay/keel/relay/config"
 )
 
-// edgeAdminUsage documents the operator subcommands of `keel-relay edge`.
-const edgeAdminUsage = `  keel-relay edge ls [--json]                     list edge daemons (status, last seen, capabilities, tags)
-  keel-relay edge show ID                         one daemon, as JSON
-  keel-relay edge tag ID [k=v ...]                replace the daemon's server-managed tags (none: clear them)
-  keel-relay edge revoke ID                       revoke: evict its stream, blacklist its token
-  keel-relay edge invoke (--node ID | --tags k=v,... [--labels k=v,...]) [--parallel N] [--timeout 5m] [--json] TOOL [k=v ...]
-                                                  run TOOL with string args; live "<node>: ..." output; exit 1 if a node failed
-  keel-relay edge cancel FLEET_ID                 cancel a running fleet command
-  keel-relay edge fleets                          list running fleet commands
-  keel-relay edge drain [ID]                      send Drain to one daemon, or to every connected one
-  keel-relay edge push-config ID VERSION JSON     send a config delta (a JSON value) with its version
-Each takes --config FILE (the admin listener is admin.listen, its token admin.token_file) or --admin HOST:PORT, before its arguments.
-`
-
 // edgeAdminCommands are the operator subcommands of `keel-relay edge`, which talk to the
-// running relay's admin listener.
-func edgeAdminCommands() map[string]func(args []string, stdout, stderr io.Writer) int {
-	return map[string]func(args []string, stdout, stderr io.Writer) int{
-		"ls":          edgeLs,
-		"show":        edgeShow,
-		"tag":         edgeTag,
-		"revoke":      edgeRevoke,
-		"invoke":      edgeInvoke,
-		"cancel":      edgeCancel,
-		"fleets":      edgeFleets,
-		"drain":       edgeDrain,
-		"push-config": edgePushConfig,
+// running relay's admin listener (--config FILE or --admin HOST:PORT).
+func edgeAdminCommands() []*cli.Command {
+	return []*cli.Command{
+		{Name: "ls", Args: "[--json]", Summary: "list edge daemons (status, last seen, capabilities, tags)", Run: edgeLs},
+		{Name: "show", Args: "ID", Summary: "one daemon, as JSON", Run: edgeShow},
+		{Name: "tag", Args: "ID [k=v ...]", Summary: "replace the daemon's server-managed tags (none: clear them)", Run: edgeTag},
+		{Name: "revoke", Args: "ID", Summary: "revoke: evict its stream, blacklist its token", Run: edgeRevoke},
+		{Name: "invoke", Args: "(--node ID | --tags k=v,... [--labels k=v,...]) [--parallel N] [--timeout 5m] [--json] TOOL [k=v ...]",
+			Summary: `run TOOL with string args on the daemons; live "<node>: ..." output`, Run: edgeInvoke,
+			Exit: []cli.ExitCode{{Code: 0, Meaning: "every node ran TOOL and it succeeded"}, {Code: 1, Meaning: "a node failed, or the command did"}, cli.ExitCodes[2]}},
+		{Name: "cancel", Args: "FLEET_ID", Summary: "cancel a running fleet command", Run: edgeCancel},
+		{Name: "fleets", Summary: "list running fleet commands", Run: edgeFleets},
+		{Name: "drain", Args: "[ID]", Summary: "send Drain to one daemon, or to every connected one", Run: edgeDrain},
+		{Name: "push-config", Args: "ID VERSION JSON", Summary: "send a config delta (a JSON value) with its version", Run: edgePushConfig},
 	}
 }
 
@@ -67,7 +55,7 @@ type adminClient struct {
 // listener once fs is parsed.
 func edgeFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 	load := configFlags(fs)
-	addr := fs.String("admin", "", "admin listener HOST:PORT (default: admin.listen of the config)")
+	addr := fs.String("admin", "", "admin listener `HOST:PORT` (default: admin.listen of the config)")
 	return func() (*adminClient, error) {
 		// With --admin and no --config, the default config is read if it can be, for its
 		// token: a best effort, since the relay answers 401 itself if it wants one.
@@ -167,7 +155,7 @@ func edgeSetup(name string, args []string, nargs int, stderr io.Writer, extra fu
 		return nil, nil, 2
 	}
 	if nargs >= 0 && fs.NArg() != nargs {
-		fmt.Fprintf(stderr, "keel-relay edge %s: want %d argument(s), got %d\n\nUsage:\n%s", name, nargs, fs.NArg(), edgeAdminUsage)
+		fmt.Fprintf(stderr, "keel-relay edge %s: want %d argument(s), got %d\n", name, nargs, fs.NArg())
 		return nil, nil, 2
 	}
 	c, err := client()

@@ -11,6 +11,8 @@
 //	keel-relay edge SUBCOMMAND ...              edge daemons: enroll-token, and the admin commands
 //	keel-relay uploads [--failed] [--limit N]   agents' uploads kept for the upstream (waiting or failed)
 //	keel-relay version
+//	keel-relay help [COMMAND ...]               the help of a command (or COMMAND --help)
+//	keel-relay completion bash|zsh              the shell completion script
 package main
 
 import (
@@ -50,61 +52,45 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `keel-relay — the Keel relay daemon
-
-Usage:
-  keel-relay run [--config FILE]                      serve in the foreground
-  keel-relay check-config [--config FILE]             validate and print the effective config
-  keel-relay backup [--config FILE] FILE              write a backup of the whole store to FILE
-  keel-relay restore [--config FILE] [--force] FILE   load a backup (relay stopped; --force replaces existing data)
-  keel-relay service install [--config FILE] [--user NAME]
-                                                      install as a system service (Windows: the way to run it)
-  keel-relay service uninstall|start|stop|status      manage that service
-  keel-relay edge enroll-token --tenant T [--label L] [--ttl 15m] [--config FILE]
-                                                      print an edge enrollment token (see "keel-relay edge")
-  keel-relay uploads [--failed] [--kind K] [--limit N] [--json] [--config FILE | --admin HOST:PORT]
-                                                      list the agents' uploads waiting for the upstream (--failed: kept aside)
-  keel-relay version                                  print version information
-
-Without --config, %s is used if it exists, else the embedded default
+// footer ends the program's --help.
+const footer = `Without --config, %s is used if it exists, else the embedded default
 (loopback listeners, data in ./keel-data). Environment variables KEEL_<SECTION>_<KEY>
 override the file (e.g. KEEL_HTTP_LISTEN=0.0.0.0:3030).
 `
 
+// relayProgram is keel-relay's command table: the dispatch, --help, shell completion and the
+// man page are all made from it. A new command is one entry: its name, synopsis, one-line
+// summary, optional help text, and its func(args, stdout, stderr) int, which parses its
+// flags with cli.Parse or cli.NoArgs before anything else.
+func relayProgram() *cli.Program {
+	return &cli.Program{
+		Name: "keel-relay", Summary: "the Keel relay daemon", Footer: fmt.Sprintf(footer, config.DefaultPath()), Man: relayMan,
+		Commands: []*cli.Command{
+			{Name: "run", Args: "[--config FILE]", Summary: "serve in the foreground", Help: runHelp,
+				Run: func(args []string, _, stderr io.Writer) int { return cmdRun(args, stderr) }},
+			{Name: "check-config", Args: "[--config FILE]", Summary: "validate and print the effective config", Run: cmdCheckConfig},
+			{Name: "backup", Args: "[--config FILE] FILE", Summary: "write a backup of the whole store to FILE", Help: backupHelp, Run: cmdBackup},
+			{Name: "restore", Args: "[--config FILE] [--force] FILE", Summary: "load a backup (relay stopped; --force replaces existing data)", Help: restoreHelp, Run: cmdRestore},
+			{Name: "service", Summary: "install, control or run keel-relay as a system service", Help: serviceHelp, Sub: serviceCommand.Subcommands(cmdService)},
+			{Name: "edge", Summary: "edge daemons: enrollment tokens and the admin commands", Help: edgeHelp, Sub: edgeCommands()},
+			{Name: "uploads", Args: "[--failed] [--kind K] [--limit N] [--json] [--config FILE | --admin HOST:PORT]", Summary: "list the agents' uploads waiting for the upstream (--failed: kept aside)", Help: uploadsHelp, Run: cmdUploads},
+			{Name: "version", Summary: "print version information", Run: cmdVersion},
+		},
+	}
+}
+
 // run executes one command and returns the process exit code: 0 success, 1 failure,
-// 2 usage error.
+// 2 usage error (see cli.ExitCodes).
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintf(stderr, usage, config.DefaultPath())
+	return relayProgram().Run(args, stdout, stderr)
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	if !cli.NoArgs(flag.NewFlagSet("version", flag.ContinueOnError), args, stderr, "keel-relay version") {
 		return 2
 	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "run":
-		return cmdRun(args, stderr)
-	case "check-config":
-		return cmdCheckConfig(args, stdout, stderr)
-	case "backup":
-		return cmdBackup(args, stdout, stderr)
-	case "restore":
-		return cmdRestore(args, stdout, stderr)
-	case "service":
-		return cmdService(args, stdout, stderr)
-	case "edge":
-		return cmdEdge(args, stdout, stderr)
-	case "uploads":
-		return cmdUploads(args, stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprintf(stdout, usage, config.DefaultPath())
-		return 0
-	default:
-		fmt.Fprintf(stderr, "keel-relay: unknown command %q\n\n", cmd)
-		fmt.Fprintf(stderr, usage, config.DefaultPath())
-		return 2
-	}
+	fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return 0
 }
 
 // configFlags registers --config on fs and returns a loader for it.

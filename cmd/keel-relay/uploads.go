@@ -17,19 +17,9 @@ import (
 	"github.com/keel-relay/keel/relay/delivery"
 )
 
-// uploadsUsage documents `keel-relay uploads`.
-const uploadsUsage = `usage: keel-relay uploads [--failed] [--kind KIND] [--limit N] [--json] [--config FILE | --admin HOST:PORT]
-
-Lists the agents' uploads (inventories, inventory updates, reports) this relay keeps for its
-upstream, oldest first: those waiting for delivery, or with --failed those kept aside (a
-report of a node not in the node map, an upload the relay could not read). It asks the
-running relay's admin listener (admin.listen, with the token of admin.token_file).
-`
-
 // cmdUploads lists the kept agents' uploads through the admin listener.
 func cmdUploads(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("uploads", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(stderr, uploadsUsage); fs.PrintDefaults() }
 	client := edgeFlags(fs)
 	failed := fs.Bool("failed", false, "list the uploads kept aside as failed instead of those waiting")
 	kind := fs.String("kind", "", "only this kind: inventories, inventory-updates or reports")

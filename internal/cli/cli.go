@@ -1,6 +1,7 @@
-// Package cli holds the command-line steps keel-relay and keel-agent share: parsing a
-// command's flags with errors on stderr, refusing arguments after them, and the --config
-// flag with its default file.
+// Package cli is the command line keel-relay and keel-agent share: the command table
+// (Program, Command) their dispatch, --help, shell completion and man pages are made
+// from; parsing a command's flags (interleaved with its arguments) with errors on stderr;
+// and the --config flag with its default file.
 package cli
 
 import (
@@ -10,11 +11,36 @@ import (
 	"os"
 )
 
-// Parse parses args into fs, flag errors (and -h) going to stderr, and reports whether
-// they parsed; a command that gets false exits 2.
+// Parse parses args into fs, flags and arguments in any order (flags may follow the
+// arguments; after "--" everything is an argument), and reports whether they parsed; a
+// command that gets false exits 2. A flag error is said on stderr in one line (the
+// program adds the hint to --help). Called by Command.Flags' probe, it records fs and
+// returns false without parsing.
 func Parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
+	if p, ok := stderr.(*flagProbe); ok {
+		p.fs = fs
+		return false
+	}
 	fs.SetOutput(stderr)
-	return fs.Parse(args) == nil
+	fs.Usage = func() {}
+	var positional []string
+	for {
+		if fs.Parse(args) != nil {
+			return false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	// Leave the arguments where fs.Args finds them: after a "--", nothing is a flag.
+	return fs.Parse(append([]string{"--"}, positional...)) == nil
 }
 
 // NoArgs parses args into fs like Parse and also refuses any argument left after the
@@ -39,7 +65,7 @@ func NoArgs(fs *flag.FlagSet, args []string, stderr io.Writer, what string) bool
 // --config named it. defaultPath and load are the command's config package's DefaultPath
 // and Load.
 func ConfigFlag[C any](fs *flag.FlagSet, defaultPath func() string, load func(path string, explicit bool) (C, error)) func() (C, string, bool, error) {
-	path := fs.String("config", "", "config file (default "+defaultPath()+" if it exists)")
+	path := fs.String("config", "", "config `FILE` (default "+defaultPath()+" if it exists)")
 	return func() (C, string, bool, error) {
 		p, explicit := *path, *path != ""
 		if !explicit {
