@@ -20,7 +20,7 @@ TOOL        := $(GO) tool -modfile=tools/go.mod
 FUZZTIME    ?= 10s
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check cross cross-check test-32bit package package-test test-emulated verify-units clean
+.PHONY: help build run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check man cross cross-check test-32bit package package-test test-emulated verify-units clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -79,6 +79,15 @@ proto: ## regenerate the committed gRPC/protobuf code under internal/wire/edgepb
 proto-check: proto ## fail when the committed generated code is not what `make proto` produces
 	@git diff --exit-code -- $(PROTO_DIR) || { echo "internal/wire/edgepb is stale: run make proto and commit"; exit 1; }
 
+# The man pages and the completion scripts' golden files are generated from the command
+# tables (internal/cli); the tests of cmd/keel-relay and cmd/keel-agent (TestGenerated) fail
+# when the committed ones are stale.
+man: ## regenerate packaging/*.1 and the completion golden files from the command tables
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; for c in $(CMDS); do \
+	  $(GO) build -o $$tmp/$$c ./cmd/$$c; $$tmp/$$c man > packaging/$$c.1; \
+	  $$tmp/$$c completion bash > cmd/$$c/testdata/completion.bash; \
+	  $$tmp/$$c completion zsh > cmd/$$c/testdata/completion.zsh; done
+
 # The commands every cross build and package covers.
 CMDS        := keel-relay keel-agent
 # go_build GOOS GOARCH DIR: static keel-relay and keel-agent (GOARM=7 for linux/arm) into DIR.
@@ -106,7 +115,8 @@ test-32bit: ## every test on 32-bit (GOARCH=386, no cgo): no 64-bit-only assumpt
 package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm64) into dist/ (nfpm)
 	@set -e; build=$(DIST)/pkg; mkdir -p $$build; \
 	$(foreach a,$(PKG_ARCHES),echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));) \
-	for c in $(CMDS); do gzip -9 -n -c packaging/$$c.1 > $$build/$$c.1.gz; done; \
+	for c in $(CMDS); do gzip -9 -n -c packaging/$$c.1 > $$build/$$c.1.gz; \
+	  $(GO) run ./cmd/$$c completion bash > $$build/$$c.bash; $(GO) run ./cmd/$$c completion zsh > $$build/$$c.zsh; done; \
 	{ echo "- semver: $(PKG_VERSION)-$(PKG_RELEASE)"; \
 	  echo "  date: $$(date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)"; \
 	  echo "  packager: $(PKG_MAINTAINER)"; \

@@ -59,6 +59,8 @@ for deb in "${debs[@]}"; do
 		'-rw-r--r-- root/root ./usr/lib/systemd/system/keel-agent.service' \
 		'drwx------ root/root ./var/lib/keel-agent/' \
 		'-rw-r--r-- root/root ./usr/share/man/man1/keel-agent.1.gz' \
+		'-rw-r--r-- root/root ./usr/share/bash-completion/completions/keel-agent' \
+		'-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_keel-agent' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/copyright' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/README.md' \
 		'drwxr-xr-x root/root ./etc/keel/' \
@@ -82,6 +84,8 @@ for pkg in "${rpms[@]}"; do
 		'-rw-r--r-- root/root - /usr/lib/systemd/system/keel-agent.service' \
 		'drwx------ root/root - /var/lib/keel-agent' \
 		'-rw-r--r-- root/root l /usr/share/licenses/keel-agent/copyright' \
+		'-rw-r--r-- root/root - /usr/share/bash-completion/completions/keel-agent' \
+		'-rw-r--r-- root/root - /usr/share/zsh/site-functions/_keel-agent' \
 		'-rw-r--r-- root/root d /usr/share/doc/keel-agent/README.md'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done

@@ -63,6 +63,8 @@ for deb in "${debs[@]}"; do
 		'-rw-r--r-- root/root ./usr/lib/sysusers.d/keel-relay.conf' \
 		'drwxr-x--- keel/keel ./var/lib/keel-relay/' \
 		'-rw-r--r-- root/root ./usr/share/man/man1/keel-relay.1.gz' \
+		'-rw-r--r-- root/root ./usr/share/bash-completion/completions/keel-relay' \
+		'-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_keel-relay' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/copyright' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/README.md' \
 		'drwxr-xr-x root/root ./etc/keel/' \
@@ -85,6 +87,8 @@ for pkg in "${rpms[@]}"; do
 		'-rw-r--r-- root/root - /usr/lib/systemd/system/keel-relay.service' \
 		'drwxr-x--- keel/keel - /var/lib/keel-relay' \
 		'-rw-r--r-- root/root l /usr/share/licenses/keel-relay/copyright' \
+		'-rw-r--r-- root/root - /usr/share/bash-completion/completions/keel-relay' \
+		'-rw-r--r-- root/root - /usr/share/zsh/site-functions/_keel-relay' \
 		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/README.md'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done

@@ -140,6 +140,9 @@ func (p *Program) Run(args []string, stdout, stderr io.Writer) int {
 		args = append([]string{"version"}, args[1:]...)
 	}
 	if args[0] == "help" {
+		if wantsHelp(args[1:]) {
+			args = []string{"help", "help"}
+		}
 		path, ok := p.lookup(root, args[1:], stderr)
 		if !ok {
 			return ExitUsage
@@ -208,4 +211,32 @@ func (p *Program) usageName(path []*Command) string {
 // hint is the one line a usage error ends with.
 func (p *Program) hint(path []*Command) string {
 	return fmt.Sprintf("Run '%s --help' for usage.", p.usageName(path))
+}
+
+// Paths returns the name path of every visible command and subcommand of the program,
+// built-in ones included, depth first: [["run"], ["edge"], ["edge", "ls"], ...].
+func (p *Program) Paths() [][]string {
+	var out [][]string
+	var walk func(prefix []string, cs []*Command)
+	walk = func(prefix []string, cs []*Command) {
+		for _, c := range visible(cs) {
+			path := append(append([]string(nil), prefix...), c.Name)
+			out = append(out, path)
+			walk(path, c.Sub)
+		}
+	}
+	walk(nil, p.root().Sub)
+	return out
+}
+
+// Undocumented returns the path of every runnable command whose flags help cannot learn:
+// its Run does not parse them with Parse or NoArgs first, and it is not marked NoFlags.
+func (p *Program) Undocumented() []string {
+	var out []string
+	leaves(nil, p.root().Sub, func(names []string, c *Command) {
+		if c.Run != nil && !c.NoFlags && c.Flags() == nil {
+			out = append(out, strings.Join(names, " "))
+		}
+	})
+	return out
 }

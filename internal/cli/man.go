@@ -32,8 +32,10 @@ func (p *Program) ManPage() string {
 		}
 	})
 	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s", withNewline(p.Man.Description))
-	b.WriteString(".SH COMMANDS\nEvery command and subcommand takes\n.BR \\-h , \\-\\-help\n" +
-		"(or is named after\n.BR help ),\nwhich prints its usage and flags on standard output and exits 0.\n" +
+	fmt.Fprintf(&b, ".SH COMMANDS\nEvery command and subcommand takes\n.B \\-h\nor\n.B \\-\\-help\n"+
+		"(or follows\n.BR help ,\nas in\n.BR \"%s help service install\" ),\n"+
+		"which prints its usage and flags on standard output and exits 0.\n", roffEscape(p.Name))
+	b.WriteString(
 		"Flags may come before or after the arguments; after\n.B \\-\\-\nnothing is a flag.\n")
 	leaves(nil, p.root().Sub, func(names []string, c *Command) {
 		fmt.Fprintf(&b, ".TP\n.B %s\n", roffEscape(synopsis(names, c)))
@@ -61,11 +63,11 @@ func (p *Program) ManPage() string {
 			b.WriteString(".RE\n")
 		}
 		if len(c.Exit) > 0 {
-			b.WriteString(".IP\nExit status:")
+			var codes []string
 			for _, e := range c.Exit {
-				fmt.Fprintf(&b, " %d %s;", e.Code, roffEscape(e.Meaning))
+				codes = append(codes, fmt.Sprintf("%d %s", e.Code, e.Meaning))
 			}
-			b.WriteString("\n")
+			fmt.Fprintf(&b, ".IP\nExit status: %s.\n", roffLine(strings.Join(codes, "; ")))
 		}
 	})
 	b.WriteString(withNewline(p.Man.Sections))
@@ -73,7 +75,7 @@ func (p *Program) ManPage() string {
 	for _, e := range p.exitCodes() {
 		fmt.Fprintf(&b, ".TP\n.B %d\n%s\n", e.Code, roffLine(e.Meaning))
 	}
-	b.WriteString("Commands with other meanings say so under COMMANDS.\n")
+	b.WriteString(".PP\nCommands whose statuses mean something else say so under COMMANDS.\n")
 	if p.Man.SeeAlso != "" {
 		fmt.Fprintf(&b, ".SH SEE ALSO\n%s", withNewline(p.Man.SeeAlso))
 	}
@@ -87,9 +89,18 @@ func withNewline(s string) string {
 	return s + "\n"
 }
 
-// roffEscape escapes backslashes and hyphens of plain text for roff.
+// roffEscape escapes backslashes, hyphens and non-ASCII characters of plain text for roff.
 func roffEscape(s string) string {
-	return strings.NewReplacer(`\`, `\e`, "-", `\-`).Replace(s)
+	s = strings.NewReplacer(`\`, `\e`, "-", `\-`).Replace(s)
+	var b strings.Builder
+	for _, r := range s {
+		if r > 0x7e {
+			fmt.Fprintf(&b, `\[u%04X]`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // roffLine escapes one line of plain text, guarding a leading control character.
