@@ -194,8 +194,8 @@ func TestEdgeCLIUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"edge"}, 2, "usage: keel-agent edge ACTION"},
-		{[]string{"edge", "fly"}, 2, `unknown action "fly"`},
+		{[]string{"edge"}, 2, "keel-agent edge: missing command"},
+		{[]string{"edge", "fly"}, 2, `unknown subcommand "fly"`},
 		{[]string{"edge", "enroll", "--config", "/nonexistent.yaml"}, 1, "nonexistent.yaml"},
 		{[]string{"edge", "run", "extra"}, 2, `unexpected argument "extra"`},
 	} {

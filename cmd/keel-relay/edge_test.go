@@ -55,7 +55,7 @@ func TestEdgeEnrollToken(t *testing.T) {
 		{[]string{"edge", "enroll-token", "--config", cfg, "--tenant", "a", "--ttl", "0s"}, "--ttl must be"},
 		{[]string{"edge", "enroll-token", "--config", cfg, "--tenant", "a", "extra"}, "unexpected argument"},
 		{[]string{"edge", "frobnicate"}, "unknown subcommand"},
-		{[]string{"edge"}, "enroll-token"},
+		{[]string{"edge"}, "keel-relay edge: missing command\nRun 'keel-relay edge --help' for usage.\n"},
 	} {
 		code, _, stderr := runCLI(t, procOptions{}, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

@@ -117,9 +117,10 @@ func TestCmdServiceUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 2, "usage: keel-relay service ACTION"},
-		{[]string{"--config", "x"}, 2, "usage: keel-relay service ACTION"},
-		{[]string{"restart"}, 2, `unknown action "restart"`},
+		{nil, 2, "keel-relay service: missing command\nRun 'keel-relay service --help' for usage.\n"},
+		{[]string{"--config", "x"}, 2, `keel-relay service: the command comes before the flags, got "--config"`},
+		{[]string{"restart"}, 2, `keel-relay service: unknown subcommand "restart"`},
+		{[]string{"status", "--config", "x", "extra"}, 2, `keel-relay service status: unexpected argument "extra"`},
 		{[]string{"status", "extra"}, 2, `keel-relay service status: unexpected argument "extra"`},
 		{[]string{"start", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 	} {

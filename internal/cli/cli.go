@@ -21,11 +21,14 @@ func Parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
 		p.fs = fs
 		return false
 	}
-	fs.SetOutput(stderr)
+	// The flag package's own message and usage dump are replaced by one line naming the
+	// command (the flag set's name, such as "edge ls").
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	var positional []string
 	for {
-		if fs.Parse(args) != nil {
+		if err := fs.Parse(args); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
 			return false
 		}
 		rest := fs.Args()

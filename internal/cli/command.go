@@ -169,6 +169,8 @@ func (p *Program) Run(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case len(args) == 0:
 			fmt.Fprintf(stderr, "%s: missing command\n", p.usageName(path))
+		case strings.HasPrefix(args[0], "-"):
+			fmt.Fprintf(stderr, "%s: the command comes before the flags, got %q\n", p.usageName(path), args[0])
 		case len(path) == 0:
 			fmt.Fprintf(stderr, "%s: unknown command %q\n", p.Name, args[0])
 		default:

@@ -77,6 +77,8 @@ func TestProgramRun(t *testing.T) {
 		{"unknown command", []string{"nope"}, 2, "", "prog: unknown command \"nope\"\nRun 'prog --help' for usage.\n", ""},
 		{"unknown subcommand", []string{"group", "nope"}, 2, "", "prog group: unknown subcommand \"nope\"\nRun 'prog group --help' for usage.\n", ""},
 		{"missing subcommand", []string{"group"}, 2, "", "prog group: missing command\nRun 'prog group --help' for usage.\n", ""},
+		{"flag before the subcommand", []string{"group", "--verbose", "one"}, 2, "", "prog group: the command comes before the flags, got \"--verbose\"\n", ""},
+		{"flag before the command", []string{"--verbose"}, 2, "", "prog: the command comes before the flags, got \"--verbose\"\n", ""},
 		{"unknown flag", []string{"copy", "--bogus", "a", "b"}, 2, "", "flag provided but not defined: -bogus\nRun 'prog copy --help' for usage.\n", ""},
 		{"missing flag value", []string{"copy", "a", "b", "--config"}, 2, "", "flag needs an argument: -config\nRun 'prog copy --help' for usage.\n", ""},
 		{"command's own usage error", []string{"copy", "a"}, 2, "", "copy: want 2 arguments\nRun 'prog copy --help' for usage.\n", ""},

@@ -29,7 +29,7 @@ func TestParseAction(t *testing.T) {
 		{"unknown action", []string{"restart"}, "", false, 2, "", "keel-x service: unknown action \"restart\"\n\nusage: keel-x service ACTION", ""},
 		{"extra argument", []string{"status", "extra"}, "", false, 2, "", `keel-x service status: unexpected argument "extra"`, ""},
 		{"unknown flag", []string{"start", "--bogus"}, "", false, 2, "", "flag provided but not defined: -bogus", ""},
-		{"flag error names the action", []string{"stop", "--bogus"}, "", false, 2, "", "Usage of service stop:", ""},
+		{"flag error names the action", []string{"stop", "--bogus"}, "", false, 2, "", "service stop: flag provided but not defined: -bogus\n", ""},
 		{"install with config", []string{"install", "--config", "/etc/k.yaml"}, "install", true, 0, "", "", "/etc/k.yaml"},
 		{"run", []string{"run"}, "run", true, 0, "", "", ""},
 		{"uninstall", []string{"uninstall"}, "uninstall", true, 0, "", "", ""},
