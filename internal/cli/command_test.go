@@ -214,3 +214,38 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestZshCompletion loads the generated script in zsh, with the completion system's
+// _describe, compadd and _files replaced by functions that print what they get.
+func TestZshCompletion(t *testing.T) {
+	zsh, err := exec.LookPath("zsh")
+	if err != nil {
+		t.Skip("no zsh")
+	}
+	script := filepath.Join(t.TempDir(), "_prog")
+	if err := os.WriteFile(script, []byte(testProgram(new([]string)).Zsh()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line []string // the words, the last one being completed
+		want string
+	}{
+		{[]string{"prog", ""}, "describe: copy:copy SRC to DST group:a group probe:exit 2 is not a usage error version:print the version help:print the help of the program or of a command completion:print the shell completion script"},
+		{[]string{"prog", "group", ""}, "describe: one:the first two:the second"},
+		{[]string{"prog", "group", "one", "--"}, "compadd: --config --verbose --help"},
+		{[]string{"prog", "copy", "a", "--config", ""}, "files"},
+		{[]string{"prog", "copy", "a", ""}, "files"},
+		{[]string{"prog", "-"}, "compadd: --help --version"},
+	} {
+		stubs := `_describe() { shift 3; print -r -- "describe: ${(P)1}"; }
+compadd() { shift; print -r -- "compadd: $*"; }
+_files() { print -r -- files; }
+`
+		words := strings.Join(tc.line, "' '")
+		cmd := exec.Command(zsh, "-f", "-c", fmt.Sprintf("source %s >/dev/null 2>&1\n%swords=('%s'); CURRENT=%d; _prog", script, stubs, words, len(tc.line)))
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
+			t.Errorf("complete %q: %q, %v; want %q", tc.line, out, err, tc.want)
+		}
+	}
+}
