@@ -53,6 +53,12 @@ Environment variables KEEL_AGENT_<SECTION>_<KEY> override it.
 .TP
 .I /var/lib/keel-agent
 The edge daemon's key and token.
+.TP
+.IR /usr/share/bash-completion/completions/keel-agent ", " /usr/share/zsh/vendor-completions/_keel-agent
+Shell completion, as printed by
+.BR "keel-agent completion bash" " and " zsh
+(on RPM systems the zsh one is in
+.IR /usr/share/zsh/site-functions ).
 `,
 	SeeAlso: ".BR keel-relay (1)\n",
 }

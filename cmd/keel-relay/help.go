@@ -116,6 +116,12 @@ The upload credentials
 The node map
 .RB ( nodes_file ).
 .TP
+.IR /usr/share/bash-completion/completions/keel-relay ", " /usr/share/zsh/vendor-completions/_keel-relay
+Shell completion, as printed by
+.BR "keel-relay completion bash" " and " zsh
+(on RPM systems the zsh one is in
+.IR /usr/share/zsh/site-functions ).
+.TP
 .I /usr/lib/systemd/system/keel-relay.service
 The systemd unit; change it with
 .BR "systemctl edit keel-relay" .
