@@ -17,6 +17,7 @@ import (
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	s.notified(s.opts.Notify.Reloading("reloading"))
 	var errs []error
 	old := s.cfg.Load()
 	next := old
@@ -37,11 +38,15 @@ func (s *Server) Reload() error {
 		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
+	status := s.statusLine()
 	if err != nil {
 		s.log.Error("reload incomplete", "err", err)
+		status += "; last reload incomplete: " + err.Error()
 	} else {
 		s.log.Info("reloaded", "nodes", s.nodes.Current().Len())
 	}
+	// The relay serves throughout, with what is in force: READY=1 ends the reload either way.
+	s.notified(s.opts.Notify.Ready(status))
 	return err
 }
 
