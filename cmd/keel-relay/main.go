@@ -150,9 +150,9 @@ type relayProcess struct {
 	srv    atomic.Pointer[relay.Server] // nil while the relay waits for disk space
 	log    *slog.Logger
 	notify *sdnotify.Notifier // systemd's notification socket (no-op when not under systemd)
-	grace time.Duration // the config's shutdown_grace
-	done  chan struct{} // closed when Run has returned
-	err   error         // Run's result, set before done is closed
+	grace  time.Duration      // the config's shutdown_grace
+	done   chan struct{}      // closed when Run has returned
+	err    error              // Run's result, set before done is closed
 }
 
 // reload reloads the relay (SIGHUP); a relay still waiting for disk space reads its config
