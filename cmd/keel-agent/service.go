@@ -99,7 +99,9 @@ func serviceUnit(configPath string) (string, error) {
 }
 
 // systemdUnitTemplate is init/keel-agent.service for a hand-installed binary.
-var systemdUnitTemplate = svc.SystemdUnit(`UMask=0022
+var systemdUnitTemplate = svc.SystemdUnit(`Type=simple
+ExecReload=/bin/kill -HUP $MAINPID
+UMask=0022
 LimitNOFILE=65536
 StateDirectory=keel-agent
 StateDirectoryMode=0700
