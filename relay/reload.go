@@ -12,7 +12,7 @@ import (
 
 // Reload re-reads the config file, the node map, the node client certificates and the relay
 // API's TLS key pair. Settings that can change live (log
-// level, access lists, body limit, storage.min_free_space) are applied; a changed setting that needs a restart is
+// level, access lists, body limit, http.request_log, storage.min_free_space) are applied; a changed setting that needs a restart is
 // reported. A bad config or node map leaves the running ones in place.
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
@@ -57,6 +57,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *httpapi.Lists) *con
 	live.HTTP.AllowedNetworks = cfg.HTTP.AllowedNetworks
 	live.HTTP.PolicyServerNetworks = cfg.HTTP.PolicyServerNetworks
 	live.HTTP.MaxBody = cfg.HTTP.MaxBody
+	live.HTTP.RequestLog = cfg.HTTP.RequestLog
 	live.Admin.MetricsNetworks = cfg.Admin.MetricsNetworks
 	live.NodesFile = cfg.NodesFile
 	live.Storage.MinFreeSpace = cfg.Storage.MinFreeSpace

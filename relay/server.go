@@ -302,6 +302,7 @@ func (s *Server) frontOptions() httpapi.Options {
 		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s}, AdminRoutes: s.adminRoutes(),
 		BoxRoutes:  append(s.uploadRoutes(), s.downloadRoutes()...),
 		AdminToken: s.adminToken, Metrics: s.reg, Log: s.log,
+		RequestLog: func() string { return s.cfg.Load().HTTP.RequestLog },
 	}
 	if s.edge != nil {
 		o.Edge = edgeadmin.New(edgeadmin.ServerBackend{S: s.edge}, s.log.With("component", "edge-admin"))
