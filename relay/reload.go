@@ -10,8 +10,8 @@ import (
 	"github.com/keel-relay/keel/relay/httpapi"
 )
 
-// Reload re-reads the config file, the node map, the node client certificates and the relay
-// API's TLS key pair. Settings that can change live (log
+// Reload re-reads the config file, the node map, the node client certificates and the TLS
+// key pairs of the relay API and the edge API. Settings that can change live (log
 // level, access lists, body limit, http.request_log, storage.min_free_space) are applied; a changed setting that needs a restart is
 // reported. A bad config or node map leaves the running ones in place.
 func (s *Server) Reload() error {
@@ -36,6 +36,11 @@ func (s *Server) Reload() error {
 	}
 	if err := s.tls.Reload(); err != nil {
 		errs = append(errs, err)
+	}
+	if s.edge != nil {
+		if err := s.edge.ReloadTLS(); err != nil {
+			errs = append(errs, fmt.Errorf("edge.tls.cert_file/key_file not reloaded (the key pair in force stays): %w", err))
+		}
 	}
 	err := errors.Join(errs...)
 	status := s.statusLine()
