@@ -243,12 +243,7 @@ func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit 
 	go func() {
 		defer close(p.done)
 		for errors.Is(err, storage.ErrNoSpace) {
-			// Started, as far as systemd goes: waiting for space is the relay's job, not a
-			// failed start to be retried (the status and the 507s say why).
-			if nerr := notify.Ready("waiting for disk space: " + err.Error()); nerr != nil {
-				log.Warn("systemd notification not sent", "err", nerr)
-			}
-			if werr := relay.WaitForDisk(ctx, cfg, build, log); werr != nil {
+			if werr := relay.WaitForDisk(ctx, cfg, build, notify, log); werr != nil {
 				if ctx.Err() == nil {
 					p.err = werr
 					log.Error("cannot wait for disk space", "err", werr)
