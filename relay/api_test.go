@@ -570,6 +570,7 @@ func TestSharedFilesForward(t *testing.T) {
 	s := startRelay(t, "sub", relaytest.NodeMap(sub, n3, n4), func(c *config.Config) {
 		c.Role = config.RoleRelay
 		c.Upstream = "http://" + relaytest.DownAddr(t)
+		c.HTTP.RequestLog = config.RequestLogAll // the checks below read the request lines
 	})
 	sub.Hostname = s.APIAddr().String() // forward.sub_relay_url is http://{hostname}
 	r := startRelay(t, "root", relaytest.NodeMap(root, sub, n1, n3, n4), nil)
@@ -1202,7 +1203,7 @@ func TestSystemEndpoints(t *testing.T) {
 	n1 := relaytest.NewNode("n1", "root", 1)
 	src := relaytest.NewNode("src", "root", 3)
 	nodes := relaytest.NodeMap(root, n1, src)
-	r := startRelay(t, "root", nodes, nil)
+	r := startRelay(t, "root", nodes, func(c *config.Config) { c.HTTP.RequestLog = config.RequestLogAll })
 	if a := put(t, r, "/shared-files/n1/src/f?ttl=1h", relaytest.SignedBody(t, src, []byte("data"), "")); a.code != http.StatusOK {
 		t.Fatalf("PUT: %d %s", a.code, a.body)
 	}

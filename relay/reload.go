@@ -10,13 +10,14 @@ import (
 	"github.com/keel-relay/keel/relay/httpapi"
 )
 
-// Reload re-reads the config file, the node map, the node client certificates and the relay
-// API's TLS key pair. Settings that can change live (log
-// level, access lists, body limit, storage.min_free_space) are applied; a changed setting that needs a restart is
+// Reload re-reads the config file, the node map, the node client certificates and the TLS
+// key pairs of the relay API and the edge API. Settings that can change live (log
+// level, access lists, body limit, http.request_log, storage.min_free_space) are applied; a changed setting that needs a restart is
 // reported. A bad config or node map leaves the running ones in place.
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	s.notified(s.opts.Notify.Reloading("reloading"))
 	var errs []error
 	old := s.cfg.Load()
 	next := old
@@ -36,12 +37,21 @@ func (s *Server) Reload() error {
 	if err := s.tls.Reload(); err != nil {
 		errs = append(errs, err)
 	}
+	if s.edge != nil {
+		if err := s.edge.ReloadTLS(); err != nil {
+			errs = append(errs, fmt.Errorf("edge.tls.cert_file/key_file not reloaded (the key pair in force stays): %w", err))
+		}
+	}
 	err := errors.Join(errs...)
+	status := s.statusLine()
 	if err != nil {
 		s.log.Error("reload incomplete", "err", err)
+		status += "; last reload incomplete: " + err.Error()
 	} else {
 		s.log.Info("reloaded", "nodes", s.nodes.Current().Len())
 	}
+	// The relay serves throughout, with what is in force: READY=1 ends the reload either way.
+	s.notified(s.opts.Notify.Ready(status))
 	return err
 }
 
@@ -52,6 +62,7 @@ func (s *Server) applyConfig(old, cfg *config.Config, lists *httpapi.Lists) *con
 	live.HTTP.AllowedNetworks = cfg.HTTP.AllowedNetworks
 	live.HTTP.PolicyServerNetworks = cfg.HTTP.PolicyServerNetworks
 	live.HTTP.MaxBody = cfg.HTTP.MaxBody
+	live.HTTP.RequestLog = cfg.HTTP.RequestLog
 	live.Admin.MetricsNetworks = cfg.Admin.MetricsNetworks
 	live.NodesFile = cfg.NodesFile
 	live.Storage.MinFreeSpace = cfg.Storage.MinFreeSpace

@@ -33,6 +33,7 @@ import (
 	"github.com/keel-relay/keel/internal/connlimit"
 	"github.com/keel-relay/keel/internal/membudget"
 	"github.com/keel-relay/keel/internal/metrics"
+	"github.com/keel-relay/keel/internal/sdnotify"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/admintoken"
 	"github.com/keel-relay/keel/relay/agentuploads"
@@ -68,6 +69,9 @@ type Options struct {
 	// Pressure tells when the relay is near its memory budget (uploads wait, edge streams and
 	// remote-run calls are refused); nil means the runtime's own gauge (tests set their own).
 	Pressure membudget.Pressure
+	// Notify tells systemd when the relay serves (READY=1), reloads and drains, with a STATUS=
+	// line; nil sends nothing.
+	Notify *sdnotify.Notifier
 }
 
 // Server is a running keel-relay.
@@ -298,6 +302,7 @@ func (s *Server) frontOptions() httpapi.Options {
 		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s}, AdminRoutes: s.adminRoutes(),
 		BoxRoutes:  append(s.uploadRoutes(), s.downloadRoutes()...),
 		AdminToken: s.adminToken, Metrics: s.reg, Log: s.log,
+		RequestLog: func() string { return s.cfg.Load().HTTP.RequestLog },
 	}
 	if s.edge != nil {
 		o.Edge = edgeadmin.New(edgeadmin.ServerBackend{S: s.edge}, s.log.With("component", "edge-admin"))
@@ -460,6 +465,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("keel-relay started", "version", s.opts.Build.Version, "node_id", cfg.NodeID, "role", cfg.Role,
 		"api", s.apiLn.Addr().String(), "admin", addrString(s.adminLn), "edge", edgeAddr, "data_dir", cfg.DataDir,
 		"nodes", s.nodes.Current().Len(), "files", s.store.FileCount(), "queued", s.store.JobCount())
+	// The listeners were bound by New and are served from here on: a connection made now is
+	// answered.
+	s.notified(s.opts.Notify.Ready(s.statusLine()))
 
 	var runErr error
 	select {
@@ -483,6 +491,23 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
+// statusLine is the STATUS= line systemctl status shows while the relay serves.
+func (s *Server) statusLine() string {
+	edge := "off"
+	if s.edge != nil {
+		edge = s.edge.Addr().String()
+	}
+	return fmt.Sprintf("serving: api %s, admin %s, edge %s, %d nodes", s.apiLn.Addr(), addrString(s.adminLn), edge, s.nodes.Current().Len())
+}
+
+// notified logs a notification systemd did not get (the unit then times out or restarts the
+// relay: the log says why).
+func (s *Server) notified(err error) {
+	if err != nil {
+		s.log.Warn("systemd notification not sent", "err", err)
+	}
+}
+
 func serve(srv *http.Server, ln net.Listener) error {
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -502,6 +527,7 @@ func addrString(ln net.Listener) string {
 func (s *Server) drain(grace time.Duration) {
 	s.draining.Store(true)
 	s.log.Info("draining", "grace", grace)
+	s.notified(s.opts.Notify.Stopping("draining (shutdown_grace " + grace.String() + ")"))
 	s.files.Drain() // uploads without a slot yet: 503 now, not at the end of the grace
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

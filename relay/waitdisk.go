@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keel-relay/keel/internal/sdnotify"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/httpapi"
@@ -25,9 +26,10 @@ const diskPoll = 2 * time.Second
 // storage.ErrNoSpace), rather than exit and be restarted in a loop by its service manager.
 // It serves the relay API's and the admin listener's addresses meanwhile: /system/status
 // (and the admin /status) answer 503 with status "disk_full" and why, a PUT of a shared file
-// 507, anything else 503 with Retry-After; the access lists apply as usual. It returns nil
-// once the store can open (call New again), or ctx.Err() when ctx ends first.
-func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog.Logger) error {
+// 507, anything else 503 with Retry-After; the access lists apply as usual. Once they serve,
+// it tells systemd the relay is ready (notify; nil sends nothing). It returns nil once the
+// store can open (call New again), or ctx.Err() when ctx ends first.
+func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, notify *sdnotify.Notifier, log *slog.Logger) error {
 	plan, _ := MemoryPlan(cfg)
 	so := storageOptions(cfg, plan)
 	free, need, why := storage.CheckOpen(so)
@@ -77,6 +79,11 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 	}
 	log.Error("the store cannot open: waiting for disk space; meanwhile status says why, uploads get 507, the rest 503",
 		"err", why, "api", ln.Addr().String(), "admin", cfg.Admin.Listen)
+	// Started, as far as systemd goes: waiting for space is the relay's job now, not a failed
+	// start to retry (status and the 507s say why).
+	if err := notify.Ready("waiting for disk space: " + why.Error()); err != nil {
+		log.Warn("systemd notification not sent", "err", err)
+	}
 	tick := time.NewTicker(diskPoll)
 	defer tick.Stop()
 	reminded := time.Now()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keel-relay/keel/agent/config"
+	"github.com/keel-relay/keel/internal/sdnotify"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 )
 
@@ -37,6 +38,10 @@ type Options struct {
 	// closes it and stops (default 5 s): a relay that is itself stopping closes it first,
 	// and the daemon then reconnects instead (see Daemon.Run).
 	DrainLinger time.Duration
+	// Notify tells systemd when the daemon has started (READY=1, once its credentials are
+	// loaded: connecting to the relay is its job from then on, not a start that failed),
+	// whether it is connected (STATUS=) and when it stops (STOPPING=1); nil sends nothing.
+	Notify *sdnotify.Notifier
 }
 
 func (o Options) withDefaults() Options {
@@ -145,6 +150,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	bg.Go(func() { d.coordinator(ctx) })
 	defer d.windDown(cancelLife, &bg)
 	d.log.Info("edge daemon starting", "relay", d.relay, "node_id", creds.NodeID, "token_expires", creds.Claims.Expiry)
+	d.notified(d.opts.Notify.Ready("node " + creds.NodeID + ": connecting to " + d.relay))
 	d.keepConnected(life)
 	return nil
 }
@@ -175,6 +181,7 @@ func (d *Daemon) pause(bo *Backoff, lasted time.Duration, err error) bool {
 	delay := bo.Next()
 	d.log.Warn("edge: stream ended; reconnecting", "err", err, "lasted", lasted.Round(time.Millisecond),
 		"attempt", bo.Attempt(), "delay", delay, "ceiling", bo.Ceiling(bo.Attempt()))
+	d.notified(d.opts.Notify.Status(fmt.Sprintf("not connected to %s (attempt %d, next in %s): %v", d.relay, bo.Attempt(), delay.Round(time.Millisecond), err)))
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
@@ -185,9 +192,17 @@ func (d *Daemon) pause(bo *Backoff, lasted time.Duration, err error) bool {
 	}
 }
 
+// notified logs a notification systemd did not get.
+func (d *Daemon) notified(err error) {
+	if err != nil {
+		d.log.Warn("systemd notification not sent", "err", err)
+	}
+}
+
 // windDown ends the daemon's life: it cancels the tools still running, waits for them
 // and the background goroutines, and says what was left unsent.
 func (d *Daemon) windDown(cancelLife context.CancelFunc, bg *sync.WaitGroup) {
+	d.notified(d.opts.Notify.Stopping("stopping"))
 	cancelLife()
 	d.cancelAll("agent stopping")
 	d.jobsWG.Wait()

@@ -93,6 +93,7 @@ func (d *Daemon) open(sctx context.Context, conn grpc.ClientConnInterface, creds
 		return nil, fmt.Errorf("send Hello: %w", err)
 	}
 	d.log.Info("edge: connected", "relay", d.relay, "stream_id", streamID, "tools", caps.GetLocalTools())
+	d.notified(d.opts.Notify.Status("connected to " + d.relay))
 	return w, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/keel-relay/keel/agent/config"
 	"github.com/keel-relay/keel/agent/edged"
 	"github.com/keel-relay/keel/internal/cli"
+	"github.com/keel-relay/keel/internal/sdnotify"
 )
 
 const edgeUsage = `usage: keel-agent edge ACTION [flags]
@@ -138,7 +139,21 @@ func trimNewline(b []byte) []byte {
 
 // runEdgeDaemon runs the edge daemon with cfg until ctx is done or the relay sends Drain
 // or Shutdown; the service calls it when cfg.Edge.Enabled(). It returns nil when stopped
-// either way.
+// either way. Under systemd (Type=notify), it says when the daemon has started.
 func runEdgeDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	return edged.Run(ctx, cfg, log)
+	d, err := edged.New(cfg, edged.Options{Notify: notifier(log)}, log)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+// notifier returns systemd's notification socket of this process (a no-op when not under
+// systemd); the agent's unit sets no watchdog.
+func notifier(log *slog.Logger) *sdnotify.Notifier {
+	n, err := sdnotify.New(os.Getenv)
+	if err != nil {
+		log.Warn("systemd watchdog setting ignored", "err", err)
+	}
+	return n
 }

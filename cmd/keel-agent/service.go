@@ -99,7 +99,9 @@ func serviceUnit(configPath string) (string, error) {
 }
 
 // systemdUnitTemplate is init/keel-agent.service for a hand-installed binary.
-var systemdUnitTemplate = svc.SystemdUnit(`UMask=0022
+var systemdUnitTemplate = svc.SystemdUnit(`Type=notify
+NotifyAccess=main
+UMask=0022
 LimitNOFILE=65536
 StateDirectory=keel-agent
 StateDirectoryMode=0700
@@ -139,6 +141,9 @@ func (p *program) Start(service.Service) error {
 		defer close(p.done)
 		if !cfg.Edge.Enabled() {
 			log.Info("keel-agent service started; edge.relay is not set, so there is nothing to run: waiting to be stopped")
+			if err := notifier(log).Ready("idle: edge.relay is not set"); err != nil {
+				log.Warn("systemd notification not sent", "err", err)
+			}
 			<-ctx.Done()
 			log.Info("keel-agent service stopped")
 			return

@@ -259,7 +259,10 @@ func TestReload(t *testing.T) {
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	rc := relayConf{NodeID: "root", DataDir: filepath.Join(dir, "data"), Nodes: nodes, Listen: api, Admin: admin}
 	cfg := writeConfig(t, dir, "relay.yaml", rc)
-	p := startRelay(t, "relay", cfg, api, admin)
+	// Every request logged (http.request_log: all), for the log level check at the end.
+	p := startProc(t, "relay", procOptions{env: []string{"KEEL_HTTP_REQUEST_LOG=all"}}, "run", "--config", cfg)
+	p.api, p.admin = "http://"+api, "http://"+admin
+	p.waitReady(t)
 
 	conn := dialKeepAlive(t, p.api)
 	path := func(target, id string) string { return filesURL("", target, src.ID, id) }

@@ -11,8 +11,10 @@ refused, requests in flight get shutdown_grace to finish, the store is closed, a
 exit status is 0. A second stop signal exits at once (status 1).
 
 SIGHUP re-reads the configuration, the node map, the node client certificates and the
-API listener's TLS key pair without dropping connections; a key pair or certificate
-bundle that does not load leaves the one in force.`
+TLS key pairs of the API and edge listeners without dropping connections; a key pair or
+certificate bundle that does not load leaves the one in force. "keel-relay reload" does the
+same and waits for the outcome (the systemd unit's ExecReload). Under systemd the relay
+says when it is ready, reloading and stopping (Type=notify) and feeds the watchdog.`
 
 const backupHelp = `Write a backup of the whole store to FILE (mode 0600, written through a temporary
 file). When the relay is running (the store is locked) the backup is taken through its
@@ -34,6 +36,12 @@ const uploadsHelp = `Lists the agents' uploads (inventories, inventory updates, 
 its upstream, oldest first: those waiting for delivery, or with --failed those kept aside
 (a report of a node not in the node map, an upload the relay could not read). It asks the
 running relay's admin listener (admin.listen, with the token of admin.token_file).`
+
+const reloadHelp = `Asks the running relay to re-read its config, node map and TLS certificates (POST /reload on
+admin.listen, with the token of admin.token_file) and waits for the outcome: exit 0 when
+everything was reloaded, 1 with the reason when something was refused (the relay keeps
+serving with what was in force) or the relay could not be reached. The systemd unit's
+ExecReload runs it, so that systemctl reload fails, with the reason, on a refused config.`
 
 // relayMan is the man page's prose around the command table.
 var relayMan = cli.Man{

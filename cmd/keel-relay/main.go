@@ -10,6 +10,7 @@
 //	keel-relay service ACTION [--config FILE]   install|uninstall|start|stop|status as a system service
 //	keel-relay edge SUBCOMMAND ...              edge daemons: enroll-token, and the admin commands
 //	keel-relay uploads [--failed] [--limit N]   agents' uploads kept for the upstream (waiting or failed)
+//	keel-relay reload [--config FILE]           reload the running relay, exit 1 with the reason if refused
 //	keel-relay version
 //	keel-relay help [COMMAND ...]               the help of a command (or COMMAND --help)
 //	keel-relay completion bash|zsh              the shell completion script
@@ -34,6 +35,7 @@ import (
 	"github.com/keel-relay/keel/internal/fsutil"
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/internal/membudget"
+	"github.com/keel-relay/keel/internal/sdnotify"
 	"github.com/keel-relay/keel/internal/svc"
 	"github.com/keel-relay/keel/relay"
 	"github.com/keel-relay/keel/relay/admintoken"
@@ -74,6 +76,7 @@ func relayProgram() *cli.Program {
 			{Name: "service", Summary: "install, control or run keel-relay as a system service", Help: serviceHelp, Sub: serviceCommand.Subcommands(cmdService)},
 			{Name: "edge", Summary: "edge daemons: enrollment tokens and the admin commands", Help: edgeHelp, Sub: edgeCommands()},
 			{Name: "uploads", Args: "[--failed] [--kind K] [--limit N] [--json] [--config FILE | --admin HOST:PORT]", Summary: "list the agents' uploads waiting for the upstream (--failed: kept aside)", Help: uploadsHelp, Run: cmdUploads},
+			{Name: "reload", Args: "[--config FILE | --admin HOST:PORT]", Summary: "reload the running relay and wait: exit 1 with the reason if refused", Help: reloadHelp, Run: cmdReload},
 			{Name: "version", Summary: "print version information", Run: cmdVersion},
 		},
 	}
@@ -127,11 +130,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 // relayProcess is a relay serving in the background, as started by launchRelay.
 type relayProcess struct {
-	srv   atomic.Pointer[relay.Server] // nil while the relay waits for disk space
-	log   *slog.Logger
-	grace time.Duration // the config's shutdown_grace
-	done  chan struct{} // closed when Run has returned
-	err   error         // Run's result, set before done is closed
+	srv    atomic.Pointer[relay.Server] // nil while the relay waits for disk space
+	log    *slog.Logger
+	notify *sdnotify.Notifier // systemd's notification socket (no-op when not under systemd)
+	grace  time.Duration      // the config's shutdown_grace
+	done   chan struct{}      // closed when Run has returned
+	err    error              // Run's result, set before done is closed
 }
 
 // reload reloads the relay (SIGHUP); a relay still waiting for disk space reads its config
@@ -148,11 +152,22 @@ func (p *relayProcess) reload() {
 
 // handleSignals serves the signals that come on sigs until the relay has stopped: SIGHUP
 // reloads it; the first other signal (SIGTERM, interrupt) calls stop to drain it, and a
-// second one exits the process at once.
+// second one exits the process at once. It also feeds systemd's watchdog (WatchdogSec=) from
+// this loop: a loop wedged in a reload, or gone, stops feeding it and systemd restarts the
+// relay.
 func (p *relayProcess) handleSignals(sigs <-chan os.Signal, stop func()) {
 	stopping := false
+	var watchdog <-chan time.Time
+	if iv := p.notify.WatchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+		p.feedWatchdog()
+	}
 	for {
 		select {
+		case <-watchdog:
+			p.feedWatchdog()
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
@@ -171,6 +186,13 @@ func (p *relayProcess) handleSignals(sigs <-chan os.Signal, stop func()) {
 	}
 }
 
+// feedWatchdog sends WATCHDOG=1, logging a failure.
+func (p *relayProcess) feedWatchdog() {
+	if err := p.notify.Watchdog(); err != nil {
+		p.log.Warn("systemd watchdog not fed", "err", err)
+	}
+}
+
 // launchRelay builds the relay from cfg (read from path, "" = embedded default), logging to
 // logOut, and serves it in the background until ctx is done. It is what `run` and the
 // service share. A relay that cannot start is logged and returned as an error, except one
@@ -184,10 +206,15 @@ func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit 
 	} else {
 		log.Info("config loaded", "file", path)
 	}
+	notify, err := sdnotify.New(os.Getenv)
+	if err != nil {
+		log.Warn("systemd watchdog off", "err", err)
+	}
 	build := relay.Build{Version: version, Commit: commit, Date: date}
 	start := func() (*relay.Server, error) {
 		return relay.New(cfg, relay.Options{
 			ConfigPath: path, ConfigExplicit: explicit, Logger: log, LogLevel: level, Build: build,
+			Notify: notify,
 		})
 	}
 	srv, err := start()
@@ -195,11 +222,11 @@ func launchRelay(ctx context.Context, cfg *config.Config, path string, explicit 
 		log.Error("cannot start", "err", err)
 		return nil, fmt.Errorf("start relay: %w", err)
 	}
-	p := &relayProcess{log: log, grace: cfg.ShutdownGrace, done: make(chan struct{})}
+	p := &relayProcess{log: log, notify: notify, grace: cfg.ShutdownGrace, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for errors.Is(err, storage.ErrNoSpace) {
-			if werr := relay.WaitForDisk(ctx, cfg, build, log); werr != nil {
+			if werr := relay.WaitForDisk(ctx, cfg, build, notify, log); werr != nil {
 				if ctx.Err() == nil {
 					p.err = werr
 					log.Error("cannot wait for disk space", "err", werr)

@@ -149,7 +149,11 @@ func serviceUnit(dataDir, configPath string) (string, error) {
 // systemdUnitTemplate is init/keel-relay.service for a hand-installed binary: the account
 // comes from --user, the data directory from the config (created by install, since
 // StateDirectory= only covers /var/lib).
-var systemdUnitTemplate = svc.SystemdUnit(`UMask=0027
+var systemdUnitTemplate = svc.SystemdUnit(`Type=notify
+NotifyAccess=main
+WatchdogSec=30s
+ExecReload={{Path | cmdEscape}} reload --config @CONFIG@
+UMask=0027
 LimitNOFILE=65536
 MemoryMax=128M
 ReadWritePaths=@DATA_DIR@

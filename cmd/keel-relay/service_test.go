@@ -198,7 +198,7 @@ func TestServiceUnitRefusesPaths(t *testing.T) {
 func TestServiceUnitMatchesPackagedUnit(t *testing.T) {
 	local := map[string]bool{
 		"Description": true, "Documentation": true, "ConditionFileIsExecutable": true, "ConditionFileNotEmpty": true,
-		"ExecStart": true, "User": true, "Group": true, "ReadWritePaths": true,
+		"ExecStart": true, "ExecReload": true, "User": true, "Group": true, "ReadWritePaths": true,
 		"StateDirectory": true, "StateDirectoryMode": true,
 	}
 	settings := func(unit string) map[string]bool {

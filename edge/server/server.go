@@ -93,6 +93,10 @@ type Server struct {
 	keys      map[string]*keyState // node -> cached key state
 	caps      map[string][]byte    // capabilities not yet written
 
+	// cert is the listener's key pair in force (edge.tls), nil without TLS; ReloadTLS
+	// replaces it, and new handshakes use it.
+	cert atomic.Pointer[tls.Certificate]
+
 	draining  atomic.Bool
 	stopFlush context.CancelFunc
 	flushDone chan struct{}
@@ -104,6 +108,21 @@ type Server struct {
 type rotation struct {
 	node      string
 	at, until time.Time
+}
+
+// ReloadTLS re-reads the listener's key pair (edge.tls.cert_file and key_file): new
+// handshakes use the new pair, connections already open keep theirs. A pair that does not
+// load leaves the one in force and is returned as the error. Without TLS it does nothing.
+func (s *Server) ReloadTLS() error {
+	if s.opts.TLSCertFile == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.opts.TLSCertFile, s.opts.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("edge.tls: %w", err)
+	}
+	s.cert.Store(&cert)
+	return nil
 }
 
 // New binds edge.listen and builds the server; Serve serves it. store stays the caller's.
@@ -173,7 +192,11 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 		if err != nil {
 			return nil, fmt.Errorf("edge.tls: %w", err)
 		}
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		s.cert.Store(&cert)
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(&tls.Config{
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+			MinVersion:     tls.VersionTLS12,
+		})))
 	}
 	s.grpc = grpc.NewServer(sopts...)
 	edgepb.RegisterNodeClusterServiceServer(s.grpc, s)

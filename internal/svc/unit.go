@@ -8,9 +8,9 @@ import (
 // SystemdUnit returns the systemd unit template (kardianos/service's SystemdScript option)
 // that `service install` writes for a hand-installed Keel binary: the [Unit] section and the
 // [Service] lines every Keel service has, then service (the service's own [Service] lines,
-// each ending in a newline), then [Install]. @CONFIG@ in the result stands for the config
-// file's path; the caller replaces it (and its own placeholders) after checking the paths
-// with UnitPaths.
+// each ending in a newline, its Type= and ExecReload= among them), then [Install]. @CONFIG@
+// in the result stands for the config file's path; the caller replaces it (and its own
+// placeholders) after checking the paths with UnitPaths.
 func SystemdUnit(service string) string {
 	return unitHead + service + unitTail
 }
@@ -37,9 +37,7 @@ StartLimitIntervalSec=600
 StartLimitBurst=5
 
 [Service]
-Type=simple
 ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
-ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5
 TimeoutStopSec=60

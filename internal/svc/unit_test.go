@@ -39,7 +39,7 @@ func TestUnitPaths(t *testing.T) {
 func TestSystemdUnit(t *testing.T) {
 	unit := SystemdUnit("UMask=0027\n")
 	for _, want := range []string{
-		"[Unit]\n", "ConditionFileNotEmpty=@CONFIG@\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
+		"[Unit]\n", "ConditionFileNotEmpty=@CONFIG@\n", "ExecStart={{Path | cmdEscape}}",
 		"KillMode=mixed\nUMask=0027\n\n[Install]\nWantedBy=multi-user.target\n",
 	} {
 		if !strings.Contains(unit, want) {

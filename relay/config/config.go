@@ -79,7 +79,18 @@ type HTTPConfig struct {
 	// LocalListen is a second relay API listener, plain HTTP, for the tools on the box that
 	// call relayd's 127.0.0.1:3030 while listen speaks TLS on 443; "" = none.
 	LocalListen string `mapstructure:"local_listen"`
+
+	// RequestLog says which relay API requests get a log line: RequestLogAll, RequestLogErrors
+	// or RequestLogOff. Answers of 500 and above are logged whatever it says. Reloadable.
+	RequestLog string `mapstructure:"request_log"`
 }
+
+// The values of http.request_log.
+const (
+	RequestLogAll    = "all"    // every request, at info
+	RequestLogErrors = "errors" // answers of 400 and above but 404, the default
+	RequestLogOff    = "off"    // only answers of 500 and above
+)
 
 // AdminConfig is the "admin" section: /metrics and the local admin API.
 type AdminConfig struct {

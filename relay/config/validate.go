@@ -97,6 +97,11 @@ func (h *HTTPConfig) check(p *confload.Problems) {
 		p.Add("http.listen", "%v", err)
 	}
 	checkNetworks(p, "http.allowed_networks", h.AllowedNetworks)
+	switch h.RequestLog {
+	case RequestLogAll, RequestLogErrors, RequestLogOff:
+	default:
+		p.Add("http.request_log", "%q is not all, errors or off", h.RequestLog)
+	}
 	checkNetworks(p, "http.policy_server_networks", h.PolicyServerNetworks)
 	if h.MaxBody <= 0 || h.MaxBody > MaxBodyLimit {
 		p.Add("http.max_body", "must be > 0 and <= %s, got %s", MaxBodyLimit, h.MaxBody)

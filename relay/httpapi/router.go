@@ -73,6 +73,9 @@ type Options struct {
 	Edge    http.Handler
 	Metrics *metrics.Registry
 	Log     *slog.Logger
+	// RequestLog returns http.request_log in force (it changes on reload): which requests get
+	// a log line (see requestLogLevel). nil: config.RequestLogErrors.
+	RequestLog func() string
 }
 
 // API is the relay API's front. Its handlers count the requests in flight, so that a drain

@@ -3,7 +3,7 @@
 # _keel_relay_cmd PATH sets subs, flags and vflags (flags taking a value) of the command PATH.
 _keel_relay_cmd() {
 	case "$1" in
-	'') subs='run check-config backup restore service edge uploads version help completion'; flags='--help --version'; vflags='' ;;
+	'') subs='run check-config backup restore service edge uploads reload version help completion'; flags='--help --version'; vflags='' ;;
 	'run') subs=''; flags='--config --help'; vflags='--config' ;;
 	'check-config') subs=''; flags='--config --help'; vflags='--config' ;;
 	'backup') subs=''; flags='--config --help'; vflags='--config' ;;
@@ -27,6 +27,7 @@ _keel_relay_cmd() {
 	'edge drain') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'edge push-config') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'uploads') subs=''; flags='--admin --config --failed --json --kind --limit --help'; vflags='--admin --config --kind --limit' ;;
+	'reload') subs=''; flags='--admin --config --timeout --help'; vflags='--admin --config --timeout' ;;
 	'version') subs=''; flags='--help'; vflags='' ;;
 	'help') subs=''; flags='--help'; vflags='' ;;
 	'completion') subs='bash zsh'; flags='--help'; vflags='' ;;

@@ -4,7 +4,7 @@
 # _keel_relay_cmd PATH sets subs (name:summary), flags and vflags (flags taking a value) of the command PATH.
 _keel_relay_cmd() {
 	case "$1" in
-	'') subs=('run:serve in the foreground' 'check-config:validate and print the effective config' 'backup:write a backup of the whole store to FILE' 'restore:load a backup (relay stopped; --force replaces existing data)' 'service:install, control or run keel-relay as a system service' 'edge:edge daemons: enrollment tokens and the admin commands' 'uploads:list the agents'\'' uploads waiting for the upstream (--failed: kept aside)' 'version:print version information' 'help:print the help of the program or of a command' 'completion:print the shell completion script'); flags=('--help' '--version'); vflags=() ;;
+	'') subs=('run:serve in the foreground' 'check-config:validate and print the effective config' 'backup:write a backup of the whole store to FILE' 'restore:load a backup (relay stopped; --force replaces existing data)' 'service:install, control or run keel-relay as a system service' 'edge:edge daemons: enrollment tokens and the admin commands' 'uploads:list the agents'\'' uploads waiting for the upstream (--failed: kept aside)' 'reload:reload the running relay and wait: exit 1 with the reason if refused' 'version:print version information' 'help:print the help of the program or of a command' 'completion:print the shell completion script'); flags=('--help' '--version'); vflags=() ;;
 	'run') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'check-config') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'backup') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
@@ -28,6 +28,7 @@ _keel_relay_cmd() {
 	'edge drain') subs=(); flags=('--admin' '--config' '--help'); vflags=('--admin' '--config') ;;
 	'edge push-config') subs=(); flags=('--admin' '--config' '--help'); vflags=('--admin' '--config') ;;
 	'uploads') subs=(); flags=('--admin' '--config' '--failed' '--json' '--kind' '--limit' '--help'); vflags=('--admin' '--config' '--kind' '--limit') ;;
+	'reload') subs=(); flags=('--admin' '--config' '--timeout' '--help'); vflags=('--admin' '--config' '--timeout') ;;
 	'version') subs=(); flags=('--help'); vflags=() ;;
 	'help') subs=(); flags=('--help'); vflags=() ;;
 	'completion') subs=('bash:bash completion script' 'zsh:zsh completion script'); flags=('--help'); vflags=() ;;
