@@ -10,6 +10,7 @@
 //	keel-relay service ACTION [--config FILE]   install|uninstall|start|stop|status as a system service
 //	keel-relay edge SUBCOMMAND ...              edge daemons: enroll-token, and the admin commands
 //	keel-relay uploads [--failed] [--limit N]   agents' uploads kept for the upstream (waiting or failed)
+//	keel-relay status | files ls | queue ls|retry|drop | nodes ls|route   inspection (inspect.go)
 //	keel-relay version
 package main
 
@@ -64,6 +65,11 @@ Usage:
                                                       print an edge enrollment token (see "keel-relay edge")
   keel-relay uploads [--failed] [--kind K] [--limit N] [--json] [--config FILE | --admin HOST:PORT]
                                                       list the agents' uploads waiting for the upstream (--failed: kept aside)
+  keel-relay status [--json] [--config FILE | --admin HOST:PORT]
+                                                      health, memory, store, queue, uploads, upstream, edge on one screen
+  keel-relay files ls [TARGET] | queue ls|retry ID|drop ID | nodes ls|route ID
+                                                      look inside the store and the node map (stopped relay: data_dir;
+                                                      running: its admin listener)
   keel-relay version                                  print version information
 
 Without --config, %s is used if it exists, else the embedded default
@@ -94,6 +100,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdEdge(args, stdout, stderr)
 	case "uploads":
 		return cmdUploads(args, stdout, stderr)
+	case "status":
+		return cmdStatus(args, stdout, stderr)
+	case "files":
+		return cmdFiles(args, stdout, stderr)
+	case "queue":
+		return cmdQueue(args, stdout, stderr)
+	case "nodes":
+		return cmdNodes(args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
