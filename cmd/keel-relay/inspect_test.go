@@ -79,11 +79,11 @@ func TestInspectTablesGolden(t *testing.T) {
 	edge := 2
 	writeStatus(&b, statusReport{Source: "admin API 127.0.0.1:3031", Running: true, Health: "disk_full", Reason: "12 MiB free, writes need 200 MiB",
 		NodeID: "relay1", Role: "relay", Version: "v1.2.3", UptimeSec: 7200,
-		Memory: &httpapi.MemoryStatus{LimitBytes: 256 << 20, Source: "cgroup", NearAtBytes: 230 << 20, InUseBytes: 40 << 20},
-		Store:  storeReport{Files: 12, Bytes: 34 << 20, Disk: &httpapi.DiskStatus{FreeBytes: 12 << 20, NeedBytes: 200 << 20, Full: true}},
-		Queue:  inspect.Queue{Total: 7, Bytes: 12345, OldestQueued: &oldest, LastError: "dial tcp: connection refused", LastErrorJob: "17"},
-		Uploads: &httpapi.AgentUploadsStatus{Waiting: 3, Failed: 1, WaitingBytes: 4096, OldestWaitingSec: 600},
-		NodeMap: httpapi.NodeMapStatus{Nodes: 4, LoadedAt: at(-time.Hour), Kept: true},
+		Memory:   &httpapi.MemoryStatus{LimitBytes: 256 << 20, Source: "cgroup", NearAtBytes: 230 << 20, InUseBytes: 40 << 20},
+		Store:    storeReport{Files: 12, Bytes: 34 << 20, Disk: &httpapi.DiskStatus{FreeBytes: 12 << 20, NeedBytes: 200 << 20, Full: true}},
+		Queue:    inspect.Queue{Total: 7, Bytes: 12345, OldestQueued: &oldest, LastError: "dial tcp: connection refused", LastErrorJob: "17"},
+		Uploads:  &httpapi.AgentUploadsStatus{Waiting: 3, Failed: 1, WaitingBytes: 4096, OldestWaitingSec: 600},
+		NodeMap:  httpapi.NodeMapStatus{Nodes: 4, LoadedAt: at(-time.Hour), Kept: true},
 		Upstream: &upstreamCheck{URL: "https://root.test", Address: "root.test:443", Error: "no answer within 3s"}, Edge: &edge,
 	}, now)
 	writeStatus(&b, statusReport{Source: "data_dir /var/lib/keel (relay stopped)", Health: "stopped", NodeID: "root", Role: "root",
