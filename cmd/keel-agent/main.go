@@ -9,6 +9,7 @@
 //	keel-agent fetch --from SOURCE --id FILE_ID [--hash HEX] [--mode 0600] [--config FILE] DEST
 //	keel-agent edge ...                     the edge daemon (enroll, run, rotate-key)
 //	keel-agent service ACTION [--config FILE]   install|uninstall|start|stop|status
+//	keel-agent key-hash [--config FILE]         the node key's key-hash, as in the node map
 //	keel-agent check-config [--config FILE]
 //	keel-agent version
 package main
@@ -54,6 +55,7 @@ func commands() []command {
 		{"fetch", "--from SOURCE --id FILE_ID [--hash HEX] [--mode 0600] DEST", "download a file SOURCE shared with this node into DEST, checked", cmdFetch},
 		{"edge", "enroll|run|rotate-key ...", "the edge daemon (ConnectEdge stream to the relay)", cmdEdge},
 		{"service", "install|uninstall|start|stop|status", "manage keel-agent as a system service", cmdService},
+		{"key-hash", "", "print the key-hash of key_file as the node map carries it (sha256//...)", cmdKeyHash},
 		{"check-config", "", "validate and print the effective config", cmdCheckConfig},
 		{"version", "", "print version information", cmdVersion},
 	}
