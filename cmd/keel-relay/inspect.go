@@ -43,12 +43,18 @@ type inspector struct {
 	admin *adminClient
 }
 
-// close releases the store of an offline inspector.
+// close releases the store of an offline inspector. Run as root, it gives what the store
+// wrote meanwhile (a flush on close) to the data directory's owner, as restore does: the
+// relay's user must still be able to open it.
 func (in *inspector) close() error {
 	if in.store == nil {
 		return nil
 	}
-	return in.store.Close()
+	err := in.store.Close()
+	if oerr := fixOwnership(in.cfg.DataDir, io.Discard); err == nil {
+		err = oerr
+	}
+	return err
 }
 
 // inspectFlags registers --config and --admin on fs; the returned function opens the

@@ -56,8 +56,10 @@ const usage = `keel-relay — the Keel relay daemon
 Usage:
   keel-relay run [--config FILE]                      serve in the foreground
   keel-relay check-config [--config FILE]             validate and print the effective config
-  keel-relay backup [--config FILE] FILE              write a backup of the whole store to FILE
-  keel-relay restore [--config FILE] [--force] FILE   load a backup (relay stopped; --force replaces existing data)
+  keel-relay backup [--config FILE] [--progress] FILE|-
+                                                      write a backup of the whole store to FILE (-: stdout)
+  keel-relay restore [--config FILE] [--force] [--progress] FILE|-
+                                                      load a backup (relay stopped; --force replaces existing data)
   keel-relay service install [--config FILE] [--user NAME]
                                                       install as a system service (Windows: the way to run it)
   keel-relay service uninstall|start|stop|status      manage that service
@@ -281,16 +283,17 @@ func printMemoryPlan(w io.Writer, cfg *config.Config) {
 	}
 }
 
-// cmdBackup writes a backup of the store. When the relay is running (the store is locked),
-// the backup is taken online through the admin listener.
+// cmdBackup writes a backup of the store (FILE "-": to stdout). When the relay is running
+// (the store is locked), the backup is taken online through the admin listener.
 func cmdBackup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	load := configFlags(fs)
+	showProgress := fs.Bool("progress", false, "report progress on stderr even when it is not a terminal")
 	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: keel-relay backup [--config FILE] FILE")
+		fmt.Fprintln(stderr, "usage: keel-relay backup [--config FILE] [--progress] FILE|-")
 		return 2
 	}
 	dest := fs.Arg(0)
@@ -306,10 +309,20 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	write := func(w io.Writer) error {
+		prog := startProgress(stderr, "backup", *showProgress, progressInterval)
+		defer prog.done()
+		w = prog.writer(w)
 		store, err := openStore(cfg)
 		if err == nil {
-			defer store.Close()
-			return relay.BackupStore(store, cfg.DataDir, w)
+			err = relay.BackupStore(store, cfg.DataDir, w)
+			if cerr := store.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				// Run as root, what the store wrote goes to the data directory's owner.
+				err = fixOwnership(cfg.DataDir, io.Discard)
+			}
+			return err
 		}
 		if cfg.Admin.Listen == "" {
 			return fmt.Errorf("%w (and admin.listen is disabled, so no online backup)", err)
@@ -320,6 +333,14 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		return onlineBackup(cfg.Admin.Listen, tok, w)
+	}
+	if dest == "-" {
+		if err := write(stdout); err != nil {
+			fmt.Fprintf(stderr, "keel-relay: backup: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, "backup written to stdout")
+		return 0
 	}
 	if err := writeAtomic(dest, write); err != nil {
 		fmt.Fprintf(stderr, "keel-relay: backup: %v\n", err)
@@ -361,11 +382,12 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	load := configFlags(fs)
 	force := fs.Bool("force", false, "replace the data already in the store")
+	showProgress := fs.Bool("progress", false, "report progress on stderr even when it is not a terminal")
 	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: keel-relay restore [--config FILE] [--force] FILE")
+		fmt.Fprintln(stderr, "usage: keel-relay restore [--config FILE] [--force] [--progress] FILE|-")
 		return 2
 	}
 	cfg, _, _, err := load()
@@ -373,18 +395,20 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
 		return 1
 	}
-	f, err := os.Open(fs.Arg(0))
+	src, err := openBackup(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: restore: %v\n", err)
 		return 1
 	}
-	defer f.Close()
+	defer src.Close()
 	store, err := openStore(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: restore: %v (stop the relay first)\n", err)
 		return 1
 	}
-	err = store.Restore(f, *force)
+	prog := startProgress(stderr, "restore", *showProgress, progressInterval)
+	err = store.Restore(prog.reader(src.r), *force)
+	prog.done()
 	var key relay.SigningKeyRestore
 	if err == nil {
 		key, err = relay.RestoreSigningKey(store, cfg.DataDir)
@@ -392,6 +416,9 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	files, jobs := store.FileCount(), store.JobCount()
 	if cerr := store.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = fixOwnership(cfg.DataDir, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
