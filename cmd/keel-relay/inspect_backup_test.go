@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -151,8 +150,8 @@ func TestBackupPipeRestore(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if st := info.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
-			t.Errorf("%s: owner %d:%d, want %d:%d", path, st.Uid, st.Gid, uid, gid)
+		if u, g := fileOwner(info); u != uid || g != gid {
+			t.Errorf("%s: owner %d:%d, want %d:%d", path, u, g, uid, gid)
 		}
 		return nil
 	})
