@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,4 +139,33 @@ func FuzzJobID(f *testing.F) {
 			t.Fatalf("jobSeq(%q) = %d, whose ID is %q", id, seq, got)
 		}
 	})
+}
+
+// BenchmarkSummarizeQueue reads a queue of 10,000 jobs (a tenth of the default bound) as
+// `keel-relay status` does.
+func BenchmarkSummarizeQueue(b *testing.B) {
+	s, err := Open(testOptions(b.TempDir(), func(o *Options) { o.SyncWrites = false }), testLogger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for i := range 10_000 {
+		u, err := s.NewUpload(16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = u.Write(make([]byte, 16))
+		if err := s.Enqueue(u, Job{File: FileKey{"t", "s", strconv.Itoa(i)}, Header: []byte("h"), Expires: now.Add(time.Hour),
+			Due: now.Add(time.Duration(i) * time.Millisecond), LastError: "dial tcp: connection refused"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		sum, err := s.SummarizeQueue()
+		if err != nil || sum.Jobs != 10_000 {
+			b.Fatalf("%+v %v", sum, err)
+		}
+	}
 }
