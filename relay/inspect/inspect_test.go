@@ -178,3 +178,35 @@ func get(t *testing.T, url string, out any) {
 		t.Fatal(err)
 	}
 }
+
+// TestParseLimit: the limits a listing takes, and those it refuses.
+func TestParseLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		min  int
+		want int
+		ok   bool
+	}{
+		{"", 1, DefaultLimit, true}, {"1", 1, 1, true}, {"10000", 1, MaxLimit, true}, {"0", 0, 0, true},
+		{"0", 1, 0, false}, {"10001", 1, 0, false}, {"-1", 0, 0, false}, {"1e3", 1, 0, false}, {" 5", 1, 0, false},
+		{"5 ", 1, 0, false}, {"0x10", 1, 0, false}, {"99999999999999999999", 1, 0, false}, {"abc", 1, 0, false},
+	} {
+		got, err := ParseLimit(tc.in, tc.min)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseLimit(%q, %d) = %d, %v", tc.in, tc.min, got, err)
+		}
+	}
+}
+
+// FuzzParseLimit: an accepted limit is always within bounds.
+func FuzzParseLimit(f *testing.F) {
+	for _, s := range []string{"", "0", "1", "10000", "10001", "-1", "+5", "007"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseLimit(s, 0)
+		if err == nil && (n < 0 || n > MaxLimit) {
+			t.Fatalf("ParseLimit(%q) = %d", s, n)
+		}
+	})
+}
