@@ -131,6 +131,9 @@ func TestBackupPipeRestore(t *testing.T) {
 	if !strings.Contains(restoreErr.String(), "restore: ") || !strings.Contains(restoreOut.String(), "restored - into "+dstData+": 2 files, 0 queued forwards") {
 		t.Errorf("restore:\n%s%s", restoreOut.String(), restoreErr.String())
 	}
+	if code, _, errOut := runCmd("restore", "--config", writeCfg("dst", dstData), "--force", "-"); code != 2 || !strings.Contains(errOut, "not stdin") {
+		t.Errorf("restore --force -: %d %s, want 2 and a refusal", code, errOut)
+	}
 	code, out, errOut := runCmd("files", "ls", "--config", writeCfg("dst", dstData))
 	if code != 0 || !strings.Contains(out, "2 of 2 file(s) kept") {
 		t.Errorf("files ls of the restored store: %d\n%s%s", code, out, errOut)

@@ -157,8 +157,8 @@ type backupSource struct {
 // Close closes the file (stdin is left open).
 func (b backupSource) Close() error { return b.close() }
 
-// openBackup opens the backup at path, or stdin for "-". Stdin is read once, as a stream:
-// it is not verified whole before a --force restore drops the store, as a file is.
+// openBackup opens the backup at path, or stdin for "-". Stdin is read once, as a stream
+// (it cannot be verified whole first: restore refuses --force with it).
 func openBackup(path string) (backupSource, error) {
 	if path == "-" {
 		return backupSource{r: struct{ io.Reader }{os.Stdin}, close: func() error { return nil }}, nil

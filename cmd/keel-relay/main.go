@@ -390,6 +390,11 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: keel-relay restore [--config FILE] [--force] [--progress] FILE|-")
 		return 2
 	}
+	if *force && fs.Arg(0) == "-" {
+		// A file is verified whole before --force drops the store; a stream cannot be.
+		fmt.Fprintln(stderr, "keel-relay restore: --force needs a backup file, not stdin: it is checked whole before the store is dropped")
+		return 2
+	}
 	cfg, _, _, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
