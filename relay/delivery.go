@@ -59,8 +59,8 @@ func (s *Server) agentUploadsStatus() *httpapi.AgentUploadsStatus {
 }
 
 // adminRoutes are the routes of the admin listener besides httpapi's own: the operator's
-// listing of the kept uploads (`keel-relay uploads`).
+// listing of the kept uploads (`keel-relay uploads`) and the inspection routes (inspect.go).
 func (s *Server) adminRoutes() []httpapi.Route {
-	return []httpapi.Route{{Method: http.MethodGet, Path: "/uploads", Name: "admin/uploads",
-		Handle: delivery.ListHandler(s.store, s.log.With("component", "delivery"))}}
+	return append([]httpapi.Route{{Method: http.MethodGet, Path: "/uploads", Name: "admin/uploads",
+		Handle: delivery.ListHandler(s.store, s.log.With("component", "delivery"))}}, s.inspectRoutes()...)
 }

@@ -188,6 +188,10 @@ func Open(opts Options, log *slog.Logger) (*Store, error) {
 		WithSyncWrites(false)
 	db, err := badger.Open(bo)
 	if err != nil {
+		// Badger's lock errors are not typed; both its Unix and Windows messages say this.
+		if strings.Contains(err.Error(), "Another process is using this Badger database") {
+			return nil, fmt.Errorf("storage: open %s: %w: %w", opts.Dir, ErrLocked, err)
+		}
 		return nil, fmt.Errorf("storage: open %s (is another keel-relay using it?): %w", opts.Dir, err)
 	}
 	s.db = db

@@ -9,6 +9,7 @@
 //	keel-agent fetch --from SOURCE --id FILE_ID [--hash HEX] [--mode 0600] [--config FILE] DEST
 //	keel-agent edge ...                     the edge daemon (enroll, run, rotate-key)
 //	keel-agent service ACTION [--config FILE]   install|uninstall|start|stop|status
+//	keel-agent key-hash [--config FILE]         the node key's key-hash, as in the node map
 //	keel-agent check-config [--config FILE]
 //	keel-agent version
 //	keel-agent help [COMMAND ...]               the help of a command (or COMMAND --help)
@@ -69,6 +70,7 @@ func agentProgram() *cli.Program {
 				{Name: "rotate-key", Args: "[--relay HOST:PORT]", Summary: "replace the edge key (RotateEdgeKey); a running daemon picks the new key up", Run: edgeAction("rotate-key")},
 			}},
 			{Name: "service", Summary: "manage keel-agent as a system service", Help: serviceHelp, Sub: serviceCommand.Subcommands(cmdService)},
+			{Name: "key-hash", Args: "[--config FILE]", Summary: "print the key-hash of key_file as the node map carries it (sha256//...)", Run: cmdKeyHash},
 			{Name: "check-config", Summary: "validate and print the effective config", Run: cmdCheckConfig},
 			{Name: "version", Summary: "print version information", Run: cmdVersion},
 		},

@@ -77,8 +77,13 @@ func edgeFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 				return nil, err
 			}
 		}
-		return &adminClient{base: "http://" + a, client: &http.Client{Transport: &http.Transport{Proxy: nil}}, token: tok}, nil
+		return newAdminClient(a, tok), nil
 	}
+}
+
+// newAdminClient returns a client of the admin listener at addr (HOST:PORT) sending tok.
+func newAdminClient(addr string, tok admintoken.Token) *adminClient {
+	return &adminClient{base: "http://" + addr, client: &http.Client{Transport: &http.Transport{Proxy: nil}}, token: tok}
 }
 
 // adminToken reads the admin token of cfg (admin.token_file), or returns none.

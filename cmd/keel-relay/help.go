@@ -43,6 +43,13 @@ everything was reloaded, 1 with the reason when something was refused (the relay
 serving with what was in force) or the relay could not be reached. The systemd unit's
 ExecReload runs it, so that systemctl reload fails, with the reason, on a refused config.`
 
+const inspectHelp = `Looks inside the relay: status, the shared files stored, the forward queue (retry or drop
+a queued forward), the node map and where a file for a node is routed. Each takes
+--config FILE or --admin HOST:PORT. On a stopped relay they read its data_dir (and
+nodes_file); while it runs (the store is locked) they ask its admin listener (admin.listen,
+with the token of admin.token_file). --admin always asks the listener. --json prints the
+documents the admin API answers.`
+
 // relayMan is the man page's prose around the command table.
 var relayMan = cli.Man{
 	Title: "relay daemon for configuration-management fleets (Rudder relay API)",

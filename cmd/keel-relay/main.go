@@ -11,6 +11,7 @@
 //	keel-relay edge SUBCOMMAND ...              edge daemons: enroll-token, and the admin commands
 //	keel-relay uploads [--failed] [--limit N]   agents' uploads kept for the upstream (waiting or failed)
 //	keel-relay reload [--config FILE]           reload the running relay, exit 1 with the reason if refused
+//	keel-relay status | files ls | queue ls|retry|drop | nodes ls|route   inspection (inspect.go)
 //	keel-relay version
 //	keel-relay help [COMMAND ...]               the help of a command (or COMMAND --help)
 //	keel-relay completion bash|zsh              the shell completion script
@@ -71,12 +72,25 @@ func relayProgram() *cli.Program {
 			{Name: "run", Args: "[--config FILE]", Summary: "serve in the foreground", Help: runHelp,
 				Run: func(args []string, _, stderr io.Writer) int { return cmdRun(args, stderr) }},
 			{Name: "check-config", Args: "[--config FILE]", Summary: "validate and print the effective config", Run: cmdCheckConfig},
-			{Name: "backup", Args: "[--config FILE] FILE", Summary: "write a backup of the whole store to FILE", Help: backupHelp, Run: cmdBackup},
-			{Name: "restore", Args: "[--config FILE] [--force] FILE", Summary: "load a backup (relay stopped; --force replaces existing data)", Help: restoreHelp, Run: cmdRestore},
+			{Name: "backup", Args: "[--config FILE] [--progress] FILE|-", Summary: "write a backup of the whole store to FILE (-: stdout)", Help: backupHelp, Run: cmdBackup},
+			{Name: "restore", Args: "[--config FILE] [--force] [--progress] FILE|-", Summary: "load a backup (relay stopped; --force replaces existing data; -: stdin)", Help: restoreHelp, Run: cmdRestore},
 			{Name: "service", Summary: "install, control or run keel-relay as a system service", Help: serviceHelp, Sub: serviceCommand.Subcommands(cmdService)},
 			{Name: "edge", Summary: "edge daemons: enrollment tokens and the admin commands", Help: edgeHelp, Sub: edgeCommands()},
 			{Name: "uploads", Args: "[--failed] [--kind K] [--limit N] [--json] [--config FILE | --admin HOST:PORT]", Summary: "list the agents' uploads waiting for the upstream (--failed: kept aside)", Help: uploadsHelp, Run: cmdUploads},
 			{Name: "reload", Args: "[--config FILE | --admin HOST:PORT]", Summary: "reload the running relay and wait: exit 1 with the reason if refused", Help: reloadHelp, Run: cmdReload},
+			{Name: "status", Args: "[--json] [--timeout 3s] [--config FILE | --admin HOST:PORT]", Summary: "health, memory, store, queue, uploads, upstream, edge on one screen", Help: inspectHelp, Run: cmdStatus},
+			{Name: "files", Summary: "the shared files stored here", Help: inspectHelp, Sub: []*cli.Command{
+				{Name: "ls", Args: "[--limit N] [--json] [TARGET]", Summary: "list the shared files stored (for TARGET)", Run: filesLs},
+			}},
+			{Name: "queue", Summary: "the forward queue", Help: inspectHelp, Sub: []*cli.Command{
+				{Name: "ls", Args: "[--limit N] [--json]", Summary: "list the queued forwards, next due first", Run: queueLs},
+				{Name: "retry", Args: "ID", Summary: "make a queued forward due now", Run: queueRetry},
+				{Name: "drop", Args: "ID", Summary: "drop a queued forward", Run: queueDrop},
+			}},
+			{Name: "nodes", Summary: "the node map in force", Help: inspectHelp, Sub: []*cli.Command{
+				{Name: "ls", Args: "[--limit N] [--json]", Summary: "list the nodes and where each is routed", Run: nodesLs},
+				{Name: "route", Args: "[--json] ID", Summary: "explain where a shared file for node ID goes, and why", Run: nodesRoute},
+			}},
 			{Name: "version", Summary: "print version information", Run: cmdVersion},
 		},
 	}
@@ -280,16 +294,17 @@ func printMemoryPlan(w io.Writer, cfg *config.Config) {
 	}
 }
 
-// cmdBackup writes a backup of the store. When the relay is running (the store is locked),
-// the backup is taken online through the admin listener.
+// cmdBackup writes a backup of the store (FILE "-": to stdout). When the relay is running
+// (the store is locked), the backup is taken online through the admin listener.
 func cmdBackup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	load := configFlags(fs)
+	showProgress := fs.Bool("progress", false, "report progress on stderr even when it is not a terminal")
 	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: keel-relay backup [--config FILE] FILE")
+		fmt.Fprintln(stderr, "usage: keel-relay backup [--config FILE] [--progress] FILE|-")
 		return 2
 	}
 	dest := fs.Arg(0)
@@ -305,10 +320,20 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	write := func(w io.Writer) error {
+		prog := startProgress(stderr, "backup", *showProgress, progressInterval)
+		defer prog.done()
+		w = prog.writer(w)
 		store, err := openStore(cfg)
 		if err == nil {
-			defer store.Close()
-			return relay.BackupStore(store, cfg.DataDir, w)
+			err = relay.BackupStore(store, cfg.DataDir, w)
+			if cerr := store.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				// Run as root, what the store wrote goes to the data directory's owner.
+				err = fixOwnership(cfg.DataDir, io.Discard)
+			}
+			return err
 		}
 		if cfg.Admin.Listen == "" {
 			return fmt.Errorf("%w (and admin.listen is disabled, so no online backup)", err)
@@ -319,6 +344,14 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		return onlineBackup(cfg.Admin.Listen, tok, w)
+	}
+	if dest == "-" {
+		if err := write(stdout); err != nil {
+			fmt.Fprintf(stderr, "keel-relay: backup: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, "backup written to stdout")
+		return 0
 	}
 	if err := writeAtomic(dest, write); err != nil {
 		fmt.Fprintf(stderr, "keel-relay: backup: %v\n", err)
@@ -360,11 +393,17 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	load := configFlags(fs)
 	force := fs.Bool("force", false, "replace the data already in the store")
+	showProgress := fs.Bool("progress", false, "report progress on stderr even when it is not a terminal")
 	if !cli.Parse(fs, args, stderr) {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: keel-relay restore [--config FILE] [--force] FILE")
+		fmt.Fprintln(stderr, "usage: keel-relay restore [--config FILE] [--force] [--progress] FILE|-")
+		return 2
+	}
+	if *force && fs.Arg(0) == "-" {
+		// A file is verified whole before --force drops the store; a stream cannot be.
+		fmt.Fprintln(stderr, "keel-relay restore: --force needs a backup file, not stdin: it is checked whole before the store is dropped")
 		return 2
 	}
 	cfg, _, _, err := load()
@@ -372,18 +411,20 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)
 		return 1
 	}
-	f, err := os.Open(fs.Arg(0))
+	src, err := openBackup(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: restore: %v\n", err)
 		return 1
 	}
-	defer f.Close()
+	defer src.Close()
 	store, err := openStore(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: restore: %v (stop the relay first)\n", err)
 		return 1
 	}
-	err = store.Restore(f, *force)
+	prog := startProgress(stderr, "restore", *showProgress, progressInterval)
+	err = store.Restore(prog.reader(src.r), *force)
+	prog.done()
 	var key relay.SigningKeyRestore
 	if err == nil {
 		key, err = relay.RestoreSigningKey(store, cfg.DataDir)
@@ -391,6 +432,9 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	files, jobs := store.FileCount(), store.JobCount()
 	if cerr := store.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = fixOwnership(cfg.DataDir, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keel-relay: %v\n", err)

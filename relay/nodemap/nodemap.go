@@ -119,6 +119,20 @@ func (m *Map) Route(id string) Route {
 	return Route{Kind: r.kind}
 }
 
+// Each calls fn with every entry of the map, in id order, and its route, until fn returns
+// false.
+func (m *Map) Each(fn func(Node, Route) bool) {
+	for i, r := range m.routes {
+		route := Route{Kind: r.kind}
+		if r.kind == BelowSubRelay {
+			route.Via = m.id(r.via)
+		}
+		if !fn(m.nodeAt(int32(i)), route) {
+			return
+		}
+	}
+}
+
 // Below returns the ids of every node below this relay (Mine and BelowSubRelay), sorted. This
 // relay itself is included only at the root, where it is its own policy server.
 func (m *Map) Below() []string {

@@ -3,7 +3,7 @@
 # _keel_agent_cmd PATH sets subs, flags and vflags (flags taking a value) of the command PATH.
 _keel_agent_cmd() {
 	case "$1" in
-	'') subs='share has fetch edge service check-config version help completion'; flags='--help --version'; vflags='' ;;
+	'') subs='share has fetch edge service key-hash check-config version help completion'; flags='--help --version'; vflags='' ;;
 	'share') subs=''; flags='--config --id --to --ttl --help'; vflags='--config --id --to --ttl' ;;
 	'has') subs=''; flags='--config --id --to --help'; vflags='--config --id --to' ;;
 	'fetch') subs=''; flags='--config --from --hash --id --mode --help'; vflags='--config --from --hash --id --mode' ;;
@@ -18,6 +18,7 @@ _keel_agent_cmd() {
 	'service stop') subs=''; flags='--config --help'; vflags='--config' ;;
 	'service status') subs=''; flags='--config --help'; vflags='--config' ;;
 	'service run') subs=''; flags='--config --help'; vflags='--config' ;;
+	'key-hash') subs=''; flags='--config --help'; vflags='--config' ;;
 	'check-config') subs=''; flags='--config --help'; vflags='--config' ;;
 	'version') subs=''; flags='--help'; vflags='' ;;
 	'help') subs=''; flags='--help'; vflags='' ;;

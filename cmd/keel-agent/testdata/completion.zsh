@@ -4,7 +4,7 @@
 # _keel_agent_cmd PATH sets subs (name:summary), flags and vflags (flags taking a value) of the command PATH.
 _keel_agent_cmd() {
 	case "$1" in
-	'') subs=('share:send PATH to node TARGET through the relay, unless it already has it' 'has:does the relay hold PATH'\''s content for TARGET? exit 0 yes, 1 no, 2 error' 'fetch:download a file SOURCE shared with this node into DEST, checked' 'edge:the edge daemon (ConnectEdge stream to the relay)' 'service:manage keel-agent as a system service' 'check-config:validate and print the effective config' 'version:print version information' 'help:print the help of the program or of a command' 'completion:print the shell completion script'); flags=('--help' '--version'); vflags=() ;;
+	'') subs=('share:send PATH to node TARGET through the relay, unless it already has it' 'has:does the relay hold PATH'\''s content for TARGET? exit 0 yes, 1 no, 2 error' 'fetch:download a file SOURCE shared with this node into DEST, checked' 'edge:the edge daemon (ConnectEdge stream to the relay)' 'service:manage keel-agent as a system service' 'key-hash:print the key-hash of key_file as the node map carries it (sha256//...)' 'check-config:validate and print the effective config' 'version:print version information' 'help:print the help of the program or of a command' 'completion:print the shell completion script'); flags=('--help' '--version'); vflags=() ;;
 	'share') subs=(); flags=('--config' '--id' '--to' '--ttl' '--help'); vflags=('--config' '--id' '--to' '--ttl') ;;
 	'has') subs=(); flags=('--config' '--id' '--to' '--help'); vflags=('--config' '--id' '--to') ;;
 	'fetch') subs=(); flags=('--config' '--from' '--hash' '--id' '--mode' '--help'); vflags=('--config' '--from' '--hash' '--id' '--mode') ;;
@@ -19,6 +19,7 @@ _keel_agent_cmd() {
 	'service stop') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'service status') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'service run') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
+	'key-hash') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'check-config') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'version') subs=(); flags=('--help'); vflags=() ;;
 	'help') subs=(); flags=('--help'); vflags=() ;;

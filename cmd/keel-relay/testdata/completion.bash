@@ -3,11 +3,11 @@
 # _keel_relay_cmd PATH sets subs, flags and vflags (flags taking a value) of the command PATH.
 _keel_relay_cmd() {
 	case "$1" in
-	'') subs='run check-config backup restore service edge uploads reload version help completion'; flags='--help --version'; vflags='' ;;
+	'') subs='run check-config backup restore service edge uploads reload status files queue nodes version help completion'; flags='--help --version'; vflags='' ;;
 	'run') subs=''; flags='--config --help'; vflags='--config' ;;
 	'check-config') subs=''; flags='--config --help'; vflags='--config' ;;
-	'backup') subs=''; flags='--config --help'; vflags='--config' ;;
-	'restore') subs=''; flags='--config --force --help'; vflags='--config' ;;
+	'backup') subs=''; flags='--config --progress --help'; vflags='--config' ;;
+	'restore') subs=''; flags='--config --force --progress --help'; vflags='--config' ;;
 	'service') subs='install uninstall start stop status run'; flags='--help'; vflags='' ;;
 	'service install') subs=''; flags='--config --user --help'; vflags='--config --user' ;;
 	'service uninstall') subs=''; flags='--config --user --help'; vflags='--config --user' ;;
@@ -28,6 +28,16 @@ _keel_relay_cmd() {
 	'edge push-config') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'uploads') subs=''; flags='--admin --config --failed --json --kind --limit --help'; vflags='--admin --config --kind --limit' ;;
 	'reload') subs=''; flags='--admin --config --timeout --help'; vflags='--admin --config --timeout' ;;
+	'status') subs=''; flags='--admin --config --json --timeout --help'; vflags='--admin --config --timeout' ;;
+	'files') subs='ls'; flags='--help'; vflags='' ;;
+	'files ls') subs=''; flags='--admin --config --json --limit --help'; vflags='--admin --config --limit' ;;
+	'queue') subs='ls retry drop'; flags='--help'; vflags='' ;;
+	'queue ls') subs=''; flags='--admin --config --json --limit --help'; vflags='--admin --config --limit' ;;
+	'queue retry') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
+	'queue drop') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
+	'nodes') subs='ls route'; flags='--help'; vflags='' ;;
+	'nodes ls') subs=''; flags='--admin --config --json --limit --help'; vflags='--admin --config --limit' ;;
+	'nodes route') subs=''; flags='--admin --config --json --help'; vflags='--admin --config' ;;
 	'version') subs=''; flags='--help'; vflags='' ;;
 	'help') subs=''; flags='--help'; vflags='' ;;
 	'completion') subs='bash zsh'; flags='--help'; vflags='' ;;

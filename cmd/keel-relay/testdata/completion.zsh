@@ -4,11 +4,11 @@
 # _keel_relay_cmd PATH sets subs (name:summary), flags and vflags (flags taking a value) of the command PATH.
 _keel_relay_cmd() {
 	case "$1" in
-	'') subs=('run:serve in the foreground' 'check-config:validate and print the effective config' 'backup:write a backup of the whole store to FILE' 'restore:load a backup (relay stopped; --force replaces existing data)' 'service:install, control or run keel-relay as a system service' 'edge:edge daemons: enrollment tokens and the admin commands' 'uploads:list the agents'\'' uploads waiting for the upstream (--failed: kept aside)' 'reload:reload the running relay and wait: exit 1 with the reason if refused' 'version:print version information' 'help:print the help of the program or of a command' 'completion:print the shell completion script'); flags=('--help' '--version'); vflags=() ;;
+	'') subs=('run:serve in the foreground' 'check-config:validate and print the effective config' 'backup:write a backup of the whole store to FILE (-: stdout)' 'restore:load a backup (relay stopped; --force replaces existing data; -: stdin)' 'service:install, control or run keel-relay as a system service' 'edge:edge daemons: enrollment tokens and the admin commands' 'uploads:list the agents'\'' uploads waiting for the upstream (--failed: kept aside)' 'reload:reload the running relay and wait: exit 1 with the reason if refused' 'status:health, memory, store, queue, uploads, upstream, edge on one screen' 'files:the shared files stored here' 'queue:the forward queue' 'nodes:the node map in force' 'version:print version information' 'help:print the help of the program or of a command' 'completion:print the shell completion script'); flags=('--help' '--version'); vflags=() ;;
 	'run') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
 	'check-config') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
-	'backup') subs=(); flags=('--config' '--help'); vflags=('--config') ;;
-	'restore') subs=(); flags=('--config' '--force' '--help'); vflags=('--config') ;;
+	'backup') subs=(); flags=('--config' '--progress' '--help'); vflags=('--config') ;;
+	'restore') subs=(); flags=('--config' '--force' '--progress' '--help'); vflags=('--config') ;;
 	'service') subs=('install:register keel-relay with the service manager (Windows SCM, systemd, ...) to run at boot' 'uninstall:remove that registration' 'start:ask the service manager to start the service' 'stop:ask the service manager to stop the service' 'status:print running, stopped, not installed or unknown' 'run:what the service manager executes: serve until told to stop'); flags=('--help'); vflags=() ;;
 	'service install') subs=(); flags=('--config' '--user' '--help'); vflags=('--config' '--user') ;;
 	'service uninstall') subs=(); flags=('--config' '--user' '--help'); vflags=('--config' '--user') ;;
@@ -29,6 +29,16 @@ _keel_relay_cmd() {
 	'edge push-config') subs=(); flags=('--admin' '--config' '--help'); vflags=('--admin' '--config') ;;
 	'uploads') subs=(); flags=('--admin' '--config' '--failed' '--json' '--kind' '--limit' '--help'); vflags=('--admin' '--config' '--kind' '--limit') ;;
 	'reload') subs=(); flags=('--admin' '--config' '--timeout' '--help'); vflags=('--admin' '--config' '--timeout') ;;
+	'status') subs=(); flags=('--admin' '--config' '--json' '--timeout' '--help'); vflags=('--admin' '--config' '--timeout') ;;
+	'files') subs=('ls:list the shared files stored (for TARGET)'); flags=('--help'); vflags=() ;;
+	'files ls') subs=(); flags=('--admin' '--config' '--json' '--limit' '--help'); vflags=('--admin' '--config' '--limit') ;;
+	'queue') subs=('ls:list the queued forwards, next due first' 'retry:make a queued forward due now' 'drop:drop a queued forward'); flags=('--help'); vflags=() ;;
+	'queue ls') subs=(); flags=('--admin' '--config' '--json' '--limit' '--help'); vflags=('--admin' '--config' '--limit') ;;
+	'queue retry') subs=(); flags=('--admin' '--config' '--help'); vflags=('--admin' '--config') ;;
+	'queue drop') subs=(); flags=('--admin' '--config' '--help'); vflags=('--admin' '--config') ;;
+	'nodes') subs=('ls:list the nodes and where each is routed' 'route:explain where a shared file for node ID goes, and why'); flags=('--help'); vflags=() ;;
+	'nodes ls') subs=(); flags=('--admin' '--config' '--json' '--limit' '--help'); vflags=('--admin' '--config' '--limit') ;;
+	'nodes route') subs=(); flags=('--admin' '--config' '--json' '--help'); vflags=('--admin' '--config') ;;
 	'version') subs=(); flags=('--help'); vflags=() ;;
 	'help') subs=(); flags=('--help'); vflags=() ;;
 	'completion') subs=('bash:bash completion script' 'zsh:zsh completion script'); flags=('--help'); vflags=() ;;
