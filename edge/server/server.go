@@ -365,7 +365,7 @@ type serverMetrics struct {
 	refused  *metrics.CounterVec // reason
 	messages *metrics.CounterVec // kind
 	evicted  *metrics.CounterVec // share
-	flushErr *metrics.Counter
+	flushErr metrics.Counter
 }
 
 func newServerMetrics(reg *metrics.Registry, s *Server) *serverMetrics {

@@ -13,9 +13,9 @@ import (
 
 // Metrics are the cleaner's counters.
 type Metrics struct {
-	Runs    *metrics.Counter
-	Expired *metrics.Counter
-	Errors  *metrics.Counter
+	Runs    metrics.Counter
+	Expired metrics.Counter
+	Errors  metrics.Counter
 }
 
 // NewMetrics registers the cleaner's metrics in reg.

@@ -54,7 +54,7 @@ type EdgeRunner interface {
 type Metrics struct {
 	Calls   *metrics.CounterVec // by mode (sync|async), result (accepted|refused|bad_request)
 	Nodes   *metrics.CounterVec // by via (command|edge|sub-relay|unknown), result (ok|failed|error)
-	Running *metrics.Gauge
+	Running metrics.Gauge
 }
 
 // NewMetrics registers the remote-run metrics in reg.

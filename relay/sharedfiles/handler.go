@@ -79,7 +79,7 @@ type Handler struct {
 type handlerMetrics struct {
 	refused   *metrics.CounterVec // by reason, before any slot was taken
 	slotWaits *metrics.CounterVec // by result: busy, gone, stopping
-	preempted *metrics.Counter
+	preempted metrics.Counter
 }
 
 // New returns a handler. queued is called after a forward job is committed.
