@@ -1182,7 +1182,7 @@ func TestAllowedNetworks(t *testing.T) {
 		`keel_http_access_refused_total{route="shared-files"}`:                   4,
 		`keel_http_access_refused_total{route="system/status"}`:                  1,
 		`keel_http_access_refused_total{route="system/info"}`:                    1,
-		`keel_http_requests_total{route="shared-files",method="PUT",code="403"}`: 2,
+		`keel_http_requests_total{code="403",method="PUT",route="shared-files"}`: 2,
 	} {
 		if got := metricValue(t, m, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
@@ -1287,12 +1287,12 @@ func TestSystemEndpoints(t *testing.T) {
 	})
 	m := metricsText(t, r)
 	for series, want := range map[string]float64{
-		`keel_http_requests_total{route="shared-files",method="PUT",code="200"}`: 1,
+		`keel_http_requests_total{code="200",method="PUT",route="shared-files"}`: 1,
 		`keel_shared_files_stored`:                                        1,
 		`keel_forward_queue_depth`:                                        0,
 		`keel_node_map_nodes`:                                             3,
 		`keel_node_map_loads_total{result="ok"}`:                          1,
-		`keel_http_requests_total{route="other",method="GET",code="404"}`: 2,
+		`keel_http_requests_total{code="404",method="GET",route="other"}`: 2,
 	} {
 		if got := metricValue(t, m, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

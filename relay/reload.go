@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/relay/config"
@@ -41,6 +42,7 @@ func (s *Server) Reload() error {
 		s.log.Error("reload incomplete", "err", err)
 	} else {
 		s.log.Info("reloaded", "nodes", s.nodes.Current().Len())
+		s.m.reloaded.Set(float64(time.Now().Unix()))
 	}
 	return err
 }

@@ -104,6 +104,8 @@ type Server struct {
 	started   time.Time
 	draining  atomic.Bool
 	diskUsage atomic.Int64
+	// oldestQueued is when the oldest forward job was queued (Unix ms; 0: none), refreshed by watchDisk.
+	oldestQueued atomic.Int64
 
 	reloadMu    sync.Mutex
 	nodeLoadErr atomic.Pointer[string]
@@ -533,14 +535,20 @@ func (s *Server) drain(grace time.Duration) {
 	}
 }
 
-// watchDisk refreshes the store's disk usage for metrics and status (walking the data
-// directory on every scrape would be wasteful).
+// watchDisk refreshes the store's disk usage and the queue's oldest job for metrics and
+// status (walking the data directory or the queue on every scrape would be wasteful).
 func (s *Server) watchDisk(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
 	for {
 		if n, err := s.store.DiskUsage(); err == nil {
 			s.diskUsage.Store(n)
+		}
+		if q, ok, err := s.store.OldestQueued(); err == nil {
+			if !ok {
+				q = time.Time{}
+			}
+			s.oldestQueued.Store(max(0, q.UnixMilli()))
 		}
 		select {
 		case <-ctx.Done():

@@ -60,8 +60,10 @@ type Metrics struct {
 // NewMetrics registers the remote-run metrics in reg.
 func NewMetrics(reg *metrics.Registry) *Metrics {
 	return &Metrics{
-		Calls:   reg.Counter("keel_remote_run_calls_total", "Remote-run API calls by mode and result.", "mode", "result"),
-		Nodes:   reg.Counter("keel_remote_run_nodes_total", "Node runs by way (command, edge, sub-relay, unknown) and result (ok: exit 0, failed: other exit code, error: no exit code).", "via", "result"),
+		Calls: reg.Counter("keel_remote_run_calls_total", "Remote-run API calls by mode and result.", "mode", "result").
+			Init([]string{"sync", "async"}, []string{"accepted", "refused", "bad_request"}),
+		Nodes: reg.Counter("keel_remote_run_nodes_total", "Node runs by way (command, edge, sub-relay, unknown) and result (ok: exit 0, failed: other exit code, error: no exit code).", "via", "result").
+			Init([]string{"command", "edge", "sub-relay", "unknown"}, []string{"ok", "failed", "error"}),
 		Running: reg.Gauge("keel_remote_run_nodes_running", "Node runs in progress on this relay.").With(),
 	}
 }
