@@ -1301,7 +1301,7 @@ func TestSystemEndpoints(t *testing.T) {
 	if got := metricValue(t, m, "keel_store_disk_bytes"); got < 0 {
 		t.Errorf("no keel_store_disk_bytes in /metrics")
 	}
-	if !regexp.MustCompile(`(?m)^keel_build_info\{version="test",`).MatchString(m) {
+	if !regexp.MustCompile(`(?m)^keel_build_info\{commit="[^"]*",goversion="[^"]*",version="test"\} 1$`).MatchString(m) {
 		t.Errorf("no keel_build_info for version test")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/relaytest"
 )
 
@@ -44,7 +45,12 @@ func maskMetrics(text string) string {
 func TestMetricsGolden(t *testing.T) {
 	self := relaytest.NewNode("relay1", "root", 0)
 	node := relaytest.NewNode("node1", "relay1", 1)
-	r := startRelay(t, "relay1", relaytest.NodeMap(self, node), nil)
+	// A relay (not a root) with its upstream down: every package's series, agent uploads and
+	// their delivery included.
+	r := startRelay(t, "relay1", relaytest.NodeMap(self, node), func(c *config.Config) {
+		c.Role = config.RoleRelay
+		c.Upstream = "http://" + relaytest.DownAddr(t)
+	})
 
 	got := maskMetrics(metricsText(t, r))
 	golden := filepath.Join("testdata", "metrics.golden")
