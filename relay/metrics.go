@@ -23,9 +23,15 @@ func newDaemonMetrics(reg *metrics.Registry, s *Server) *daemonMetrics {
 		reloaded: reg.Gauge("keel_last_reload_success_timestamp_seconds",
 			"Unix time of the last reload (SIGHUP or POST /reload) that applied everything (0: none since start).").With(),
 	}
-	reg.GaugeFunc("keel_forward_queue_oldest_age_seconds", "Age of the oldest shared file queued for a next hop (0: the queue is empty; which one is oldest is refreshed every 30 s).", func() float64 {
+	reg.GaugeFunc("keel_forward_queue_oldest_age_seconds", "Age of the oldest shared file queued for a next hop (0: the queue is empty; which job is oldest is looked up every 30 s).", func() float64 {
+		if s.store.JobCount() == 0 {
+			return 0
+		}
 		q := s.oldestQueued.Load()
-		if q == 0 || s.store.JobCount() == 0 {
+		if q == 0 { // the queue was empty at the last refresh: look now
+			q = s.refreshOldestQueued()
+		}
+		if q == 0 {
 			return 0
 		}
 		return max(0, time.Since(time.UnixMilli(q)).Seconds())

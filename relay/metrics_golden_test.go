@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -208,4 +209,50 @@ func TestExprSeries(t *testing.T) {
 			t.Errorf("exprSeries(%q) = %q, want %q", tt.expr, got, tt.want)
 		}
 	}
+}
+
+// TestOperatorSeries checks the operator series against what the relay does: a file queued
+// for a down upstream ages, a reload and a cleaner run stamp their time, free space and the
+// reserve are measured.
+func TestOperatorSeries(t *testing.T) {
+	t.Parallel()
+	self := relaytest.NewNode("relay1", "root", 0)
+	mine := relaytest.NewNode("n1", "relay1", 1)
+	start := float64(time.Now().Unix())
+	r := startRelay(t, "relay1", relaytest.NodeMap(self, mine), func(c *config.Config) {
+		c.Role = config.RoleRelay
+		c.Upstream = "http://" + relaytest.DownAddr(t)
+	})
+	m := metricsText(t, r)
+	for series, want := range map[string]float64{
+		"keel_forward_queue_oldest_age_seconds":       0,
+		"keel_forward_last_success_timestamp_seconds": 0,
+		"keel_last_reload_success_timestamp_seconds":  0,
+		"rudder_relayd_managed_nodes_total":           1,
+	} {
+		if got := metricValue(t, m, series); got != want {
+			t.Errorf("at start, %s = %v, want %v", series, got, want)
+		}
+	}
+	if free, reserve := metricValue(t, m, "keel_store_free_bytes"), metricValue(t, m, "keel_store_reserve_bytes"); free <= 0 || reserve <= 0 {
+		t.Errorf("keel_store_free_bytes %v, keel_store_reserve_bytes %v: want both > 0", free, reserve)
+	}
+
+	a := put(t, r, "/shared-files/far/n1/f1?ttl=1h", relaytest.SignedBody(t, mine, []byte("for far"), ""))
+	if a.code != http.StatusOK {
+		t.Fatalf("PUT for a node above: %d %s\n%s", a.code, a.body, r.LogText())
+	}
+	waitFor(t, "the queued file to age", 10*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), "keel_forward_queue_oldest_age_seconds") > 0
+	})
+
+	if a := do(t, http.MethodPost, r.URL+"/rudder/relay-api/1/system/reload", nil, nil); a.code != http.StatusOK {
+		t.Fatalf("reload: %d %s", a.code, a.body)
+	}
+	if got := metricValue(t, metricsText(t, r), "keel_last_reload_success_timestamp_seconds"); got < start {
+		t.Errorf("after a reload, keel_last_reload_success_timestamp_seconds = %v, want >= %v", got, start)
+	}
+	waitFor(t, "a cleaner run", 10*time.Second, func() bool {
+		return metricValue(t, metricsText(t, r), "keel_cleaner_last_success_timestamp_seconds") >= start
+	})
 }

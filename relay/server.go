@@ -535,6 +535,19 @@ func (s *Server) drain(grace time.Duration) {
 	}
 }
 
+// refreshOldestQueued looks up when the oldest forward job was queued, keeps it for the
+// metrics and returns it (Unix ms; 0: the queue is empty or could not be read).
+func (s *Server) refreshOldestQueued() int64 {
+	var ms int64
+	if q, ok, err := s.store.OldestQueued(); err != nil {
+		s.log.Warn("forward queue: oldest job not read", "err", err)
+	} else if ok {
+		ms = max(1, q.UnixMilli())
+	}
+	s.oldestQueued.Store(ms)
+	return ms
+}
+
 // watchDisk refreshes the store's disk usage and the queue's oldest job for metrics and
 // status (walking the data directory or the queue on every scrape would be wasteful).
 func (s *Server) watchDisk(ctx context.Context) {
@@ -544,12 +557,7 @@ func (s *Server) watchDisk(ctx context.Context) {
 		if n, err := s.store.DiskUsage(); err == nil {
 			s.diskUsage.Store(n)
 		}
-		if q, ok, err := s.store.OldestQueued(); err == nil {
-			if !ok {
-				q = time.Time{}
-			}
-			s.oldestQueued.Store(max(0, q.UnixMilli()))
-		}
+		s.refreshOldestQueued()
 		select {
 		case <-ctx.Done():
 			return
