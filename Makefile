@@ -130,7 +130,8 @@ package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm
 	  $(TOOL) nfpm package --config $$build/$$c.nfpm.yaml --packager $$fmt --target $(DIST)/; \
 	done; done; done
 
-package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs
+package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs; promtool on the alert rules
+	packaging/monitoring/check-rules.sh
 	packaging/test-packages.sh $(DIST)
 	packaging/test-agent-package.sh $(DIST)
 

@@ -131,7 +131,7 @@ func TestHostileOddMethods(t *testing.T) {
 	rssAfter := rssKiB(t, p.cmd.Process.Pid)
 	t.Logf("%d requests in %s; /metrics %d -> %d bytes; RSS %d -> %d KiB", 2*n, took.Round(time.Millisecond), len(before), len(after), rssBefore, rssAfter)
 
-	if got := strings.Count(after, "\nkeel_http_requests_total{route=\"other\","); got != 2 {
+	if got := strings.Count(after, "method=\"other\",route=\"other\"} "); got != 2 {
 		t.Errorf("%d request-counter series for route other, want 2 (method other, codes 404 and 403)", got)
 	}
 	if grown := len(after) - len(before); grown > 4<<10 {

@@ -69,6 +69,8 @@ for deb in "${debs[@]}"; do
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/README.md' \
 		'drwxr-xr-x root/root ./etc/keel/' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/changelog.Debian.gz' \
+		'-rw-r--r-- root/root ./usr/share/keel/monitoring/keel-relay.dashboard.json' \
+		'-rw-r--r-- root/root ./usr/share/keel/monitoring/keel-relay.rules.yml' \
 		'-rw-r--r-- root/root ./usr/share/lintian/overrides/keel-relay'; do
 		read -r mode owner path <<<"$want"
 		awk -v m="$mode" -v o="$owner" -v p="$path" '$1 == m && $2 == o && $6 == p { found = 1 } END { exit !found }' <<<"$contents" ||
@@ -89,7 +91,8 @@ for pkg in "${rpms[@]}"; do
 		'-rw-r--r-- root/root l /usr/share/licenses/keel-relay/copyright' \
 		'-rw-r--r-- root/root - /usr/share/bash-completion/completions/keel-relay' \
 		'-rw-r--r-- root/root - /usr/share/zsh/site-functions/_keel-relay' \
-		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/README.md'
+		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/README.md' \
+		'-rw-r--r-- root/root - /usr/share/keel/monitoring/keel-relay.rules.yml'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done
 
@@ -141,6 +144,8 @@ check_file /usr/lib/systemd/system/keel-relay.service root:root 644
 check_file /usr/lib/sysusers.d/keel-relay.conf root:root 644
 check_file /usr/share/man/man1/keel-relay.1.gz root:root 644
 check_file /usr/share/doc/keel-relay/copyright root:root 644
+check_file /usr/share/keel/monitoring/keel-relay.rules.yml root:root 644
+check_file /usr/share/keel/monitoring/keel-relay.dashboard.json root:root 644
 [ -L /etc/systemd/system/multi-user.target.wants/keel-relay.service ] || fail "keel-relay.service not enabled"
 echo "ok: keel account, files, owners, modes; unit enabled"
 

@@ -1183,7 +1183,7 @@ func TestAllowedNetworks(t *testing.T) {
 		`keel_http_access_refused_total{route="shared-files"}`:                   4,
 		`keel_http_access_refused_total{route="system/status"}`:                  1,
 		`keel_http_access_refused_total{route="system/info"}`:                    1,
-		`keel_http_requests_total{route="shared-files",method="PUT",code="403"}`: 2,
+		`keel_http_requests_total{code="403",method="PUT",route="shared-files"}`: 2,
 	} {
 		if got := metricValue(t, m, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
@@ -1288,12 +1288,12 @@ func TestSystemEndpoints(t *testing.T) {
 	})
 	m := metricsText(t, r)
 	for series, want := range map[string]float64{
-		`keel_http_requests_total{route="shared-files",method="PUT",code="200"}`: 1,
+		`keel_http_requests_total{code="200",method="PUT",route="shared-files"}`: 1,
 		`keel_shared_files_stored`:                                        1,
 		`keel_forward_queue_depth`:                                        0,
 		`keel_node_map_nodes`:                                             3,
 		`keel_node_map_loads_total{result="ok"}`:                          1,
-		`keel_http_requests_total{route="other",method="GET",code="404"}`: 2,
+		`keel_http_requests_total{code="404",method="GET",route="other"}`: 2,
 	} {
 		if got := metricValue(t, m, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
@@ -1302,7 +1302,7 @@ func TestSystemEndpoints(t *testing.T) {
 	if got := metricValue(t, m, "keel_store_disk_bytes"); got < 0 {
 		t.Errorf("no keel_store_disk_bytes in /metrics")
 	}
-	if !regexp.MustCompile(`(?m)^keel_build_info\{version="test",`).MatchString(m) {
+	if !regexp.MustCompile(`(?m)^keel_build_info\{commit="[^"]*",goversion="[^"]*",version="test"\} 1$`).MatchString(m) {
 		t.Errorf("no keel_build_info for version test")
 	}
 }

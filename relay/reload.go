@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/keel-relay/keel/internal/logging"
 	"github.com/keel-relay/keel/relay/config"
@@ -49,6 +50,7 @@ func (s *Server) Reload() error {
 		status += "; last reload incomplete: " + err.Error()
 	} else {
 		s.log.Info("reloaded", "nodes", s.nodes.Current().Len())
+		s.m.reloaded.Set(float64(time.Now().Unix()))
 	}
 	// The relay serves throughout, with what is in force: READY=1 ends the reload either way.
 	s.notified(s.opts.Notify.Ready(status))

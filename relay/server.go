@@ -108,6 +108,8 @@ type Server struct {
 	started   time.Time
 	draining  atomic.Bool
 	diskUsage atomic.Int64
+	// oldestQueued is when the oldest forward job was queued (Unix ms; 0: none), refreshed by watchDisk.
+	oldestQueued atomic.Int64
 
 	reloadMu    sync.Mutex
 	nodeLoadErr atomic.Pointer[string]
@@ -559,8 +561,21 @@ func (s *Server) drain(grace time.Duration) {
 	}
 }
 
-// watchDisk refreshes the store's disk usage for metrics and status (walking the data
-// directory on every scrape would be wasteful).
+// refreshOldestQueued looks up when the oldest forward job was queued, keeps it for the
+// metrics and returns it (Unix ms; 0: the queue is empty or could not be read).
+func (s *Server) refreshOldestQueued() int64 {
+	var ms int64
+	if q, ok, err := s.store.OldestQueued(); err != nil {
+		s.log.Warn("forward queue: oldest job not read", "err", err)
+	} else if ok {
+		ms = max(1, q.UnixMilli())
+	}
+	s.oldestQueued.Store(ms)
+	return ms
+}
+
+// watchDisk refreshes the store's disk usage and the queue's oldest job for metrics and
+// status (walking the data directory or the queue on every scrape would be wasteful).
 func (s *Server) watchDisk(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -568,6 +583,7 @@ func (s *Server) watchDisk(ctx context.Context) {
 		if n, err := s.store.DiskUsage(); err == nil {
 			s.diskUsage.Store(n)
 		}
+		s.refreshOldestQueued()
 		select {
 		case <-ctx.Done():
 			return

@@ -116,7 +116,7 @@ func TestAgentUploadsRelay(t *testing.T) {
 		`keel_agent_uploads_received_total{kind="reports",result="denied"}`:                 2, // GET, FOO
 		`keel_agent_uploads_received_total{kind="inventories",result="dropped"}`:            1,
 		`keel_http_access_refused_total{route="agent-uploads/reports"}`:                     2,
-		`keel_http_requests_total{route="agent-uploads/reports",method="other",code="403"}`: 2,
+		`keel_http_requests_total{code="403",method="other",route="agent-uploads/reports"}`: 2,
 	} {
 		if got := metricValue(t, m, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

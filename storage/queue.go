@@ -371,3 +371,36 @@ func (s *Store) RescheduleJob(job Job, due time.Time, lastErr string) (Job, erro
 
 // JobCount returns the number of queued jobs.
 func (s *Store) JobCount() int64 { return s.jobs.Load() }
+
+// OldestQueued returns when the job waiting longest in the forward queue was queued, or
+// false when the queue is empty. It reads every job record: call it from a periodic
+// refresh, not on a request path.
+func (s *Store) OldestQueued() (time.Time, bool, error) {
+	var oldest time.Time
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixJob)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			key := it.Item().Key()
+			err := it.Item().Value(func(b []byte) error {
+				job, err := decodeJob(key, b)
+				if err != nil {
+					return err
+				}
+				if !found || job.Queued.Before(oldest) {
+					oldest, found = job.Queued, true
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("storage: oldest queued job: %w", err)
+	}
+	return oldest, found, nil
+}

@@ -513,3 +513,40 @@ func TestBadgerLogLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestOldestQueued checks that OldestQueued finds the job queued first, whatever its due
+// time, and reports an empty queue.
+func TestOldestQueued(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	if _, ok, err := s.OldestQueued(); ok || err != nil {
+		t.Fatalf("empty queue: ok %v, err %v", ok, err)
+	}
+	base := time.UnixMilli(time.Now().UnixMilli())
+	for i, tc := range []struct {
+		name   string
+		queued time.Time
+		due    time.Duration
+	}{
+		{"b", base.Add(-time.Minute), time.Hour}, // due last, queued first
+		{"a", base, -time.Minute},                // due first
+		{"c", base.Add(-30 * time.Second), time.Minute},
+	} {
+		u, err := s.NewUpload(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		job := Job{File: FileKey{"far", "src", tc.name}, Header: []byte("h"), Expires: base.Add(time.Hour),
+			Due: base.Add(tc.due), Queued: tc.queued}
+		if err := s.Enqueue(u, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok, err := s.OldestQueued()
+	if err != nil || !ok || !got.Equal(base.Add(-time.Minute)) {
+		t.Errorf("OldestQueued = %v, %v, %v; want %v", got, ok, err, base.Add(-time.Minute))
+	}
+}

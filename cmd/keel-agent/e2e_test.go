@@ -266,7 +266,7 @@ func TestShareHasFetch(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "sent to dst as payload") || !strings.Contains(r.stdout, hash) {
 		t.Fatalf("share: %s", r)
 	}
-	puts := `keel_http_requests_total{route="shared-files",method="PUT",code="200"}`
+	puts := `keel_http_requests_total{code="200",method="PUT",route="shared-files"}`
 	bytesIn := `keel_http_request_bytes_total{route="shared-files"}`
 	if n := relay.metric(t, puts); n != 1 {
 		t.Fatalf("relay counted %v PUTs, want 1", n)

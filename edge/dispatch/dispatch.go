@@ -84,8 +84,10 @@ type Metrics struct {
 // NewMetrics registers the dispatcher metrics in reg.
 func NewMetrics(reg *metrics.Registry) *Metrics {
 	return &Metrics{
-		Commands: reg.Counter("keel_edge_commands_total", "Edge commands by outcome (ok, err, timed_out, cancelled, no_outcome: from the daemon; deadline, caller_cancel, node_gone, send_failed, refused: decided by the relay).", "outcome"),
-		Dropped:  reg.Counter("keel_edge_dropped_total", "Command results and progress chunks dropped, by kind and reason (duplicate, late, unknown).", "kind", "reason"),
+		Commands: reg.Counter("keel_edge_commands_total", "Edge commands by outcome (ok, err, timed_out, cancelled, no_outcome: from the daemon; deadline, caller_cancel, node_gone, send_failed, refused: decided by the relay).", "outcome").
+			Init([]string{"ok", "err", "timed_out", "cancelled", "no_outcome", "deadline", "caller_cancel", "node_gone", "send_failed", "refused"}),
+		Dropped: reg.Counter("keel_edge_dropped_total", "Command results and progress chunks dropped, by kind and reason (duplicate, late, unknown).", "kind", "reason").
+			Init([]string{"result", "progress"}, []string{"duplicate", "late", "unknown"}),
 	}
 }
 

@@ -116,13 +116,13 @@ func TestInvokeProgressAndResult(t *testing.T) {
 		t.Fatalf("res=%v output=%q", res, got)
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for f.m.Dropped.With("result", "duplicate").Value() != 1 && time.Now().Before(deadline) {
+	for metrics.Value(f.m.Dropped.With("result", "duplicate")) != 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if v := f.m.Dropped.With("result", "duplicate").Value(); v != 1 {
+	if v := metrics.Value(f.m.Dropped.With("result", "duplicate")); v != 1 {
 		t.Fatalf("duplicate drops = %v", v)
 	}
-	if f.m.Commands.With("ok").Value() != 1 || f.d.Pending() != 0 {
+	if metrics.Value(f.m.Commands.With("ok")) != 1 || f.d.Pending() != 0 {
 		t.Fatal("metrics or pending")
 	}
 }
@@ -132,7 +132,7 @@ func TestUnknownResultDropped(t *testing.T) {
 	if f.d.Result("n1", okResult("nope", 0)) {
 		t.Fatal("unknown result accepted")
 	}
-	if f.m.Dropped.With("result", "unknown").Value() != 1 {
+	if metrics.Value(f.m.Dropped.With("result", "unknown")) != 1 {
 		t.Fatal("unknown not counted")
 	}
 }
@@ -162,7 +162,7 @@ func TestDeadlineSendsCancelAndLateDropped(t *testing.T) {
 	if f.d.Result("n1", okResult(id, 0)) {
 		t.Fatal("late result accepted")
 	}
-	if f.m.Dropped.With("result", "late").Value() != 1 {
+	if metrics.Value(f.m.Dropped.With("result", "late")) != 1 {
 		t.Fatal("late result not counted")
 	}
 }

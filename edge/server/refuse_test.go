@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keel-relay/keel/edge/fleet"
+	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/internal/wire/edgepb"
 	"github.com/keel-relay/keel/internal/wire/edgetoken"
 	"github.com/keel-relay/keel/internal/wire/envelope"
@@ -199,13 +200,13 @@ func TestStreamRefusals(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := h.srv.m.refused.With(tc.reason).Value()
+			before := metrics.Value(h.srv.m.refused.With(tc.reason))
 			d := enrolled(t, h)
 			st := tc.run(t, d)
 			if got := st.endCode(t); got != tc.want {
 				t.Fatalf("stream ended with %s, want %s", got, tc.want)
 			}
-			if after := h.srv.m.refused.With(tc.reason).Value(); after != before+1 {
+			if after := metrics.Value(h.srv.m.refused.With(tc.reason)); after != before+1 {
 				t.Errorf("refusals{reason=%q} went from %v to %v", tc.reason, before, after)
 			}
 		})

@@ -388,7 +388,7 @@ type serverMetrics struct {
 	refused  *metrics.CounterVec // reason
 	messages *metrics.CounterVec // kind
 	evicted  *metrics.CounterVec // share
-	flushErr *metrics.Counter
+	flushErr metrics.Counter
 }
 
 func newServerMetrics(reg *metrics.Registry, s *Server) *serverMetrics {
@@ -401,11 +401,13 @@ func newServerMetrics(reg *metrics.Registry, s *Server) *serverMetrics {
 	reg.GaugeFunc("keel_edge_challenges_reserved_pending", "Attestation challenges of callers with a valid token waiting for their answer.",
 		func() float64 { return float64(s.challenges.Len(quota.Reserved, s.now())) })
 	return &serverMetrics{
-		rpcs:     reg.Counter("keel_edge_rpcs_total", "Edge gRPC calls by method and status code.", "method", "code"),
-		refused:  reg.Counter("keel_edge_refusals_total", "Edge requests and stream messages refused, by reason.", "reason"),
-		messages: reg.Counter("keel_edge_messages_total", "Verified stream messages from edge daemons, by kind.", "kind"),
+		rpcs:    reg.Counter("keel_edge_rpcs_total", "Edge gRPC calls by method and status code.", "method", "code"),
+		refused: reg.Counter("keel_edge_refusals_total", "Edge requests and stream messages refused, by reason.", "reason"),
+		messages: reg.Counter("keel_edge_messages_total", "Verified stream messages from edge daemons, by kind.", "kind").
+			Init([]string{"hello", "heartbeat", "command_result", "command_progress", "capability_update"}),
 		evicted: reg.Counter("keel_edge_challenges_evicted_total",
-			"Pending attestation challenges evicted to make room, by the share that was full (source, network, token, pool).", "share"),
+			"Pending attestation challenges evicted to make room, by the share that was full (source, network, token, pool).", "share").
+			Init([]string{"source", "network", "token", "pool"}),
 		flushErr: reg.Counter("keel_edge_flush_errors_total", "Failed writes of last-seen times or capabilities.").With(),
 	}
 }

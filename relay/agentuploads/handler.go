@@ -94,6 +94,11 @@ func New(opts Options, log *slog.Logger) *Handler {
 		h.received = reg.Counter("keel_agent_uploads_received_total",
 			"Agents' uploads (PUT /inventories/, /inventory-updates/, /reports/) by kind and result (created, replaced, dropped: accepted but not to be forwarded; unauthorized, denied, bad_name, too_large, cut, busy, no_room, failed).",
 			"kind", "result")
+		kinds := make([]string, 0, len(uploadname.Kinds))
+		for _, k := range uploadname.Kinds {
+			kinds = append(kinds, k.Dir())
+		}
+		h.received.Init(kinds, []string{"created", "replaced", "dropped", "unauthorized", "denied", "bad_name", "too_large", "cut", "busy", "no_room", "failed"})
 	}
 	return h
 }

@@ -13,9 +13,11 @@ import (
 
 // Metrics are the cleaner's counters.
 type Metrics struct {
-	Runs    *metrics.Counter
-	Expired *metrics.Counter
-	Errors  *metrics.Counter
+	Runs    metrics.Counter
+	Expired metrics.Counter
+	Errors  metrics.Counter
+	// LastSuccess is the Unix time the last run that failed nowhere ended.
+	LastSuccess metrics.Gauge
 }
 
 // NewMetrics registers the cleaner's metrics in reg.
@@ -24,6 +26,8 @@ func NewMetrics(reg *metrics.Registry) *Metrics {
 		Runs:    reg.Counter("keel_cleaner_runs_total", "TTL cleaner runs.").With(),
 		Expired: reg.Counter("keel_cleaner_expired_files_total", "Shared files removed because their TTL ended.").With(),
 		Errors:  reg.Counter("keel_cleaner_errors_total", "TTL cleaner runs that failed.").With(),
+		LastSuccess: reg.Gauge("keel_cleaner_last_success_timestamp_seconds",
+			"Unix time the last TTL cleaner run without error ended (0: none yet).").With(),
 	}
 }
 
@@ -91,6 +95,7 @@ func (c *Cleaner) RunOnce(ctx context.Context) Result {
 		c.log.Info("cleaner run", "expired", res.Expired, "swept_uploads", res.Swept,
 			"vlog_files_rewritten", res.Rewritten, "took", time.Since(start).Round(time.Millisecond))
 	}
+	c.metrics.LastSuccess.Set(float64(time.Now().Unix()))
 	return res
 }
 

@@ -68,7 +68,7 @@ type Metrics struct {
 	// kind.
 	Failures, Expired *metrics.CounterVec
 	waiting           *metrics.GaugeVec
-	failed, bytes     *metrics.Gauge
+	failed, bytes     metrics.Gauge
 	oldest            sync.Mutex
 	oldestAt          time.Time
 }

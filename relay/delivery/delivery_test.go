@@ -272,9 +272,9 @@ func TestOrderPerKind(t *testing.T) {
 		return ok && a.Attempts >= 2 && strings.Contains(a.LastError, "503")
 	})
 	relaytest.Eventually(t, 5*time.Second, "metrics", func() bool {
-		return h.m.Reports.With("forward_ok").Value() == 3 && h.m.Reports.With("forward_error").Value() == 2 &&
-			h.m.Inventories.With("forward_ok").Value() == 1 && h.m.Inventories.With("forward_error").Value() >= 2 &&
-			h.m.Failures.With("reports").Value() == 2
+		return metrics.Value(h.m.Reports.With("forward_ok")) == 3 && metrics.Value(h.m.Reports.With("forward_error")) == 2 &&
+			metrics.Value(h.m.Inventories.With("forward_ok")) == 1 && metrics.Value(h.m.Inventories.With("forward_error")) >= 2 &&
+			metrics.Value(h.m.Failures.With("reports")) == 2
 	})
 	if st := s.AgentUploadStats(); st.Waiting != 1 || st.Failed != 0 || st.WaitingBytes != 3 {
 		t.Fatalf("stats %+v", st)
@@ -367,7 +367,7 @@ func TestNotForwarded(t *testing.T) {
 	keep(t, s, "reports", report(relayID, 2), []byte("own")) // the relay itself is known
 	h := start(t, s, fastOptions(t, up.srv.URL, testMap(t)))
 	relaytest.Eventually(t, 10*time.Second, "all handled", func() bool {
-		return len(waiting(s, "")) == 0 && h.m.Reports.With("invalid").Value() == 2
+		return len(waiting(s, "")) == 0 && metrics.Value(h.m.Reports.With("invalid")) == 2
 	})
 	if got := up.delivered(); !slices.Equal(got, []string{"/reports/" + report(relayID, 2)}) {
 		t.Fatalf("delivered %v", got)
@@ -393,7 +393,7 @@ func TestNotForwarded(t *testing.T) {
 	if st := s.AgentUploadStats(); st.Failed != 1 || st.Waiting != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	if h.m.Reports.With("forward_error").Value() != 0 {
+	if metrics.Value(h.m.Reports.With("forward_error")) != 0 {
 		t.Fatal("waiting for the node map counted as a forward error")
 	}
 }
@@ -413,10 +413,10 @@ func TestRetention(t *testing.T) {
 		st := s.AgentUploadStats()
 		return st.Waiting == 0 && st.Failed == 0
 	})
-	if got := h.m.Expired.With("reports").Value() + h.m.Expired.With("inventories").Value(); got != 3 {
+	if got := metrics.Value(h.m.Expired.With("reports")) + metrics.Value(h.m.Expired.With("inventories")); got != 3 {
 		t.Fatalf("%v expired counted, want 3", got)
 	}
-	if h.m.Reports.With("forward_error").Value() == 0 || h.m.Failures.With("inventories").Value() == 0 {
+	if metrics.Value(h.m.Reports.With("forward_error")) == 0 || metrics.Value(h.m.Failures.With("inventories")) == 0 {
 		t.Fatal("the down upstream was not counted")
 	}
 	relaytest.Eventually(t, 5*time.Second, "gauges back to 0", func() bool {
@@ -517,7 +517,7 @@ func TestRedirects(t *testing.T) {
 		a, ok, _ := s.NextAgentUpload("inventories")
 		return ok && a.Attempts >= 1 && strings.Contains(a.LastError, "would not deliver")
 	})
-	if v := h.m.Inventories.With("forward_ok").Value(); v != 1 {
+	if v := metrics.Value(h.m.Inventories.With("forward_ok")); v != 1 {
 		t.Fatalf("inventories forward_ok %v, want 1 (the update; not the 301)", v)
 	}
 }
@@ -595,7 +595,7 @@ func TestAttemptTimeout(t *testing.T) {
 	opts.AttemptTimeout = 200 * time.Millisecond
 	h := start(t, s, opts)
 	relaytest.Eventually(t, 5*time.Second, "timed out attempt retried", func() bool {
-		return h.m.Failures.With("reports").Value() == 1
+		return metrics.Value(h.m.Failures.With("reports")) == 1
 	})
 	relaytest.Eventually(t, 5*time.Second, "delivered on the second attempt", func() bool {
 		return len(up.delivered()) == 1 && len(waiting(s, "reports")) == 0

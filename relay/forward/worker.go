@@ -32,13 +32,19 @@ type WorkerOptions struct {
 type Metrics struct {
 	Attempts  *metrics.CounterVec // by hop, result (delivered|retry|dropped|expired)
 	BytesSent *metrics.CounterVec // by hop
+	// LastDelivered is the Unix time of the last successful delivery to any hop.
+	LastDelivered metrics.Gauge
 }
 
 // NewMetrics registers the worker's metrics in reg.
 func NewMetrics(reg *metrics.Registry) *Metrics {
 	return &Metrics{
-		Attempts:  reg.Counter("keel_forward_attempts_total", "Forward delivery attempts by next hop and result.", "hop", "result"),
-		BytesSent: reg.Counter("keel_forward_bytes_total", "Bytes of shared files delivered to next hops.", "hop"),
+		Attempts: reg.Counter("keel_forward_attempts_total", "Forward delivery attempts by next hop and result.", "hop", "result").
+			Init([]string{"upstream"}, []string{"delivered", "retry", "dropped", "expired"}),
+		BytesSent: reg.Counter("keel_forward_bytes_total", "Bytes of shared files delivered to next hops.", "hop").
+			Init([]string{"upstream"}),
+		LastDelivered: reg.Gauge("keel_forward_last_success_timestamp_seconds",
+			"Unix time of the last shared file delivered to a next hop (0: none since start).").With(),
 	}
 }
 
@@ -206,6 +212,7 @@ func (w *Worker) deliver(ctx context.Context, job storage.Job) {
 		log.Info("forward delivered", "status", status, "bytes", sent)
 		w.metrics.BytesSent.With(hop.Name()).Add(float64(sent))
 		w.count(job.NextHop, "delivered")
+		w.metrics.LastDelivered.Set(float64(time.Now().Unix()))
 		w.complete(job, log)
 	case Classify(status) == Retry:
 		w.retry(job, fmt.Sprintf("next hop answered %d", status), log, hop.Name())

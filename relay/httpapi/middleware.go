@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -21,6 +22,7 @@ type requestMetrics struct {
 	bytesOut *metrics.CounterVec
 	duration *metrics.HistogramVec
 	refused  *metrics.CounterVec
+	admin    *metrics.CounterVec // the admin listener's requests, kept out of the relay API's
 }
 
 func newRequestMetrics(reg *metrics.Registry) *requestMetrics {
@@ -30,6 +32,7 @@ func newRequestMetrics(reg *metrics.Registry) *requestMetrics {
 		bytesOut: reg.Counter("keel_http_response_bytes_total", "Response body bytes sent by route.", "route"),
 		duration: reg.Histogram("keel_http_request_duration_seconds", "Relay API request durations by route.", []float64{.005, .025, .1, .5, 2.5, 10, 60}, "route"),
 		refused:  reg.Counter("keel_http_access_refused_total", "Requests refused by network access control, by route.", "route"),
+		admin:    reg.Counter("keel_admin_http_requests_total", "Admin listener requests (/metrics, /status, /reload, /backup, /edge/...) by route, method and status code.", "route", "method", "code"),
 	}
 }
 
@@ -37,6 +40,13 @@ func newRequestMetrics(reg *metrics.Registry) *requestMetrics {
 // in force (a nil list means loopback only), request logging and metrics, and a 500 for a
 // handler that returned without answering.
 func (a *API) Wrap(route string, list func(*Lists) *access.List, h httprouter.Handle) httprouter.Handle {
+	// Routes are a fixed set, known here: their series are exported at 0 from the start.
+	a.m.refused.With(route)
+	if !isAdmin(route) {
+		a.m.bytesIn.With(route)
+		a.m.bytesOut.With(route)
+		a.m.duration.With(route)
+	}
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		a.inflight.Add(1)
 		defer a.inflight.Done()
@@ -87,20 +97,36 @@ func (a *API) refuse(rec *recorder, r *http.Request, route string) {
 	_, _ = io.WriteString(rec, "forbidden: "+r.RemoteAddr+" is not in the networks allowed for "+route+"\n")
 }
 
-// account counts a request once it is answered, and logs it when http.request_log says so
-// (a request refused by access control has its own line already).
+// account counts a request once it is answered (the admin listener's apart from the relay
+// API's), and logs it when http.request_log says so (a request refused by access control
+// has its own line already).
 func (a *API) account(r *http.Request, route string, rec *recorder, body *countingBody, start time.Time, refused bool) {
 	took := time.Since(start)
-	a.m.requests.With(route, methodLabel(r.Method), strconv.Itoa(rec.code)).Inc()
-	a.m.bytesIn.With(route).Add(float64(body.n))
-	a.m.bytesOut.With(route).Add(float64(rec.n))
-	a.m.duration.With(route).Observe(took.Seconds())
+	if isAdmin(route) {
+		a.m.admin.With(route, methodLabel(r.Method), strconv.Itoa(rec.code)).Inc()
+	} else {
+		a.m.requests.With(route, methodLabel(r.Method), strconv.Itoa(rec.code)).Inc()
+		a.m.bytesIn.With(route).Add(float64(body.n))
+		a.m.bytesOut.With(route).Add(float64(rec.n))
+		a.m.duration.With(route).Observe(took.Seconds())
+	}
+	if !refused {
+		a.logRequest(r, rec, body, took)
+	}
+}
+
+// isAdmin says whether route is one of the admin listener's ("admin/..."), counted apart
+// from the relay API.
+func isAdmin(route string) bool { return strings.HasPrefix(route, "admin/") }
+
+// logRequest logs an answered request if http.request_log asks for it.
+func (a *API) logRequest(r *http.Request, rec *recorder, body *countingBody, took time.Duration) {
 	mode := config.RequestLogErrors
 	if a.opts.RequestLog != nil {
 		mode = a.opts.RequestLog()
 	}
 	level, logged := requestLogLevel(mode, rec.code)
-	if !logged || refused {
+	if !logged {
 		return
 	}
 	a.opts.Log.LogAttrs(r.Context(), level, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),

@@ -159,9 +159,11 @@ func (a *API) AdminHandler() http.Handler {
 		return a.Wrap(route, loopbackOnly, a.withAdminToken(h))
 	}
 	metricsHandler := a.opts.Metrics.Handler()
-	r.GET("/metrics", a.Wrap("admin/metrics", metricsList, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	scrape := a.Wrap("admin/metrics", metricsList, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		metricsHandler.ServeHTTP(w, r)
-	}))
+	})
+	r.GET("/metrics", scrape)
+	r.HEAD("/metrics", scrape) // a probe: 200, the headers, no body
 	r.GET("/status", admin("admin/status", a.adminStatus))
 	r.POST("/reload", admin("admin/reload", a.adminReload))
 	r.GET("/backup", admin("admin/backup", a.backup))

@@ -54,14 +54,16 @@ type EdgeRunner interface {
 type Metrics struct {
 	Calls   *metrics.CounterVec // by mode (sync|async), result (accepted|refused|bad_request)
 	Nodes   *metrics.CounterVec // by via (command|edge|sub-relay|unknown), result (ok|failed|error)
-	Running *metrics.Gauge
+	Running metrics.Gauge
 }
 
 // NewMetrics registers the remote-run metrics in reg.
 func NewMetrics(reg *metrics.Registry) *Metrics {
 	return &Metrics{
-		Calls:   reg.Counter("keel_remote_run_calls_total", "Remote-run API calls by mode and result.", "mode", "result"),
-		Nodes:   reg.Counter("keel_remote_run_nodes_total", "Node runs by way (command, edge, sub-relay, unknown) and result (ok: exit 0, failed: other exit code, error: no exit code).", "via", "result"),
+		Calls: reg.Counter("keel_remote_run_calls_total", "Remote-run API calls by mode and result.", "mode", "result").
+			Init([]string{"sync", "async"}, []string{"accepted", "refused", "bad_request"}),
+		Nodes: reg.Counter("keel_remote_run_nodes_total", "Node runs by way (command, edge, sub-relay, unknown) and result (ok: exit 0, failed: other exit code, error: no exit code).", "via", "result").
+			Init([]string{"command", "edge", "sub-relay", "unknown"}, []string{"ok", "failed", "error"}),
 		Running: reg.Gauge("keel_remote_run_nodes_running", "Node runs in progress on this relay.").With(),
 	}
 }

@@ -79,7 +79,7 @@ type Handler struct {
 type handlerMetrics struct {
 	refused   *metrics.CounterVec // by reason, before any slot was taken
 	slotWaits *metrics.CounterVec // by result: busy, gone, stopping
-	preempted *metrics.Counter
+	preempted metrics.Counter
 }
 
 // New returns a handler. queued is called after a forward job is committed.
@@ -102,9 +102,11 @@ func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *fo
 	if reg := opts.Metrics; reg != nil {
 		h.m = &handlerMetrics{
 			refused: reg.Counter("keel_upload_block_refusals_total",
-				"Shared-file uploads refused on their signature block (malformed, key not the source's, TTL), before taking an upload slot, by reason (block, key, ttl).", "reason"),
+				"Shared-file uploads refused on their signature block (malformed, key not the source's, TTL), before taking an upload slot, by reason (block, key, ttl).", "reason").
+				Init([]string{"block", "key", "ttl"}),
 			slotWaits: reg.Counter("keel_upload_slot_refusals_total",
-				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; memory: the relay stayed near its memory budget; gone: the client closed while waiting; stopping: the relay began to drain).", "reason"),
+				"Shared-file uploads that got no upload slot, by reason (busy: none came free in time; memory: the relay stayed near its memory budget; gone: the client closed while waiting; stopping: the relay began to drain).", "reason").
+				Init([]string{"busy", "memory", "gone", "stopping"}),
 			preempted: reg.Counter("keel_upload_preempted_total",
 				"Shared-file uploads cut to make room for waiting ones (below http.upload_preempt_rate).").With(),
 		}
