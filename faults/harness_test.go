@@ -9,6 +9,7 @@ package faults
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -140,8 +141,9 @@ type proc struct {
 	cmd   *exec.Cmd
 	out   *relaytest.SyncBuffer
 	done  chan struct{}
-	api   string // API base URL
-	admin string // admin base URL
+	api   string       // API base URL
+	admin string       // admin base URL
+	ready *http.Client // what waitReady asks the API with
 	// ended is set when the test itself stopped or killed the process: its output is not
 	// worth logging then.
 	ended atomic.Bool
@@ -152,6 +154,23 @@ type proc struct {
 // test failed.
 func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	t.Helper()
+	return startRelayAt(t, name, cfg, "http://"+api, admin, newClient(time.Second))
+}
+
+// startRelayTLS is startRelay for a relay whose API listener speaks TLS (http.tls_cert): its
+// API base URL is https://api, and readiness is checked without verifying its certificate.
+func startRelayTLS(t testing.TB, name, cfg, api, admin string) *proc {
+	t.Helper()
+	insecure := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true, Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // only "is it up?"
+	}}
+	return startRelayAt(t, name, cfg, "https://"+api, admin, insecure)
+}
+
+// startRelayAt runs the relay and waits until c gets an answer from the status endpoint of
+// its API at apiURL.
+func startRelayAt(t testing.TB, name, cfg, apiURL, admin string, c *http.Client) *proc {
+	t.Helper()
 	cmd := exec.Command(relayBin, "run", "--config", cfg)
 	cmd.Env = withoutKeelEnv()
 	out := &relaytest.SyncBuffer{}
@@ -159,7 +178,7 @@ func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{}), api: "http://" + api, admin: "http://" + admin}
+	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{}), api: apiURL, admin: "http://" + admin, ready: c}
 	go func() {
 		_ = cmd.Wait()
 		close(p.done)
@@ -206,7 +225,7 @@ func (p *proc) exited() bool {
 
 func (p *proc) waitReady(t testing.TB) {
 	t.Helper()
-	c := newClient(time.Second)
+	c := p.ready
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if p.exited() {
@@ -348,7 +367,7 @@ func headHash(c *http.Client, base, target, source, id, hash string) (int, error
 	return code, err
 }
 
-// status returns the relay's /system/status: answered 200, or 503 while the relay says it is
+// status returns the relay's /system/status (its data): answered 200, or 503 while the relay says it is
 // not healthy (draining, disk full).
 func status(t testing.TB, base string) httpapi.Status {
 	t.Helper()
@@ -356,11 +375,28 @@ func status(t testing.TB, base string) httpapi.Status {
 	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		t.Fatalf("status: %d %s %v", code, body, err)
 	}
-	var st httpapi.Status
-	if err := json.Unmarshal(body, &st); err != nil {
+	st, err := decodeStatus(body)
+	if err != nil {
 		t.Fatalf("status: %v in %s", err, body)
 	}
 	return st
+}
+
+// decodeStatus reads a /system/status answer: relayd's envelope {"data": {...}, "result",
+// "action"} (SPEC-relay-box.md) around Keel's status, or the bare status of earlier versions.
+func decodeStatus(body []byte) (httpapi.Status, error) {
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return httpapi.Status{}, err
+	}
+	if len(env.Data) > 0 {
+		body = env.Data
+	}
+	var st httpapi.Status
+	err := json.Unmarshal(body, &st)
+	return st, err
 }
 
 // percentile returns the p-th percentile (0-100) of ds.
