@@ -14,6 +14,11 @@ const (
 	prefixJob     = "q/" // q/<due BE8><seq BE8>                   -> jobRecord
 	prefixJobFile = "k/" // k/<target>/<source>/<file-id>          -> job key of the queued copy
 	keyNodeMap    = "n/current"
+	// Agents' uploads (agentuploads.go). A kind never contains '/'; a name is the rest of
+	// its key, so it may hold any byte.
+	prefixAgentWaiting = "u/" // u/<kind>/<seq BE8> -> agent upload record, waiting (arrival order per kind)
+	prefixAgentFailed  = "U/" // U/<kind>/<seq BE8> -> agent upload record, kept aside as failed
+	prefixAgentName    = "v/" // v/<kind>/<name>    -> the key (u/ or U/) of the name's kept upload
 	// Edge state (edge.go). Ids are the whole rest of the key, so they may hold any byte.
 	prefixDaemon    = "e/d/" // e/d/<node-id>     -> daemonRecord
 	prefixJTI       = "e/j/" // e/j/<jti>         -> empty, Badger TTL: until the token's exp

@@ -1,12 +1,13 @@
 // Package storage is Keel's embedded store: one Badger database holding the node map, shared
-// files (metadata and chunked content), their TTL index, the store-and-forward queue and the
-// edge daemons' durable state (enrolments, keys, tokens, challenges).
+// files (metadata and chunked content), their TTL index, the store-and-forward queue, the
+// agents' uploads waiting for delivery upstream and the edge daemons' durable state
+// (enrolments, keys, tokens, challenges).
 //
 // It is the only package that imports Badger. Everything it exposes is typed: callers never see
-// keys or transactions. Acknowledgement points (a file committed, a forward job queued) are
-// synced to disk before they return when Options.SyncWrites is set. A write that adds data is
-// refused with ErrNoSpace rather than let the disk fill up under Badger's memory maps, and a
-// ballast file lets the store open on a full disk (space.go).
+// keys or transactions. Acknowledgement points (a file committed, a forward job queued, an
+// agent's upload kept) are synced to disk before they return when Options.SyncWrites is set.
+// A write that adds data is refused with ErrNoSpace rather than let the disk fill up under
+// Badger's memory maps, and a ballast file lets the store open on a full disk (space.go).
 package storage
 
 import (
@@ -29,7 +30,8 @@ import (
 // ErrNotFound is returned when a file, job or record does not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrQueueFull is returned by Enqueue when the forward queue holds Options.MaxJobs jobs.
+// ErrQueueFull is returned by Enqueue when the forward queue holds Options.MaxJobs jobs, and
+// by PutAgentUpload when the store keeps Options.MaxAgentUploads agents' uploads.
 var ErrQueueFull = errors.New("forward queue is full")
 
 // ErrNoSpace is returned when the data directory has too little free space to accept a write.
@@ -54,6 +56,8 @@ type Options struct {
 	SyncWrites bool
 	// MaxJobs bounds the forward queue.
 	MaxJobs int
+	// MaxAgentUploads bounds the agents' uploads kept, waiting or failed (0: no bound).
+	MaxAgentUploads int
 	// MinFreeSpace is the free space writes must leave in the data directory, or fail with
 	// ErrNoSpace (space.go). The store never keeps less than what its engine may still write
 	// by itself (worked out from the options above and the size of its tables): 0 means
@@ -102,6 +106,11 @@ type Store struct {
 
 	// jobMu serialises queue mutations so the job counter and the MaxJobs bound are exact.
 	jobMu sync.Mutex
+
+	// agentMu serialises the changes of agents' uploads, so that agentCounts (per kind) and
+	// the MaxAgentUploads bound are exact (agentuploads.go).
+	agentMu     sync.Mutex
+	agentCounts map[string]*agentKindCount
 
 	// writeMu is held for reading by every write, and for writing by the garbage collector
 	// while it flushes (Badger fails the writes made during DropPrefix with ErrBlockedWrites)
@@ -572,7 +581,7 @@ func (s *Store) nextUploadID() (uint64, error) {
 	}
 }
 
-// countRecords initialises the file and job counters.
+// countRecords initialises the file, job and agent upload counters.
 func (s *Store) countRecords() error {
 	files, err := s.countPrefix([]byte(prefixFile))
 	if err != nil {
@@ -584,7 +593,7 @@ func (s *Store) countRecords() error {
 	}
 	s.files.Store(files)
 	s.jobs.Store(jobs)
-	return nil
+	return s.loadAgentUploads()
 }
 
 func (s *Store) countPrefix(prefix []byte) (int64, error) {

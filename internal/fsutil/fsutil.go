@@ -22,21 +22,7 @@ func WriteTemp(path string, perm fs.FileMode, write func(f *os.File) error) (str
 		return "", fmt.Errorf("write %s: temporary file: %w", path, err)
 	}
 	tmp := f.Name()
-	err = write(f)
-	if err == nil {
-		if cerr := f.Chmod(perm); cerr != nil {
-			err = fmt.Errorf("write %s: %w", path, cerr)
-		}
-	}
-	if err == nil {
-		if serr := f.Sync(); serr != nil {
-			err = fmt.Errorf("write %s: sync: %w", path, serr)
-		}
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("write %s: %w", path, cerr)
-	}
-	if err != nil {
+	if err := fill(f, path, perm, write); err != nil {
 		os.Remove(tmp)
 		return "", err
 	}

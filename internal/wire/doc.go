@@ -4,8 +4,9 @@
 // key pins (keyhash), signed GET requests (reqauth), the shared-files URL path
 // (sharedpath), the edge gRPC messages (edgepb, with MinKeepalive), their signed
 // envelopes (envelope), tokens (edgetoken) and capability bounds (capabilities),
-// the class lists of agent runs (classlist) and the run-output lines
-// (runoutput) that remote run, the edge runner and the operator API stream.
+// the class lists of agent runs (classlist), the run-output lines
+// (runoutput) that remote run, the edge runner and the operator API stream, and
+// the names of agents' uploads (uploadname).
 //
 // The packages below it import nothing of Keel but each other, so the agent can
 // use them without pulling in the daemon (no store, no Badger). A change here is

@@ -125,6 +125,9 @@ func New(opts Options, store *storage.Store, nodes func() *nodemap.Map, hops *fo
 // takes it.
 func (h *Handler) Drain() { h.slots.Close() }
 
+// Slots is the relay's pool of upload slots, which agents' uploads share with shared files.
+func (h *Handler) Slots() *uploadslots.Pool { return h.slots }
+
 // refusedBeforeSlot counts an upload refused before it took a slot.
 func (h *Handler) refusedBeforeSlot(reason string) {
 	if h.m != nil {

@@ -8,10 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -20,6 +18,7 @@ import (
 	"github.com/keel-relay/keel/internal/wire/sigblock"
 	"github.com/keel-relay/keel/internal/wire/ttl"
 	"github.com/keel-relay/keel/relay/nodemap"
+	"github.com/keel-relay/keel/relay/uploadbody"
 	"github.com/keel-relay/keel/relay/uploadslots"
 	"github.com/keel-relay/keel/storage"
 )
@@ -60,7 +59,7 @@ type upload struct {
 	pin      keyhash.Pin // the source node's key
 
 	// Set by readBlock.
-	body       *bodyReader
+	body       *uploadbody.Reader
 	br         *bufio.Reader // the body, buffered; at the file's first byte once the block is read
 	block      *sigblock.Block
 	blockBytes int64 // bytes of the body the block took
@@ -115,8 +114,8 @@ func (h *Handler) putRequest(w http.ResponseWriter, r *http.Request, ps httprout
 // is bounded like the rest of the body (sigblock.MaxSize, body_idle_timeout,
 // min_upload_rate) and buffers little: a small read buffer, then the block itself.
 func (h *Handler) readBlock(w http.ResponseWriter, r *http.Request, u *upload) bool {
-	u.body = &bodyReader{r: http.MaxBytesReader(w, r.Body, u.maxBody), rc: http.NewResponseController(w),
-		idle: h.opts.BodyIdleTimeout, minRate: h.opts.MinUploadRate, start: time.Now()}
+	u.body = uploadbody.NewReader(http.MaxBytesReader(w, r.Body, u.maxBody), http.NewResponseController(w),
+		h.opts.BodyIdleTimeout, h.opts.MinUploadRate)
 	u.br = bufio.NewReaderSize(u.body, blockReadBuffer)
 	block, err := sigblock.Read(u.br)
 	if err != nil {
@@ -154,7 +153,7 @@ func (h *Handler) readBlock(w http.ResponseWriter, r *http.Request, u *upload) b
 		reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
 		return false
 	}
-	u.blockBytes = u.body.received - int64(u.br.Buffered())
+	u.blockBytes = u.body.Received() - int64(u.br.Buffered())
 	// While it waits for a slot, the upload keeps what it needs of its block: its bytes (Raw,
 	// stored with the file) and the parsed key, digest and lines used below; the copy of every
 	// line in Fields would double what a block padded to sigblock.MaxSize keeps.
@@ -168,12 +167,12 @@ func (h *Handler) readBlock(w http.ResponseWriter, r *http.Request, u *upload) b
 // body_idle_timeout + the rest of the declared body / min_upload_rate.
 func (h *Handler) takeSlot(w http.ResponseWriter, r *http.Request, u *upload) (*uploadslots.Slot, bool) {
 	u.client = uploadslots.ClientOf(r.RemoteAddr)
-	slot, err := h.slots.Acquire(r.Context(), u.client, h.opts.UploadSlotWait, u.body.preempt)
+	slot, err := h.slots.Acquire(r.Context(), u.client, h.opts.UploadSlotWait, u.body.Preempt)
 	if err != nil {
 		h.noSlot(w, r, u.log, u.client, err)
 		return nil, false
 	}
-	u.body.holdSlot(slot)
+	u.body.HoldSlot(slot)
 	return slot, true
 }
 
@@ -194,7 +193,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, u *upload, slo
 	// The body is read straight into the upload's chunk buffer (large reads from the
 	// connection once the read buffer is drained) and hashed there; no copy buffer between.
 	// The store writes a full chunk in the background while the next one is read and hashed.
-	if _, err := up.ReadFrom(io.TeeReader(bodySource{u.br}, hasher)); err != nil {
+	if _, err := up.ReadFrom(io.TeeReader(uploadbody.Source{R: u.br}, hasher)); err != nil {
 		up.Abort()
 		h.bodyCut(w, r, u, up, slot, err)
 		return received{}, false
@@ -226,17 +225,17 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, u *upload, slo
 // aborted): a store failure, a cut to make room for waiting uploads (503 with Retry-After),
 // or a body that could not be read (too large, too slow, stalled, broken).
 func (h *Handler) bodyCut(w http.ResponseWriter, r *http.Request, u *upload, up *storage.Upload, slot *uploadslots.Slot, err error) {
-	if !errors.As(err, new(bodyReadError)) {
+	if !errors.As(err, new(uploadbody.ReadError)) {
 		h.storeFailed(w, r, u.log, err)
 		return
 	}
-	if errors.Is(err, errPreempted) {
+	if errors.Is(err, uploadbody.ErrPreempted) {
 		u.log.Warn("upload cut to make room for waiting uploads", "client", u.client.String(), "received", up.Size(),
 			"rate", fmt.Sprintf("%.0fB/s", slot.Rate()), "held", time.Since(slot.Since()).Round(time.Millisecond))
 		if h.m != nil {
 			h.m.preempted.Inc()
 		}
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		w.Header().Set("Retry-After", strconv.Itoa(uploadbody.RetryAfterSeconds))
 		reply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("upload cut: every upload slot was in use and other uploads were waiting; this one was the slowest (%.0f bytes/s, below http.upload_preempt_rate); nothing was stored; retry later", slot.Rate()))
 		return
 	}
@@ -271,37 +270,11 @@ func (h *Handler) commit(w http.ResponseWriter, r *http.Request, u *upload, f re
 // noSlot answers an upload that got no slot: 503 with Retry-After, saying why; nothing was
 // stored.
 func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logger, client uploadslots.Client, err error) {
-	o := h.slots.Options()
-	held, _ := h.slots.InUse()
-	var msg, reason string
-	switch {
-	case errors.Is(err, uploadslots.ErrClosed):
-		reason = "stopping"
-		log.Info("upload refused: the relay is stopping")
-		msg = "the relay is stopping; nothing was stored; retry later"
-	case errors.Is(err, uploadslots.ErrGone):
-		// net/http cancels a request's context when it reads the end of the client's side; a
-		// client that half-closed may still read this answer.
-		reason = "gone"
-		log.Info("upload refused: the connection was closed while it waited for a slot")
-		msg = "the connection was closed while the upload waited for an upload slot; nothing was stored; retry later"
-	case errors.Is(err, uploadslots.ErrMemory):
-		reason = "memory"
-		log.Warn("upload refused: the relay stayed near its memory budget", "waited", h.opts.UploadSlotWait)
-		msg = fmt.Sprintf("busy: the relay stayed near its memory budget for %s; nothing was stored; retry later", h.opts.UploadSlotWait)
-	case held < o.Slots && h.slots.Held(client) >= o.PerClient:
-		reason = "busy"
-		log.Warn("upload refused: the client's share of upload slots stayed in use", "client", client.String(), "share", o.PerClient, "waited", h.opts.UploadSlotWait)
-		msg = fmt.Sprintf("busy: your address (%s) already has %d uploads in progress (http.max_uploads_per_client) and none ended within %s; nothing was stored; retry later", client, o.PerClient, h.opts.UploadSlotWait)
-	default:
-		reason = "busy"
-		log.Warn("upload refused: no upload slot", "waited", h.opts.UploadSlotWait, "slots", o.Slots)
-		msg = fmt.Sprintf("busy: all %d upload slots stayed in use for %s; nothing was stored; retry later", o.Slots, h.opts.UploadSlotWait)
-	}
+	reason, msg := uploadbody.NoSlot(log, h.slots, client, h.opts.UploadSlotWait, err)
 	if h.m != nil {
 		h.m.slotWaits.With(reason).Inc()
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	w.Header().Set("Retry-After", strconv.Itoa(uploadbody.RetryAfterSeconds))
 	reply(w, r, http.StatusServiceUnavailable, msg)
 }
 
@@ -330,7 +303,7 @@ func sourcePin(m *nodemap.Map, source string) (keyhash.Pin, error) {
 // queue is full, else 500; nothing was stored.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	switch {
-	case errors.Is(err, storage.ErrQueueFull), errors.Is(err, storage.ErrNoSpace), isNoSpace(err):
+	case errors.Is(err, storage.ErrQueueFull), errors.Is(err, storage.ErrNoSpace), uploadbody.IsNoSpace(err):
 		// The log has the details (free bytes, data directory); the client gets no paths.
 		log.Error("shared file refused: no room", "err", err)
 		full := "the relay's disk is full"
@@ -344,29 +317,15 @@ func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, log *slog.
 	}
 }
 
-func isNoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
-}
-
 // bodyError maps an error reading the request body to a status and message.
+// A malformed signature block is a 400 that says what is wrong with it.
 func bodyError(err error, maxBody int64) (int, string) {
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", maxBody)
-	case errors.Is(err, errTooSlow):
-		return http.StatusRequestTimeout, err.Error()
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return http.StatusRequestTimeout, "upload stalled: no data received in time"
-	case errors.Is(err, sigblock.ErrMalformed):
-		return http.StatusBadRequest, err.Error()
-	default:
-		return http.StatusBadRequest, "reading the body failed: " + err.Error()
+	code, msg := uploadbody.Status(err, maxBody)
+	if code == http.StatusBadRequest && errors.Is(err, sigblock.ErrMalformed) {
+		msg = err.Error()
 	}
+	return code, msg
 }
-
-// retryAfterSeconds is the Retry-After of a 503 for want of an upload slot.
-const retryAfterSeconds = 10
 
 // blockReadBuffer is the read buffer of an upload's body while its signature block is read
 // (before it has a slot, so per connection: kept small).
