@@ -367,7 +367,7 @@ func headHash(c *http.Client, base, target, source, id, hash string) (int, error
 	return code, err
 }
 
-// status returns the relay's /system/status (its data): answered 200, or 503 while the relay says it is
+// status returns the relay's /system/status: answered 200, or 503 while the relay says it is
 // not healthy (draining, disk full).
 func status(t testing.TB, base string) httpapi.Status {
 	t.Helper()
@@ -375,28 +375,11 @@ func status(t testing.TB, base string) httpapi.Status {
 	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		t.Fatalf("status: %d %s %v", code, body, err)
 	}
-	st, err := decodeStatus(body)
-	if err != nil {
+	var st httpapi.Status
+	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatalf("status: %v in %s", err, body)
 	}
 	return st
-}
-
-// decodeStatus reads a /system/status answer: relayd's envelope {"data": {...}, "result",
-// "action"} (SPEC-relay-box.md) around Keel's status, or the bare status of earlier versions.
-func decodeStatus(body []byte) (httpapi.Status, error) {
-	var env struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		return httpapi.Status{}, err
-	}
-	if len(env.Data) > 0 {
-		body = env.Data
-	}
-	var st httpapi.Status
-	err := json.Unmarshal(body, &st)
-	return st, err
 }
 
 // percentile returns the p-th percentile (0-100) of ds.
