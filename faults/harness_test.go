@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -375,8 +374,8 @@ func status(t testing.TB, base string) httpapi.Status {
 	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
 		t.Fatalf("status: %d %s %v", code, body, err)
 	}
-	var st httpapi.Status
-	if err := json.Unmarshal(body, &st); err != nil {
+	st, err := httpapi.DecodeStatus(body)
+	if err != nil {
 		t.Fatalf("status: %v in %s", err, body)
 	}
 	return st

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -75,12 +74,12 @@ func (r *diskFullRelay) put(t *testing.T, p *proc, id string, seed uint64, size 
 
 // statusNow returns /system/status, or false while the relay does not answer.
 func statusNow(p *proc) (httpapi.Status, bool) {
-	var st httpapi.Status
 	code, body, err := do(newClient(5*time.Second), http.MethodGet, p.api+"/rudder/relay-api/1/system/status", nil)
 	if err != nil || (code != http.StatusOK && code != http.StatusServiceUnavailable) {
-		return st, false
+		return httpapi.Status{}, false
 	}
-	return st, json.Unmarshal(body, &st) == nil
+	st, err := httpapi.DecodeStatus(body)
+	return st, err == nil
 }
 
 // diskFullStatus waits until /system/status says the disk is full, and returns it.

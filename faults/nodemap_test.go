@@ -140,8 +140,8 @@ func TestNodeMapGarbage(t *testing.T) {
 		if !strings.Contains(got, c.errHas) {
 			t.Errorf("%s: last_error %q, want it to mention %q", c.name, got, c.errHas)
 		}
-		if code, body := reload(); code != http.StatusUnprocessableEntity || !strings.Contains(body, `"reloaded": false`) {
-			t.Errorf("%s: POST reload: %d %s, want 422 and reloaded false", c.name, code, body)
+		if code, body := reload(); code != http.StatusInternalServerError || !strings.HasPrefix(body, `{"result":"error","action":"reloadConfiguration","errorDetails":`) {
+			t.Errorf("%s: POST reload: %d %s, want 500 and relayd's error answer", c.name, code, body)
 		}
 		if m := status(t, p.api).NodeMap; m.Nodes != want.Nodes || m.Digest != want.Digest {
 			t.Fatalf("%s: the map in force changed: %+v, want %+v", c.name, m, want)

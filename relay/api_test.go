@@ -127,8 +127,8 @@ func status(t testing.TB, r *relaytest.Relay) httpapi.Status {
 	if a.code != http.StatusOK {
 		t.Fatalf("system/status: %d %s", a.code, a.body)
 	}
-	var st httpapi.Status
-	if err := json.Unmarshal(a.body, &st); err != nil {
+	st, err := httpapi.DecodeStatus(a.body)
+	if err != nil {
 		t.Fatalf("system/status: %v in %s", err, a.body)
 	}
 	return st
@@ -1212,10 +1212,17 @@ func TestSystemEndpoints(t *testing.T) {
 		if a.code != http.StatusOK || a.hdr.Get("Content-Type") != "application/json" {
 			t.Fatalf("%s/system/status: %d %s %s", p, a.code, a.hdr.Get("Content-Type"), a.body)
 		}
-		var got map[string]any
-		if err := json.Unmarshal(a.body, &got); err != nil {
+		var env struct {
+			Data           map[string]any
+			Result, Action string
+		}
+		if err := json.Unmarshal(a.body, &env); err != nil {
 			t.Fatal(err)
 		}
+		if env.Result != "success" || env.Action != "getStatus" {
+			t.Errorf("%s/system/status: not in relayd's envelope: %s", p, a.body)
+		}
+		got := env.Data
 		for _, key := range []string{"status", "version", "node_id", "role", "uptime_seconds", "node_map", "files_stored",
 			"queue_depth", "store_bytes", "edge_daemons_connected", "nodes_file"} {
 			if _, ok := got[key]; !ok {
@@ -1235,10 +1242,11 @@ func TestSystemEndpoints(t *testing.T) {
 	}
 
 	a := do(t, http.MethodGet, r.URL+"/rudder/relay-api/1/system/info", nil, nil)
-	var info map[string]any
-	if a.code != http.StatusOK || json.Unmarshal(a.body, &info) != nil {
+	var infoEnv httpapi.Envelope[map[string]any]
+	if a.code != http.StatusOK || json.Unmarshal(a.body, &infoEnv) != nil || infoEnv.Result != "success" || infoEnv.Action != "getSystemInfo" {
 		t.Fatalf("system/info: %d %s", a.code, a.body)
 	}
+	info := infoEnv.Data
 	if info["name"] != "keel-relay" || info["version"] != "test" || info["node_id"] != "root" || info["role"] != "root" ||
 		fmt.Sprint(info["api_versions"]) != "[1]" || info["go_version"] == "" {
 		t.Errorf("system/info: %s", a.body)

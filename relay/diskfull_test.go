@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -72,8 +71,8 @@ func TestDiskFull(t *testing.T) {
 	statusOf := func() (int, httpapi.Status) {
 		t.Helper()
 		code, body := relaytest.Do(t, http.MethodGet, api+"/rudder/relay-api/1/system/status", nil)
-		var st httpapi.Status
-		if err := json.Unmarshal([]byte(body), &st); err != nil {
+		st, err := httpapi.DecodeStatus([]byte(body))
+		if err != nil {
 			t.Fatalf("status: %v in %s", err, body)
 		}
 		return code, st

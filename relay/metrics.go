@@ -20,6 +20,15 @@ func newDaemonMetrics(reg *metrics.Registry, s *Server) *daemonMetrics {
 	reg.GaugeFunc("keel_forward_queue_depth", "Shared files queued for a next hop.", func() float64 { return float64(s.store.JobCount()) })
 	reg.GaugeFunc("keel_store_disk_bytes", "Disk space used by the store.", func() float64 { return float64(s.diskUsage.Load()) })
 	reg.GaugeFunc("keel_node_map_nodes", "Nodes in the node map in force.", func() float64 { return float64(s.nodes.Current().Len()) })
+	// relayd's names (SPEC-relay-box.md "Metrics"), so that Rudder dashboards carry over.
+	reg.GaugeFunc("rudder_relayd_managed_nodes_total", "Nodes whose policy server is this relay (relayd's managed nodes).", func() float64 {
+		mine, _ := s.nodes.Current().Counts()
+		return float64(mine)
+	})
+	reg.GaugeFunc("rudder_relayd_sub_nodes_total", "Nodes below this relay, directly or through sub-relays (relayd's sub nodes).", func() float64 {
+		_, below := s.nodes.Current().Counts()
+		return float64(below)
+	})
 	reg.GaugeFunc("keel_draining", "1 while the relay drains before stopping.", func() float64 {
 		if s.draining.Load() {
 			return 1

@@ -133,9 +133,14 @@ func (w *diskWait) handler(loopbackOnly bool) http.Handler {
 			code = http.StatusForbidden
 			http.Error(rw, "forbidden: "+r.RemoteAddr+" is not in the networks allowed", code)
 		case status && r.Method == http.MethodGet:
-			httpapi.WriteJSON(rw, code, httpapi.Status{Status: "disk_full", Version: w.build.Version, NodeID: w.cfg.NodeID, Role: w.cfg.Role,
+			st := httpapi.Status{Status: "disk_full", Version: w.build.Version, NodeID: w.cfg.NodeID, Role: w.cfg.Role,
 				UptimeSec: int64(time.Since(w.started).Seconds()), NodesFile: w.cfg.NodesFile,
-				StatusReason: w.reason() + "; the relay waits for space", Disk: w.disk.Load()})
+				StatusReason: w.reason() + "; the relay waits for space", Disk: w.disk.Load()}
+			if loopbackOnly { // the admin listener's /status: the bare document
+				httpapi.WriteJSON(rw, code, st)
+			} else {
+				httpapi.WriteCompactJSON(rw, code, httpapi.Envelope[httpapi.Status]{Data: st, Result: "success", Action: httpapi.ActionStatus})
+			}
 		case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/shared-files/"):
 			code = http.StatusInsufficientStorage
 			http.Error(rw, "insufficient storage: the relay's disk is full; nothing was stored", code)

@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -363,8 +362,8 @@ func status(t testing.TB, base string) httpapi.Status {
 	if code != http.StatusOK {
 		t.Fatalf("status: %d %s", code, body)
 	}
-	var st httpapi.Status
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
+	st, err := httpapi.DecodeStatus([]byte(body))
+	if err != nil {
 		t.Fatalf("status: %v in %s", err, body)
 	}
 	return st

@@ -93,7 +93,7 @@ func metricsList(l *Lists) *access.List { return l.Metrics }
 // loopbackOnly is the access list choice of routes only loopback peers may call.
 func loopbackOnly(*Lists) *access.List { return nil }
 
-// Handler builds the relay API listener's router.
+// Handler builds the relay API listener's handler: its router, behind CollapseSlashes.
 func (a *API) Handler() http.Handler {
 	r := httprouter.New()
 	// Never rewrite paths: "/shared-files/t/s/.." must reach the id check and be refused,
@@ -124,7 +124,7 @@ func (a *API) Handler() http.Handler {
 		http.Error(w, "no such route", http.StatusNotFound)
 	})
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { notFound(w, r, nil) })
-	return r
+	return CollapseSlashes(r)
 }
 
 // AdminHandler builds the admin listener's router: metrics, the local status, reload and
@@ -139,8 +139,8 @@ func (a *API) AdminHandler() http.Handler {
 	r.GET("/metrics", a.Wrap("admin/metrics", metricsList, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		metricsHandler.ServeHTTP(w, r)
 	}))
-	r.GET("/status", admin("admin/status", a.status))
-	r.POST("/reload", admin("admin/reload", a.reload))
+	r.GET("/status", admin("admin/status", a.adminStatus))
+	r.POST("/reload", admin("admin/reload", a.adminReload))
 	r.GET("/backup", admin("admin/backup", a.backup))
 	if edge := a.opts.Edge; edge != nil {
 		h := admin("admin/edge", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { edge.ServeHTTP(w, r) })

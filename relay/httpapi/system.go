@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,7 +12,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
-// Status is the JSON answer of /system/status.
+// Status is the relay's status: the data of system/status on the relay API listener, and
+// the whole answer of /status on the admin listener.
 type Status struct {
 	Status       string        `json:"status"` // ok | disk_full | draining
 	Version      string        `json:"version"`
@@ -83,16 +87,78 @@ type MemorySplit struct {
 	Lowered              []string `json:"lowered,omitempty"`
 }
 
+// The actions of relayd's envelope, one per system endpoint of the relay API listener.
+const (
+	ActionStatus = "getStatus"
+	ActionInfo   = "getSystemInfo"
+	ActionReload = "reloadConfiguration"
+)
+
+// ReloadSuccess is the whole body of a successful POST .../system/reload on the relay API
+// listener: `rudder relay reload` compares it byte for byte (no newline).
+const ReloadSuccess = `{"result":"success","action":"reloadConfiguration"}`
+
+// Envelope is relayd's frame around the answers of system/status and system/info on the
+// relay API listener (SPEC-relay-box.md "System endpoints"): Keel's document is Data.
+type Envelope[T any] struct {
+	Data   T      `json:"data"`
+	Result string `json:"result"` // "success"
+	Action string `json:"action"` // ActionStatus | ActionInfo
+}
+
+// ReloadError is relayd's answer (with a 500) to a reload that failed.
+type ReloadError struct {
+	Result       string `json:"result"` // "error"
+	Action       string `json:"action"` // ActionReload
+	ErrorDetails string `json:"errorDetails"`
+}
+
+// DecodeStatus reads the body of GET .../system/status on the relay API listener (the
+// Status inside relayd's envelope). The admin listener's /status is a bare Status.
+func DecodeStatus(body []byte) (Status, error) {
+	var env Envelope[Status]
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Status{}, fmt.Errorf("system/status: %w", err)
+	}
+	if env.Result != "success" || env.Action != ActionStatus {
+		return Status{}, fmt.Errorf("system/status: result %q, action %q; want \"success\", %q", env.Result, env.Action, ActionStatus)
+	}
+	return env.Data, nil
+}
+
+// status is system/status of the relay API listener: Keel's Status in relayd's envelope,
+// with the HTTP status Keel gives it (503 while draining or with a full disk; the result
+// stays "success": the status was read, and it says why the relay is not healthy).
 func (a *API) status(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	st, code := a.opts.System.Status()
+	WriteCompactJSON(w, code, Envelope[Status]{Data: st, Result: "success", Action: ActionStatus})
+}
+
+// adminStatus is the admin listener's /status: the bare Status, for operators.
+func (a *API) adminStatus(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	st, code := a.opts.System.Status()
 	WriteJSON(w, code, st)
 }
 
 func (a *API) info(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
-	WriteJSON(w, http.StatusOK, a.opts.System.Info())
+	WriteCompactJSON(w, http.StatusOK, Envelope[map[string]any]{Data: a.opts.System.Info(), Result: "success", Action: ActionInfo})
 }
 
+// reload is system/reload of the relay API listener, answered as relayd does: exactly
+// ReloadSuccess, or a ReloadError with a 500.
 func (a *API) reload(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	if err := a.opts.System.Reload(); err != nil {
+		WriteCompactJSON(w, http.StatusInternalServerError, ReloadError{Result: "error", Action: ActionReload, ErrorDetails: err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(ReloadSuccess)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, ReloadSuccess)
+}
+
+// adminReload is the admin listener's /reload: Keel's own answer, with the node count.
+func (a *API) adminReload(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	sys := a.opts.System
 	if err := sys.Reload(); err != nil {
 		WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error(), "nodes": sys.Nodes()})
@@ -110,6 +176,23 @@ func (a *API) backup(w http.ResponseWriter, _ *http.Request, _ httprouter.Params
 		// The status is already sent; abort the stream so the client sees a broken body.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// WriteCompactJSON answers code with v as compact JSON and no newline, as relayd writes it
+// (no HTML escaping of <, > and &).
+func WriteCompactJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
 }
 
 // WriteJSON answers code with v as indented JSON.

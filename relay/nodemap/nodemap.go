@@ -78,6 +78,7 @@ type Map struct {
 	parents   []string // the distinct policy servers; node.parent indexes it
 	routes    []route  // by node index
 	below     int      // how many nodes are Mine or BelowSubRelay
+	mine      int      // how many nodes are Mine
 	subRelays []int32  // in id order
 }
 
@@ -129,6 +130,11 @@ func (m *Map) Below() []string {
 	}
 	return out
 }
+
+// Counts returns how many nodes are Mine (their policy server is this relay; at the root,
+// the root itself) and how many are below this relay at all (Mine or BelowSubRelay): what
+// relayd exports as rudder_relayd_managed_nodes_total and rudder_relayd_sub_nodes_total.
+func (m *Map) Counts() (mine, below int) { return m.mine, m.below }
 
 // SubRelays returns the ids of the nodes that are Mine and have at least one node below them,
 // sorted. This relay itself is never one of them.
@@ -283,6 +289,9 @@ func (m *Map) finish(parent []int32) {
 	for i := range m.nodes {
 		if m.routes[i].kind != Unknown {
 			m.below++
+		}
+		if m.routes[i].kind == Mine {
+			m.mine++
 		}
 		if m.id(int32(i)) == m.self {
 			continue

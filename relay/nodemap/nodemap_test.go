@@ -139,6 +139,15 @@ func TestParseGood(t *testing.T) {
 			if got := m.SubRelays(); !slices.Equal(got, tt.subRelays) {
 				t.Errorf("SubRelays() = %q, want %q", got, tt.subRelays)
 			}
+			wantMine := 0
+			for _, id := range tt.below {
+				if m.Route(id).Kind == Mine {
+					wantMine++
+				}
+			}
+			if mine, below := m.Counts(); mine != wantMine || below != len(tt.below) {
+				t.Errorf("Counts() = %d, %d, want %d, %d", mine, below, wantMine, len(tt.below))
+			}
 			for id, want := range tt.keys {
 				n, ok := m.Node(id)
 				if !ok {

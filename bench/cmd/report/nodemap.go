@@ -205,7 +205,7 @@ func relayStatus(ctx context.Context, p *relayProc) (httpapi.Status, error) {
 	var st httpapi.Status
 	body, err := do(ctx, newClient(1), http.MethodGet, p.url+statusPath, nil, http.StatusOK)
 	if err == nil {
-		err = json.Unmarshal(body, &st)
+		st, err = httpapi.DecodeStatus(body)
 	}
 	if err != nil {
 		return httpapi.Status{}, fmt.Errorf("relay status: %w", err)
