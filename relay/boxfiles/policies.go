@@ -4,22 +4,31 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/keel-relay/keel/internal/wire/ids"
 )
 
 // Policies handles GET and HEAD /policies/:uuid/*path: the file policies.path/<uuid>/<path>,
 // served only to the node whose client certificate names <uuid> (403 otherwise, always on
-// plain HTTP).
+// plain HTTP). The root is policies.path/<uuid>: no link leads out of the node's directory.
 func (h *Handler) Policies(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	uuid := ps.ByName("uuid")
 	if node, ok := h.clientNode(r); !ok || node != uuid {
 		reply(w, r, http.StatusForbidden, "forbidden: the policies of a node are served only to its client certificate\n")
 		return
 	}
-	h.serveTree(w, r, "policies", h.opts.Policies, "/"+uuid+ps.ByName("path"))
+	// The node's own directory is the root (a certificate naming "." or ".." gets no other
+	// one): not even a link leads to another node's policies.
+	if err := ids.ValidNodeID(uuid); err != nil {
+		reply(w, r, http.StatusBadRequest, "bad node id\n")
+		return
+	}
+	h.serveTree(w, r, "policies", filepath.Join(h.opts.Policies, uuid), ps.ByName("path"))
 }
 
 // Common handles GET and HEAD /common/*path: the file policies.common_path/<path>. It asks

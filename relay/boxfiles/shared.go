@@ -2,6 +2,7 @@ package boxfiles
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -72,7 +73,12 @@ func (h *Handler) headShared(w http.ResponseWriter, r *http.Request, f io.Reader
 		reply(w, r, http.StatusBadRequest, "")
 		return
 	}
-	if _, err := io.Copy(sum, f); err != nil {
+	if _, err := io.Copy(sum, ctxReader{r.Context(), f}); err != nil {
+		if r.Context().Err() != nil {
+			// The client left: nobody reads this answer.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		h.log.Error("shared folder: hash a file", "path", r.URL.Path, "err", err)
 		w.WriteHeader(http.StatusInternalServerError)
 		return
@@ -82,6 +88,19 @@ func (h *Handler) headShared(w http.ResponseWriter, r *http.Request, f io.Reader
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// ctxReader reads r until ctx ends: a client leaving stops the hashing of a large file.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // ErrBadHash is ParseHash's refusal (400).
