@@ -147,11 +147,7 @@ func shaHash(password string) string {
 // writeHtpasswd writes an htpasswd file of "user:hash" lines and returns its path.
 func writeHtpasswd(t testing.TB, dir, name string, lines ...string) string {
 	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeFile(t, dir, name, []byte(strings.Join(lines, "\n")+"\n"))
 }
 
 // writeFile writes data to dir/name (making dir) and returns the path.
