@@ -5,6 +5,7 @@ import (
 
 	"github.com/keel-relay/keel/relay/boxfiles"
 	"github.com/keel-relay/keel/relay/httpapi"
+	"github.com/keel-relay/keel/relay/nodecerts"
 )
 
 // downloadRoutes are the routes agents download from: /uuid, the shared folder, /policies/
@@ -16,7 +17,7 @@ func (s *Server) downloadRoutes() []httpapi.Route {
 		SharedFolder: cfg.SharedFolder.Path,
 		Policies:     cfg.Policies.Path,
 		Common:       cfg.Policies.CommonPath,
-		ClientNode:   clientNode,
+		ClientNode:   nodecerts.NodeID,
 		Log:          s.log.With("component", "boxfiles"),
 	})
 	var routes []httpapi.Route
@@ -31,8 +32,3 @@ func (s *Server) downloadRoutes() []httpapi.Route {
 	}
 	return routes
 }
-
-// clientNode names the node of a request's client certificate. Until relay/nodecerts is
-// merged (box-parsers), no request names one: the relay API has no TLS listener taking
-// client certificates yet, so /policies/ answers 403 to everyone.
-func clientNode(*http.Request) (string, bool) { return "", false }

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keel-relay/keel/relay/relaytest"
@@ -52,12 +53,15 @@ func TestDownloadRoutesBehindAllowedNetworks(t *testing.T) {
 			if code != tt.wantLocal || (tt.wantBody != "" && body != tt.wantBody) {
 				t.Errorf("GET %s from loopback: %d %q, want %d %q", tt.path, code, body, tt.wantLocal, tt.wantBody)
 			}
+			if code, body := relaytest.Do(t, http.MethodHead, r.URL+tt.path, nil); code != tt.wantLocal || body != "" {
+				t.Errorf("HEAD %s from loopback: %d %q, want %d", tt.path, code, body, tt.wantLocal)
+			}
 			for _, m := range []string{http.MethodGet, http.MethodHead} {
 				req := httptest.NewRequest(m, tt.path, nil)
 				req.RemoteAddr = "192.0.2.7:40000"
 				rec := httptest.NewRecorder()
 				r.APIHandler().ServeHTTP(rec, req)
-				if rec.Code != http.StatusForbidden {
+				if rec.Code != http.StatusForbidden || (m == http.MethodGet && !strings.Contains(rec.Body.String(), "not in the networks allowed")) {
 					t.Errorf("%s %s from outside allowed_networks: %d %q, want 403", m, tt.path, rec.Code, rec.Body.String())
 				}
 			}

@@ -10,7 +10,8 @@ import (
 	"github.com/keel-relay/keel/relay/httpapi"
 )
 
-// Reload re-reads the config file and the node map. Settings that can change live (log
+// Reload re-reads the config file, the node map, the node client certificates and the relay
+// API's TLS key pair. Settings that can change live (log
 // level, access lists, body limit, storage.min_free_space) are applied; a changed setting that needs a restart is
 // reported. A bad config or node map leaves the running ones in place.
 func (s *Server) Reload() error {
@@ -30,6 +31,9 @@ func (s *Server) Reload() error {
 		}
 	}
 	if err := s.loadNodeMapFrom(next); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.tls.Reload(); err != nil {
 		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)

@@ -35,10 +35,13 @@ import (
 	"github.com/keel-relay/keel/internal/metrics"
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/admintoken"
+	"github.com/keel-relay/keel/relay/agentuploads"
 	"github.com/keel-relay/keel/relay/cleaner"
 	"github.com/keel-relay/keel/relay/config"
+	"github.com/keel-relay/keel/relay/delivery"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/httpapi"
+	"github.com/keel-relay/keel/relay/nodecerts"
 	"github.com/keel-relay/keel/relay/nodemap"
 	"github.com/keel-relay/keel/relay/remoterun"
 	"github.com/keel-relay/keel/relay/sharedfiles"
@@ -82,8 +85,13 @@ type Server struct {
 	worker  *forward.Worker
 	cleaner *cleaner.Cleaner
 	files   *sharedfiles.Handler
+	uploads *agentuploads.Handler // agents' uploads; nil at a root without agent_uploads.root_dir
 	remote  *remoterun.Handler
 	edge    *edgeserver.Server // nil when edge.enabled is false
+	tls     *apiTLS            // the relay API listener's TLS (tlsfront.go)
+	// nodeCerts are the node client certificates (tls.node_certs) the TLS listener accepts;
+	// nodecerts.NodeID names the node of a request.
+	nodeCerts *nodecerts.Holder
 
 	plan     membudget.Plan     // the memory budget and its split
 	gauge    *membudget.Gauge   // memory in use
@@ -105,6 +113,9 @@ type Server struct {
 	keepMu      sync.Mutex
 	nodeKept    atomic.Pointer[string] // digest of the node map known to be kept in the store
 	nodeKeepErr atomic.Pointer[string] // why the map in force is not kept; nil when it is
+
+	// delivery delivers agents' uploads upstream (delivery.go); nil at the root.
+	delivery *delivery.Worker
 }
 
 // buildLists builds the network access lists of cfg (policy server and metrics scrapers
@@ -163,6 +174,8 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 	if err := s.buildSharedFiles(cfg); err != nil {
 		return nil, err
 	}
+	s.buildDelivery(cfg)
+	s.buildUploads(cfg)
 	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}
@@ -173,6 +186,9 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		if s.adminToken, err = admintoken.LoadOrCreate(cfg.Admin.TokenFile); err != nil {
 			return nil, fmt.Errorf("admin.token_file: %w", err)
 		}
+	}
+	if err := s.buildTLSFront(cfg); err != nil {
+		return nil, err
 	}
 	s.front = httpapi.New(s.frontOptions())
 	if err := s.listen(cfg); err != nil {
@@ -279,7 +295,7 @@ func (s *Server) buildRemoteRun(cfg *config.Config) error {
 // frontOptions are the parts the relay API's routers serve.
 func (s *Server) frontOptions() httpapi.Options {
 	o := httpapi.Options{
-		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s},
+		Lists: s.lists.Load, Files: s.files, Remote: s.remote, System: system{s}, AdminRoutes: s.adminRoutes(),
 		BoxRoutes:  append(s.uploadRoutes(), s.downloadRoutes()...),
 		AdminToken: s.adminToken, Metrics: s.reg, Log: s.log,
 	}
@@ -308,6 +324,7 @@ func storageOptions(cfg *config.Config, plan membudget.Plan) storage.Options {
 	so.ChunkSize = int(cfg.Storage.ChunkSize)
 	so.SyncWrites = cfg.Storage.SyncWrites
 	so.MaxJobs = cfg.Forward.MaxJobs
+	so.MaxAgentUploads = cfg.AgentUploads.MaxWaiting
 	so.MinFreeSpace = minFreeSpace(cfg)
 	return so
 }
@@ -320,11 +337,11 @@ func minFreeSpace(cfg *config.Config) int64 {
 	return int64(cfg.Storage.MinFreeSpace)
 }
 
-// listenAPI opens the relay API's listener (http.listen, with TLS when configured), with at
-// most maxConns connections open at once (the memory plan's http.max_connections). While it
-// is full, the idle keep-alive connections of srv are closed so that they do not starve new
-// ones; listenAPI installs srv's ConnState hook for that.
-func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener, error) {
+// listenAPI opens the relay API's listener (http.listen, with TLS when tlsConf is not nil,
+// and http.local_listen, plain, when set), with at most maxConns connections open at once (the memory plan's http.max_connections).
+// While it is full, the idle keep-alive connections of srv are closed so that they do not
+// starve new ones; listenAPI installs srv's ConnState hook for that.
+func listenAPI(cfg *config.Config, maxConns int, srv *http.Server, tlsConf *tls.Config) (net.Listener, error) {
 	raw, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -334,13 +351,16 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener
 	srv.ConnState = idle.ConnState
 	capped.SetReclaim(func() { idle.CloseIdle() })
 	var ln net.Listener = capped
-	if cfg.HTTP.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	if cfg.HTTP.LocalListen != "" {
+		local, err := listenLocal(cfg.HTTP.LocalListen, maxConns, idle)
 		if err != nil {
 			_ = ln.Close()
-			return nil, fmt.Errorf("http.tls_cert/tls_key: %w", err)
+			return nil, err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = mergeListeners(ln, local)
 	}
 	return ln, nil
 }
@@ -349,7 +369,7 @@ func listenAPI(cfg *config.Config, maxConns int, srv *http.Server) (net.Listener
 func (s *Server) listen(cfg *config.Config) error {
 	var err error
 	s.api = s.httpServer(cfg, s.front.Handler(), "http")
-	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections, s.api); err != nil {
+	if s.apiLn, err = listenAPI(cfg, s.plan.APIConnections, s.api, s.tls.Config()); err != nil {
 		return err
 	}
 	if cfg.Admin.Listen != "" {
@@ -417,6 +437,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	workers.Go(func() { s.worker.Run(workCtx) })
 	workers.Go(func() { s.cleaner.Run(workCtx) })
+	workers.Go(func() { s.runDelivery(workCtx) })
 	workers.Go(func() { s.watchDisk(workCtx) })
 	if cfg.NodesFile != "" && cfg.NodesPollInterval > 0 {
 		workers.Go(func() { s.nodes.Watch(workCtx, cfg.NodesFile, cfg.NodesPollInterval, s.nodeMapLoaded) })

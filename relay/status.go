@@ -23,7 +23,7 @@ func (y system) Status() (httpapi.Status, int) {
 		UptimeSec: int64(time.Since(s.started).Seconds()),
 		NodeMap:   httpapi.NodeMapStatus{Nodes: m.Len(), Digest: m.Digest()},
 		Files:     s.store.FileCount(), QueueDepth: s.store.JobCount(), StoreBytes: s.diskUsage.Load(),
-		NodesFile: cfg.NodesFile, Memory: s.memoryStatus(),
+		NodesFile: cfg.NodesFile, Memory: s.memoryStatus(), AgentUploads: s.agentUploadsStatus(),
 	}
 	if s.edge != nil {
 		st.EdgeDaemons = s.edge.Streams()

@@ -13,6 +13,7 @@ import (
 	"github.com/keel-relay/keel/relay/access"
 	"github.com/keel-relay/keel/relay/config"
 	"github.com/keel-relay/keel/relay/httpapi"
+	"github.com/keel-relay/keel/relay/nodecerts"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -58,7 +59,11 @@ func WaitForDisk(ctx context.Context, cfg *config.Config, build Build, log *slog
 		}
 	}()
 	api := newServer(false)
-	ln, err := listenAPI(cfg, plan.APIConnections, api)
+	front, err := newAPITLS(cfg, nodecerts.NewHolder(cfg.TLS.NodeCerts, log.With("component", "node-certs")), log)
+	if err != nil {
+		return err
+	}
+	ln, err := listenAPI(cfg, plan.APIConnections, api, front.Config())
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func edgeFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 		a := *addr
 		if a == "" {
 			if cfg.Admin.Listen == "" {
-				return nil, errors.New("admin.listen is disabled in the config: the edge commands need the admin listener (or --admin)")
+				return nil, errors.New("admin.listen is disabled in the config: the admin commands need the admin listener (or --admin)")
 			}
 			a = cfg.Admin.Listen
 		}

@@ -9,6 +9,7 @@
 //	keel-relay restore [--config FILE] [--force] FILE   load a backup into the store
 //	keel-relay service ACTION [--config FILE]   install|uninstall|start|stop|status as a system service
 //	keel-relay edge SUBCOMMAND ...              edge daemons: enroll-token, and the admin commands
+//	keel-relay uploads [--failed] [--limit N]   agents' uploads kept for the upstream (waiting or failed)
 //	keel-relay version
 package main
 
@@ -61,6 +62,8 @@ Usage:
   keel-relay service uninstall|start|stop|status      manage that service
   keel-relay edge enroll-token --tenant T [--label L] [--ttl 15m] [--config FILE]
                                                       print an edge enrollment token (see "keel-relay edge")
+  keel-relay uploads [--failed] [--kind K] [--limit N] [--json] [--config FILE | --admin HOST:PORT]
+                                                      list the agents' uploads waiting for the upstream (--failed: kept aside)
   keel-relay version                                  print version information
 
 Without --config, %s is used if it exists, else the embedded default
@@ -89,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdService(args, stdout, stderr)
 	case "edge":
 		return cmdEdge(args, stdout, stderr)
+	case "uploads":
+		return cmdUploads(args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "keel-relay %s (commit %s, built %s, %s, %s/%s)\n", version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

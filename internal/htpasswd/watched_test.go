@@ -115,6 +115,40 @@ func TestWatched(t *testing.T) {
 	}
 }
 
+// TestWatchedUnreadable: a file that cannot be read (here a directory in its place, then a file
+// too big) leaves the last good one in force, logged once per state however often it is tried.
+func TestWatchedUnreadable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	write(t, path, "rudder:"+shaRudder+"\n")
+	w, lb := newWatched(t, path)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if !w.Verify("rudder", "rudder") {
+			t.Fatal("the last good file is not kept while the path is a directory")
+		}
+	}
+	if n := lb.count("keeping the last good one"); n != 1 {
+		t.Errorf("unreadable file logged %d times, want 1", n)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, "other:"+shaRudder+"\n"+strings.Repeat("#\n", MaxFileSize/2))
+	for range 5 {
+		if !w.Verify("rudder", "rudder") || w.Verify("other", "rudder") {
+			t.Fatal("the last good file is not kept while the file is too big")
+		}
+	}
+	if n := lb.count("larger than"); n != 1 {
+		t.Errorf("file too big logged %d times, want 1", n)
+	}
+}
+
 // TestWatchedReplaced: a file replaced by rename (another inode) with the same size and
 // modification time is read again.
 func TestWatchedReplaced(t *testing.T) {

@@ -128,8 +128,9 @@ func (h *Handler) openError(w http.ResponseWriter, r *http.Request, route string
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errNotRegular), errors.Is(err, syscall.ENOTDIR):
 		reply(w, r, http.StatusNotFound, notFound)
 	default:
-		// Among them os.Root's refusal of a link out of the directory.
-		h.log.Debug("download: file refused", "route", route, "path", r.URL.Path, "err", err)
+		// Among them os.Root's refusal of a symbolic link out of the directory: only the
+		// directory's owner can place one (".." never gets here), so it is worth a warning.
+		h.log.Warn("download: file refused", "route", route, "path", r.URL.Path, "err", err)
 		reply(w, r, http.StatusNotFound, notFound)
 	}
 }

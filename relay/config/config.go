@@ -75,6 +75,10 @@ type HTTPConfig struct {
 	MinUploadRate        ByteSize      `mapstructure:"min_upload_rate"`        // per second, after body_idle_timeout; 0 = no minimum
 	UploadSlotWait       time.Duration `mapstructure:"upload_slot_wait"`       // longest wait for an upload slot before 503
 	UploadPreemptRate    ByteSize      `mapstructure:"upload_preempt_rate"`    // per second: slower slot holders may be cut when others wait; 0 = never
+
+	// LocalListen is a second relay API listener, plain HTTP, for the tools on the box that
+	// call relayd's 127.0.0.1:3030 while listen speaks TLS on 443; "" = none.
+	LocalListen string `mapstructure:"local_listen"`
 }
 
 // AdminConfig is the "admin" section: /metrics and the local admin API.

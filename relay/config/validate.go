@@ -101,6 +101,13 @@ func (h *HTTPConfig) check(p *confload.Problems) {
 	if h.MaxBody <= 0 || h.MaxBody > MaxBodyLimit {
 		p.Add("http.max_body", "must be > 0 and <= %s, got %s", MaxBodyLimit, h.MaxBody)
 	}
+	if h.LocalListen != "" {
+		if err := checkListen(h.LocalListen); err != nil {
+			p.Add("http.local_listen", "%v", err)
+		} else if h.LocalListen == h.Listen {
+			p.Add("http.local_listen", "%q is http.listen already", h.LocalListen)
+		}
+	}
 	switch {
 	case h.TLSCert != "" && h.TLSKey == "":
 		p.Add("http.tls_key", "required when http.tls_cert is set")

@@ -58,6 +58,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"max_body too big", "http: {max_body: 65GiB}", `http.max_body: must be > 0 and <= 64GiB, got 65GiB`},
 		{"tls_key missing", "http: {tls_cert: /c.pem}", `http.tls_key: required when http.tls_cert is set`},
 		{"tls_cert missing", "http: {tls_key: /k.pem}", `http.tls_cert: required when http.tls_key is set`},
+		{"local_listen not host:port", "http: {local_listen: localhost}", `http.local_listen: "localhost" is not host:port`},
+		{"local_listen same as listen", "http: {listen: \"127.0.0.1:3030\", local_listen: \"127.0.0.1:3030\"}", `http.local_listen: "127.0.0.1:3030" is http.listen already`},
 		{"read_header_timeout", "http: {read_header_timeout: 0s}", `http.read_header_timeout: must be > 0, got 0s`},
 		{"idle_timeout", "http: {idle_timeout: -1s}", `http.idle_timeout: must be > 0, got -1s`},
 		{"body_idle_timeout", "http: {body_idle_timeout: 0s}", `http.body_idle_timeout: must be > 0, got 0s`},

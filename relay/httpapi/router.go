@@ -45,7 +45,9 @@ type System interface {
 // /uuid, the shared folder, policies), served on the relay API listener behind
 // http.allowed_networks and the same middleware as every route.
 type Route struct {
-	// Method is the HTTP method; Path the httprouter pattern ("/inventories/:name").
+	// Method is the HTTP method; Path the httprouter pattern ("/inventories/:name"). A route
+	// with no Method answers every method that has no route of its own on Path (in place of
+	// 405), but OPTIONS, which is answered with the allowed methods unless routed.
 	Method, Path string
 	// Name is the route's label in the request metrics and logs ("uploads").
 	Name   string
@@ -56,6 +58,9 @@ type Route struct {
 type Options struct {
 	// BoxRoutes are the relay-box routes (SPEC-relay-box.md), mounted as they are.
 	BoxRoutes []Route
+	// AdminRoutes are more routes of the admin listener, loopback only and behind the admin
+	// token like /status (the listing of agents' uploads).
+	AdminRoutes []Route
 	// Lists returns the access lists in force (they change on reload).
 	Lists  func() *Lists
 	Files  *sharedfiles.Handler
@@ -117,9 +122,24 @@ func (a *API) Handler() http.Handler {
 		r.GET(p+"/system/info", a.Wrap("system/info", sharedList, a.info))
 		r.POST(p+"/system/reload", a.Wrap("system/reload", policyList, a.reload))
 	}
+	// Box routes with no method answer the methods that have no route of their own on their
+	// path, in place of httprouter's 405.
+	others := httprouter.New()
 	for _, rt := range a.opts.BoxRoutes {
+		if rt.Method == "" {
+			others.Handle(http.MethodGet, rt.Path, a.Wrap(rt.Name, sharedList, rt.Handle))
+			continue
+		}
 		r.Handle(rt.Method, rt.Path, a.Wrap(rt.Name, sharedList, rt.Handle))
 	}
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if h, ps, _ := others.Lookup(http.MethodGet, req.URL.Path); h != nil {
+			w.Header().Del("Allow")
+			h(w, req, ps)
+			return
+		}
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+	})
 	notFound := a.Wrap("other", sharedList, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		http.Error(w, "no such route", http.StatusNotFound)
 	})
@@ -142,6 +162,9 @@ func (a *API) AdminHandler() http.Handler {
 	r.GET("/status", admin("admin/status", a.adminStatus))
 	r.POST("/reload", admin("admin/reload", a.adminReload))
 	r.GET("/backup", admin("admin/backup", a.backup))
+	for _, rt := range a.opts.AdminRoutes {
+		r.Handle(rt.Method, rt.Path, admin(rt.Name, rt.Handle))
+	}
 	if edge := a.opts.Edge; edge != nil {
 		h := admin("admin/edge", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { edge.ServeHTTP(w, r) })
 		for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost} {

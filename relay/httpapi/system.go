@@ -31,6 +31,17 @@ type Status struct {
 	Disk *DiskStatus `json:"disk,omitempty"`
 	// Memory is the memory budget, its split and the memory in use.
 	Memory *MemoryStatus `json:"memory,omitempty"`
+	// AgentUploads counts the agents' uploads kept for delivery upstream (a relay only).
+	AgentUploads *AgentUploadsStatus `json:"agent_uploads,omitempty"`
+}
+
+// AgentUploadsStatus is the "agent_uploads" object of /system/status: the agents' uploads
+// waiting for delivery upstream, and those kept aside as failed (`keel-relay uploads`).
+type AgentUploadsStatus struct {
+	Waiting          int64 `json:"waiting"`
+	Failed           int64 `json:"failed"`
+	WaitingBytes     int64 `json:"waiting_bytes"`
+	OldestWaitingSec int64 `json:"oldest_waiting_seconds"`
 }
 
 // DiskStatus is the free space of data_dir's file system, as the store sees it.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -164,4 +165,15 @@ func TestDecodeStatus(t *testing.T) {
 			t.Errorf("DecodeStatus(%q): no error", bad)
 		}
 	}
+}
+
+func FuzzDecodeStatus(f *testing.F) {
+	f.Add([]byte(`{"data":{"status":"ok"},"result":"success","action":"getStatus"}`))
+	f.Add([]byte(`{"result":"error","action":"reloadConfiguration","errorDetails":"x"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := DecodeStatus(b); err == nil && !json.Valid(b) {
+			t.Fatalf("DecodeStatus(%q) accepted a body that is not JSON", b)
+		}
+	})
 }
