@@ -22,8 +22,9 @@ func TestBoxSubRelayChain(t *testing.T) {
 	needBinary(t)
 	dir := t.TempDir()
 	node := nodeUUID()
-	nodes := filepath.Join(dir, "nodes.json")
-	relaytest.WriteFileAtomic(t, nodes, nodeMapOf(map[string]string{"root": "root", "upper": "root", "lower": "upper", node: "lower"}))
+	upperNodes, lowerNodes := filepath.Join(dir, "upper-nodes.json"), filepath.Join(dir, "lower-nodes.json")
+	relaytest.WriteFileAtomic(t, upperNodes, nodeMapOf(map[string]string{"upper": "root", "lower": "upper", node: "lower"}))
+	relaytest.WriteFileAtomic(t, lowerNodes, nodeMapOf(map[string]string{"lower": "upper", node: "lower"}))
 	root := newRecorder(t, "")
 	root.up(t)
 
@@ -39,14 +40,14 @@ func TestBoxSubRelayChain(t *testing.T) {
 	writeFile(t, upperDir, "upstream-password", []byte("upper-main\n"))
 
 	upperAPI, upperAdm := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
-	us := boxSettings(baseSettings("upper", filepath.Join(upperDir, "data"), nodes, upperAPI, upperAdm), upperDir)
+	us := boxSettings(baseSettings("upper", filepath.Join(upperDir, "data"), upperNodes, upperAPI, upperAdm), upperDir)
 	us["role"] = "relay"
 	us["upstream"] = fmt.Sprintf("%q", root.URL())
 	us["upstream_auth.password_file"] = fmt.Sprintf("%q", filepath.Join(upperDir, "upstream-password"))
 	upper := startRelay(t, "upper", writeConfig(t, upperDir, "relay.yaml", us), upperAPI, upperAdm)
 
 	lowerAPI, lowerAdm := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
-	ls := boxSettings(baseSettings("lower", filepath.Join(lowerDir, "data"), nodes, lowerAPI, lowerAdm), lowerDir)
+	ls := boxSettings(baseSettings("lower", filepath.Join(lowerDir, "data"), lowerNodes, lowerAPI, lowerAdm), lowerDir)
 	ls["role"] = "relay"
 	ls["upstream"] = fmt.Sprintf("%q", upper.api)
 	ls["upstream_auth.password_file"] = fmt.Sprintf("%q", filepath.Join(lowerDir, "upstream-password"))

@@ -32,7 +32,7 @@ func TestBoxSharedFolder(t *testing.T) {
 	dir := t.TempDir()
 	node := nodeUUID()
 	nodes := filepath.Join(dir, "nodes.json")
-	relaytest.WriteFileAtomic(t, nodes, nodeMapOf(map[string]string{"root": "root", "relay-1": "root", node: "relay-1"}))
+	relaytest.WriteFileAtomic(t, nodes, nodeMapOf(map[string]string{"relay-1": "root", node: "relay-1"}))
 	boxFiles(t, dir, node)
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := boxSettings(baseSettings("relay-1", filepath.Join(dir, "data"), nodes, api, admin), dir)

@@ -28,7 +28,10 @@ func TestBoxTLS(t *testing.T) {
 	writeFile(t, dir, "share/"+nodeB+"/rules/cfengine-community/promises.cf", []byte("B\n"))
 	writeHtpasswd(t, dir, "htpasswd-webdav-initial", initialUser+":"+initialAPR1)
 	writeHtpasswd(t, dir, "htpasswd-webdav", bcryptUser+":"+bcryptHash(t, bcryptPass))
-	rootDir := filepath.Join(dir, "rudder")
+	rootDir := filepath.Join(dir, "rudder") // the Rudder server's /var/rudder, there before Keel
+	if err := os.MkdirAll(rootDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	relayKey := selfSigned(t, newRSAKey(t), "root", "")
 	writeFile(t, dir, "agent.cert", relayKey.certPEM)

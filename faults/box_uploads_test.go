@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +34,7 @@ func TestBoxUploadsDeliveredAfterKill(t *testing.T) {
 	relayID := "relay1"
 	nodeA, nodeB, stranger := nodeUUID(), nodeUUID(), nodeUUID()
 	nodes := filepath.Join(dir, "nodes.json")
-	relaytest.WriteFileAtomic(t, nodes, nodeMapOf(map[string]string{"root": "root", relayID: "root", nodeA: relayID, nodeB: relayID}))
+	relaytest.WriteFileAtomic(t, nodes, nodeMapOf(map[string]string{relayID: "root", nodeA: relayID, nodeB: relayID}))
 	writeHtpasswd(t, dir, "htpasswd-webdav-initial", initialUser+":"+initialAPR1)
 	writeHtpasswd(t, dir, "htpasswd-webdav",
 		bcryptUser+":"+bcryptHash(t, bcryptPass), shaUser+":"+shaHash(shaPass), aprUser+":"+aprHash)
@@ -177,13 +179,56 @@ func TestBoxUploadsDeliveredAfterKill(t *testing.T) {
 		}
 	}
 
-	// The unknown node's report is kept aside as failed, and an operator can list it.
-	relaytest.Eventually(t, 10*time.Second, "the unknown node's report listed as failed", func() bool {
-		return strings.Contains(failedUploads(t, p, cfg), unknownReport)
-	})
-	if list := failedUploads(t, p, cfg); strings.Contains(list, "uuid.hive") {
-		t.Errorf("uuid.hive listed as failed (it is dropped, not failed):\n%s", list)
+	// Counted under relayd's metric names (since the restart: every delivery came after it).
+	metrics := metricsText(t, p)
+	for _, m := range []struct {
+		series string
+		want   int
+	}{
+		{`rudder_relayd_inventories_total{status="forward_ok"}`, 6}, // 4 inventory files and 2 updates
+		{`rudder_relayd_reports_total{status="forward_ok"}`, 8},
+	} {
+		if got, ok := metricValue(metrics, m.series); !ok || got != float64(m.want) {
+			t.Errorf("%s = %v (present %v), want %d", m.series, got, ok, m.want)
+		}
 	}
+
+	// The unknown node's report is kept aside as failed, and an operator can list it: through
+	// the admin API and with `keel-relay uploads --failed`.
+	relaytest.Eventually(t, 10*time.Second, "the unknown node's report listed as failed", func() bool {
+		return strings.Contains(failedUploads(t, p), unknownReport)
+	})
+	out, err := exec.Command(relayBin, "uploads", "--failed", "--config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), unknownReport) {
+		t.Errorf("keel-relay uploads --failed: %v\n%s\nwant %s listed", err, out, unknownReport)
+	}
+	for _, u := range append(order, hive) {
+		if list := failedUploads(t, p); strings.Contains(list, u.name) {
+			t.Errorf("%s listed as failed:\n%s", u.name, list)
+		}
+	}
+}
+
+// metricsText returns the relay's /metrics (admin listener).
+func metricsText(t *testing.T, p *proc) string {
+	t.Helper()
+	code, body, err := do(newClient(10*time.Second), http.MethodGet, p.admin+"/metrics", nil)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	return string(body)
+}
+
+// metricValue returns the value of series (name{labels}, as the exposition writes it) in a
+// /metrics text.
+func metricValue(text, series string) (float64, bool) {
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // basic is an Authorization header value for HTTP Basic.
@@ -194,7 +239,8 @@ func basic(user, pass string) string {
 }
 
 // nodeMapOf returns a node map (the bare-object shape) of node id → policy server; every node
-// pins the same test key (the relay-box paths use no pin).
+// pins the same test key (the relay-box paths use no pin). A relay's map is its own subtree:
+// itself (its policy server outside the map) and the nodes below it.
 func nodeMapOf(parents map[string]string) []byte {
 	var nodes []*relaytest.Node
 	for _, id := range slices.Sorted(maps.Keys(parents)) {
@@ -203,9 +249,9 @@ func nodeMapOf(parents map[string]string) []byte {
 	return relaytest.NodeMap(nodes...)
 }
 
-// failedUploads returns the relay's list of failed agent uploads as text (whatever its
-// format: the tests look for names in it).
-func failedUploads(t *testing.T, p *proc, cfg string) string {
+// failedUploads returns the relay's list of failed agent uploads (admin GET
+// /uploads?state=failed) as text: the tests look for names in it.
+func failedUploads(t *testing.T, p *proc) string {
 	t.Helper()
 	code, body, err := do(newClient(10*time.Second), http.MethodGet, p.admin+"/uploads?state=failed", nil)
 	if err != nil || code != http.StatusOK {
