@@ -1,6 +1,8 @@
 package faults
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -36,8 +38,30 @@ func TestBoxSharedFolder(t *testing.T) {
 	boxFiles(t, dir, node)
 	api, admin := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	s := boxSettings(baseSettings("relay-1", filepath.Join(dir, "data"), nodes, api, admin), dir)
+	s["http.allowed_networks"] = `["127.0.0.1/32"]` // 127.0.0.2 is a client from elsewhere
+	writeHtpasswd(t, dir, "htpasswd-webdav", bcryptUser+":"+bcryptHash(t, bcryptPass))
 	p := startRelay(t, "relay", writeConfig(t, dir, "relay.yaml", s), api, admin)
 	c := newClient(10 * time.Second)
+
+	// Every agent path is behind http.allowed_networks: 403 to a client outside them.
+	outside := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil,
+		DialContext: func(_ context.Context, _, addr string) (net.Conn, error) {
+			return relaytest.DialFrom(addr, "127.0.0.2")
+		}}}
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/uuid"},
+		{http.MethodHead, "/rudder/relay-api/1/shared-folder/file?hash=" + sharedSum},
+		{http.MethodGet, "/rudder/relay-api/shared-folder/file"},
+		{http.MethodGet, "/common/cfengine-community/failsafe.cf"},
+		{http.MethodGet, "/policies/" + node + "/rules/cfengine-community/promises.cf"},
+		{http.MethodPut, "/reports/" + reportName(time.Now(), node)},
+		{http.MethodPut, "/inventories/" + node + ".ocs"},
+	} {
+		hdr := map[string]string{"Authorization": basic(bcryptUser, bcryptPass)}
+		if code, _, _, err := get(outside, r.method, p.api+r.path, hdr); err != nil || code != http.StatusForbidden {
+			t.Errorf("%s %s from 127.0.0.2, outside http.allowed_networks: %d %v, want 403", r.method, r.path, code, err)
+		}
+	}
 
 	code, _, body, err := get(c, http.MethodGet, p.api+"/uuid", nil)
 	if err != nil || code != http.StatusOK || strings.TrimSpace(body) != "relay-1" {

@@ -48,7 +48,15 @@ func TestBoxTLS(t *testing.T) {
 	s["http.tls_cert"] = fmt.Sprintf("%q", filepath.Join(dir, "agent.cert"))
 	s["http.tls_key"] = fmt.Sprintf("%q", filepath.Join(dir, "localhost.priv"))
 	s["agent_uploads.root_dir"] = fmt.Sprintf("%q", rootDir)
+	local := relaytest.FreeAddr(t) // relayd's 127.0.0.1:3030, which Rudder's tools call in plain HTTP
+	s["http.local_listen"] = local
 	p := startRelayTLS(t, "relay", writeConfig(t, dir, "relay.yaml", s), api, admin)
+
+	// `rudder relay reload` on the local plain-HTTP listener, while the API speaks TLS.
+	if code, body, err := do(newClient(10*time.Second), http.MethodPost, "http://"+local+"/rudder/relay-api/1/system/reload", nil); err != nil ||
+		code != http.StatusOK || string(body) != `{"result":"success","action":"reloadConfiguration"}` {
+		t.Errorf("POST system/reload on http.local_listen: %d %q %v", code, body, err)
+	}
 
 	pin := relayKey.pin()
 	anon := pinnedClient(pin, nil)
