@@ -382,3 +382,68 @@ func TestLocalListen(t *testing.T) {
 		t.Errorf("local_listen on an address in use: %v", err)
 	}
 }
+
+// BenchmarkTLSFrontHandshake: one request per new TLS connection (as agents make them: a
+// curl per file), with the relay's 2048-bit RSA agent key, pinned, with a node certificate.
+func BenchmarkTLSFrontHandshake(b *testing.B) {
+	self := relaytest.NewNode("relay1", "root", 5)
+	_, certPEM, keyPEM := nodecertstest.Issue(b, "n1", "n1.example.test")
+	cert := nodecertstest.TLSCertificate(b, certPEM, keyPEM)
+	_, base := tlsRelay(b, self, relaytest.NodeMap(self), func(c *config.Config) {
+		c.TLS.NodeCerts = filepath.Join(filepath.Dir(c.HTTP.TLSCert), "nodescerts.pem")
+		relaytest.WriteFileAtomic(b, c.TLS.NodeCerts, certPEM)
+	})
+	c := pinnedClient(pinOf(b, self), &cert, nil)
+	b.ResetTimer()
+	for b.Loop() {
+		if resp, _, err := getInfo(c, base); err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("%v %v", err, resp)
+		}
+	}
+}
+
+// TestTLSFrontPolicies: through the assembly, the node named by a verified client
+// certificate gets its own policies over TLS (also with doubled slashes), another node and a
+// client without a certificate get 403.
+func TestTLSFrontPolicies(t *testing.T) {
+	t.Parallel()
+	self := relaytest.NewNode("relay1", "root", 5)
+	_, n1PEM, n1Key := nodecertstest.Issue(t, "n1", "n1.example.test")
+	_, n2PEM, n2Key := nodecertstest.Issue(t, "n2", "n2.example.test")
+	n1Cert, n2Cert := nodecertstest.TLSCertificate(t, n1PEM, n1Key), nodecertstest.TLSCertificate(t, n2PEM, n2Key)
+	_, base := tlsRelay(t, self, relaytest.NodeMap(self, relaytest.NewNode("n1", "relay1", 1), relaytest.NewNode("n2", "relay1", 2)), func(c *config.Config) {
+		dir := filepath.Dir(c.HTTP.TLSCert)
+		c.TLS.NodeCerts = filepath.Join(dir, "nodescerts.pem")
+		relaytest.WriteFileAtomic(t, c.TLS.NodeCerts, nodecertstest.Bundle(n1PEM, n2PEM))
+		c.Policies.Path = filepath.Join(dir, "share")
+		if err := os.MkdirAll(filepath.Join(c.Policies.Path, "n1", "rules"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		relaytest.WriteFileAtomic(t, filepath.Join(c.Policies.Path, "n1", "rules", "promises.cf"), []byte("bundle agent main {}\n"))
+	})
+	get := func(cert *tls.Certificate, path string) (int, string) {
+		t.Helper()
+		resp, err := pinnedClient(pinOf(t, self), cert, nil).Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		path string
+		code int
+	}{
+		{"its own policies", &n1Cert, "/policies/n1/rules/promises.cf", http.StatusOK},
+		{"doubled slashes", &n1Cert, "//policies//n1/rules//promises.cf", http.StatusOK},
+		{"another node's", &n2Cert, "/policies/n1/rules/promises.cf", http.StatusForbidden},
+		{"no certificate", nil, "/policies/n1/rules/promises.cf", http.StatusForbidden},
+	} {
+		if code, body := get(tc.cert, tc.path); code != tc.code || (code == http.StatusOK && body != "bundle agent main {}\n") {
+			t.Errorf("%s: GET %s: %d %q, want %d", tc.name, tc.path, code, body, tc.code)
+		}
+	}
+}

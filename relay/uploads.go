@@ -53,7 +53,8 @@ func (s *Server) uploadRoutes() []httpapi.Route {
 	for _, k := range uploadname.Kinds {
 		path, label := "/"+k.Dir()+"/*name", "agent-uploads/"+k.Dir()
 		routes = append(routes, httpapi.Route{Method: http.MethodPut, Path: path, Name: label, Handle: s.uploads.Put(k)})
-		for _, m := range append(agentuploads.DeniedMethods[:], "") {
+		// "": any other method, odd ones included (httpapi.Route), not httprouter's 405.
+		for _, m := range append(agentuploads.DeniedMethods(), "") {
 			routes = append(routes, httpapi.Route{Method: m, Path: path, Name: label, Handle: s.uploads.Deny(k)})
 		}
 	}

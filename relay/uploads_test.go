@@ -1,11 +1,14 @@
 package relay_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha1"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -197,5 +200,35 @@ func TestAgentUploadDelivered(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upload did not reach the upstream")
+	}
+}
+
+// TestAgentUploadExpectContinue: through the relay's middleware, a PUT with Expect:
+// 100-continue gets its 100 Continue, then 201 for the body sent after it.
+func TestAgentUploadExpectContinue(t *testing.T) {
+	r := relaytest.Start(t, uploadsConfig(t, config.RoleRelay))
+	c, err := net.Dial("tcp", r.APIAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	body := bytes.Repeat([]byte("r"), 3000)
+	auth := base64.StdEncoding.EncodeToString([]byte("agent:agent-pass"))
+	fmt.Fprintf(c, "PUT /reports/%s HTTP/1.1\r\nHost: relay\r\nAuthorization: Basic %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", agentReport, auth, len(body))
+	br := bufio.NewReader(c)
+	for _, want := range []int{http.StatusContinue, http.StatusCreated} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("%d, want %d", resp.StatusCode, want)
+		}
+		if want == http.StatusContinue {
+			if _, err := c.Write(body); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

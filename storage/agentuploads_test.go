@@ -523,3 +523,38 @@ func FuzzDecodeAgentUpload(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkNextAgentUpload reads the head of a kind after 20000 uploads before it were
+// delivered: from the head the store knows (NextAgentUpload), and from the start of the
+// kind's keys, where the engine skips the deleted keys one by one until compaction.
+func BenchmarkNextAgentUpload(b *testing.B) {
+	s := openTest(b, b.TempDir(), func(o *Options) { o.SyncWrites = false })
+	defer s.Close()
+	const n = 20000
+	for i := range n + 1 {
+		putAgent(b, s, "reports", fmt.Sprintf("r%06d", i), []byte("x"))
+	}
+	for range n {
+		a, _, err := s.NextAgentUpload("reports")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.DeleteAgentUpload(a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("from-head", func(b *testing.B) {
+		for b.Loop() {
+			if a, ok, err := s.NextAgentUpload("reports"); err != nil || !ok || a.Name != fmt.Sprintf("r%06d", n) {
+				b.Fatal(a.Name, ok, err)
+			}
+		}
+	})
+	b.Run("from-start", func(b *testing.B) {
+		for b.Loop() {
+			if a, ok, err := s.agentHead("reports", 0); err != nil || !ok || a.Name != fmt.Sprintf("r%06d", n) {
+				b.Fatal(a.Name, ok, err)
+			}
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -104,12 +105,14 @@ func (h *Handler) count(k uploadname.Kind, result string) {
 	}
 }
 
-// DeniedMethods are the methods routed to Deny: every other method of RFC 9110 but CONNECT
-// and TRACE, PATCH, and WebDAV's. (The assembly also routes Deny for any method without a
-// route.)
-var DeniedMethods = [...]string{
-	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete, http.MethodOptions, http.MethodPatch,
-	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+// DeniedMethods returns the methods to route to Deny: the other methods of RFC 9110 but
+// CONNECT and TRACE, PATCH, and WebDAV's. (The assembly also routes Deny for any method
+// without a route.)
+func DeniedMethods() []string {
+	return []string{
+		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete, http.MethodOptions, http.MethodPatch,
+		"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+	}
 }
 
 // Deny answers 403 to any other method than PUT on kind k's path, as Apache does.
@@ -196,7 +199,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, k uploadname.Kind,
 	}
 	h.count(k, resultCreated)
 	u.log.Info("agent upload received", "bytes", size)
-	w.Header().Set("Location", "/"+k.Dir()+"/"+name)
+	w.Header().Set("Location", location(k, name))
 	reply(w, r, http.StatusCreated, "created")
 }
 
@@ -233,7 +236,7 @@ func (h *Handler) drop(w http.ResponseWriter, r *http.Request, u *upload) {
 	}
 	h.count(u.kind, resultDropped)
 	u.log.Info("agent upload accepted and dropped: its name is not one to forward", "bytes", n)
-	w.Header().Set("Location", "/"+u.kind.Dir()+"/"+u.name)
+	w.Header().Set("Location", location(u.kind, u.name))
 	reply(w, r, http.StatusCreated, "created")
 }
 
@@ -272,6 +275,11 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, u *upload, err 
 		u.log.Error("agent upload not stored", "err", err)
 		refuse(w, r, http.StatusInternalServerError, "storage failure; nothing was stored")
 	}
+}
+
+// location is the Location of a created upload: its path, escaped.
+func location(k uploadname.Kind, name string) string {
+	return (&url.URL{Path: "/" + k.Dir() + "/" + name}).EscapedPath()
 }
 
 // refuse answers an upload whose body was not read, or not to its end, then closes the

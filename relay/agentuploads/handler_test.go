@@ -117,7 +117,7 @@ func newKit(t testing.TB, ko kitOptions) *kit {
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
 	for _, kind := range uploadname.Kinds {
 		r.PUT("/"+kind.Dir()+"/*name", k.h.Put(kind))
-		for _, m := range DeniedMethods {
+		for _, m := range DeniedMethods() {
 			r.Handle(m, "/"+kind.Dir()+"/*name", k.h.Deny(kind))
 		}
 	}

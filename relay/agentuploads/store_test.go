@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,9 @@ func TestCreatedThenReplaced(t *testing.T) {
 	}
 	if got := resp.Header.Get("Location"); got != "/reports/"+reportName {
 		t.Errorf("Location %q", got)
+	}
+	if resp := k.put(t, "/reports/a%20b%3F.log", acceptedUser, acceptedPass, first); resp.Header.Get("Location") != "/reports/a%20b%3F.log" {
+		t.Errorf("Location %q, want the name escaped", resp.Header.Get("Location"))
 	}
 	resp = k.put(t, "/reports/"+reportName, acceptedUser, acceptedPass, second)
 	if resp.StatusCode != http.StatusNoContent {
@@ -334,27 +338,39 @@ func TestRootDirNotWritable(t *testing.T) {
 	}
 }
 
-// BenchmarkPutReport: PUT of a 4 KiB report over loopback into a store on disk (synced).
+// BenchmarkPutReport: PUT of a 4 KiB report over loopback into a store on disk (synced
+// before the answer), with one upload slot (one upload at a time), then 16 (their syncs
+// shared).
 func BenchmarkPutReport(b *testing.B) {
-	k := newKit(b, kitOptions{})
-	body := randomBytes(b, 4<<10)
-	c := k.srv.Client()
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		i++
-		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/reports/2026-12-03T10:00:00+00:00@node-%07d.log.gz", k.srv.URL, i), bytes.NewReader(body))
-		req.SetBasicAuth(acceptedUser, acceptedPass)
-		resp, err := c.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			b.Fatalf("PUT: %d", resp.StatusCode)
-		}
-		<-k.stored
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("slots=%d", clients), func(b *testing.B) {
+			k := newKit(b, kitOptions{slots: clients})
+			k.stored = make(chan struct{}, 1<<20)
+			body := randomBytes(b, 4<<10)
+			c := k.srv.Client()
+			c.Transport.(*http.Transport).MaxIdleConnsPerHost = clients
+			var seq atomic.Int64
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			b.SetParallelism(clients) // clients*GOMAXPROCS goroutines; the slots bound them to clients at once
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					url := fmt.Sprintf("%s/reports/2026-12-03T10:00:00+00:00@node-%07d.log.gz", k.srv.URL, seq.Add(1))
+					req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
+					req.SetBasicAuth(acceptedUser, acceptedPass)
+					resp, err := c.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						b.Errorf("PUT: %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -178,14 +178,21 @@ func (w *Worker) loop(ctx context.Context, k uploadname.Kind) {
 			storeErrors++
 			w.log.Error("read the agent uploads waiting for delivery", "kind", k.Dir(), "err", err, "retry_in", wait)
 		case ok:
-			storeErrors = 0
 			if d := time.Until(a.Due); d > 0 {
+				storeErrors = 0
 				wait = d
 				break
 			}
-			w.deliver(ctx, k, a)
+			err := w.deliver(ctx, k, a)
 			w.refresh()
-			continue
+			if err == nil {
+				storeErrors = 0
+				continue
+			}
+			// The outcome could not be recorded (the upload is still due): do not send it
+			// again at once, in a loop.
+			wait = forward.Backoff(storeErrors, w.opts.MinBackoff, w.opts.MaxBackoff)
+			storeErrors++
 		default:
 			storeErrors = 0
 		}
@@ -254,8 +261,9 @@ type localError struct{ err error }
 func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
-// deliver makes one attempt at a (due) and records its outcome.
-func (w *Worker) deliver(ctx context.Context, k uploadname.Kind, a storage.AgentUpload) {
+// deliver makes one attempt at a (due) and records its outcome; it returns the error of
+// the store that kept it from recording it (logged).
+func (w *Worker) deliver(ctx context.Context, k uploadname.Kind, a storage.AgentUpload) error {
 	log := w.log.With("kind", k.Dir(), "name", a.Name, "upload", a.ID(), "attempt", a.Attempts+1)
 	if !uploadname.Forwardable(k, a.Name) {
 		// Accepted from the agent, never forwarded (SPEC-relay-box.md): the relay's own
@@ -264,22 +272,19 @@ func (w *Worker) deliver(ctx context.Context, k uploadname.Kind, a storage.Agent
 		if k == uploadname.Report {
 			w.m.Reports.With("invalid").Inc()
 		}
-		w.remove(a, log)
-		return
+		return w.remove(a, log)
 	}
 	if k == uploadname.Report {
 		node, _ := uploadname.ReportNode(a.Name) // Forwardable: it parses
 		m := w.opts.Nodes()
 		if m.Len() == 0 {
 			// No map (not loaded yet, or broken): every node would be unknown. Wait.
-			w.retry(k, a, "the node map is empty: cannot tell whether the report's node is known", false, log)
-			return
+			return w.retry(k, a, "the node map is empty: cannot tell whether the report's node is known", false, log)
 		}
 		if _, known := m.Node(node); !known && node != m.Self() {
 			log.Warn("report kept aside as failed: its node is not in the node map", "node", node)
 			w.m.Reports.With("invalid").Inc()
-			w.fail(a, "unknown node "+node, log)
-			return
+			return w.fail(a, "unknown node "+node, log)
 		}
 	}
 	status, err := w.put(ctx, k, a)
@@ -287,48 +292,59 @@ func (w *Worker) deliver(ctx context.Context, k uploadname.Kind, a storage.Agent
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Replaced or removed meanwhile: the loop takes the next one.
+		return nil
 	case errors.As(err, &local):
 		log.Error("agent upload kept aside as failed: it cannot be read", "err", err)
-		w.fail(a, "local error: "+err.Error(), log)
+		return w.fail(a, "local error: "+err.Error(), log)
 	case err != nil && ctx.Err() != nil:
 		log.Info("delivery interrupted by shutdown; the upload stays waiting")
+		return nil
 	case err != nil:
-		w.retry(k, a, err.Error(), true, log)
+		return w.retry(k, a, err.Error(), true, log)
 	case status >= 200 && status < 300:
 		log.Info("agent upload delivered upstream", "status", status, "bytes", a.Size)
 		w.m.outcome(k, "forward_ok")
-		w.remove(a, log)
+		return w.remove(a, log)
 	default:
-		w.retry(k, a, fmt.Sprintf("the upstream answered %d %s", status, http.StatusText(status)), true, log)
+		return w.retry(k, a, fmt.Sprintf("the upstream answered %d %s", status, http.StatusText(status)), true, log)
 	}
 }
 
-func (w *Worker) remove(a storage.AgentUpload, log *slog.Logger) {
-	if err := w.store.DeleteAgentUpload(a); err != nil {
+func (w *Worker) remove(a storage.AgentUpload, log *slog.Logger) error {
+	err := w.store.DeleteAgentUpload(a)
+	if err != nil {
 		log.Error("remove agent upload", "err", err)
 	}
+	return err
 }
 
-func (w *Worker) fail(a storage.AgentUpload, reason string, log *slog.Logger) {
-	if err := w.store.FailAgentUpload(a, reason); err != nil && !errors.Is(err, storage.ErrNotFound) {
+func (w *Worker) fail(a storage.AgentUpload, reason string, log *slog.Logger) error {
+	err := w.store.FailAgentUpload(a, reason)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
 		log.Error("keep agent upload aside as failed", "err", err)
 	}
+	return err
 }
 
 // retry records a failed attempt; counted says it was a delivery that failed (not a wait).
-func (w *Worker) retry(k uploadname.Kind, a storage.AgentUpload, reason string, counted bool, log *slog.Logger) {
+func (w *Worker) retry(k uploadname.Kind, a storage.AgentUpload, reason string, counted bool, log *slog.Logger) error {
 	if counted {
 		w.m.Failures.With(k.Dir()).Inc()
 		w.m.outcome(k, "forward_error")
 	}
 	delay := forward.Backoff(a.Attempts, w.opts.MinBackoff, w.opts.MaxBackoff)
 	if err := w.store.RetryAgentUpload(a, time.Now().Add(delay), reason); err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			log.Error("record failed delivery", "err", err)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
 		}
-		return
+		log.Error("record failed delivery", "err", err)
+		return err
 	}
 	log.Warn("agent upload not delivered; will retry", "err", reason, "retry_in", delay.Round(time.Millisecond))
+	return nil
 }
 
 // maxPasswordFile bounds a password file.

@@ -544,3 +544,60 @@ func TestShutdownMidAttempt(t *testing.T) {
 		t.Fatalf("after shutdown: %+v, %v, %v", a, ok, err)
 	}
 }
+
+// TestRedirectLeavingHTTPS: a redirect from the HTTPS upstream to plain HTTP is not
+// followed (the credentials would travel in clear); the upload is retried.
+func TestRedirectLeavingHTTPS(t *testing.T) {
+	plain := newUpstream(t, false, nil)
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.srv.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer secure.Close()
+	pin := keyhash.OfSPKI(secure.Certificate().RawSubjectPublicKeyInfo).String()
+	nodes := testMap(t)
+	hops, err := forward.NewHops(forward.HopOptions{Upstream: secure.URL, UpstreamKeyHash: pin}, func() *nodemap.Map { return nodes }, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := fastOptions(t, secure.URL, nodes)
+	opts.Upstream = hops.Upstream
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	keep(t, s, "inventories", "i.gz", []byte("x"))
+	start(t, s, opts)
+	relaytest.Eventually(t, 5*time.Second, "redirect refused", func() bool {
+		a, ok, _ := s.NextAgentUpload("inventories")
+		return ok && a.Attempts > 0 && strings.Contains(a.LastError, "from HTTPS")
+	})
+	if got := plain.requests(); len(got) != 0 {
+		t.Fatalf("the plain HTTP server got %+v", got)
+	}
+}
+
+// TestAttemptTimeout: an upstream that does not answer within forward.attempt_timeout
+// fails the attempt, which is retried.
+func TestAttemptTimeout(t *testing.T) {
+	release := make(chan struct{})
+	var first sync.Once
+	up := newUpstream(t, false, func(r *http.Request, n int) int {
+		hang := false
+		first.Do(func() { hang = true })
+		if hang {
+			<-release // the first request hangs
+		}
+		return http.StatusCreated
+	})
+	defer close(release)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	keep(t, s, "reports", report(nodeA, 1), []byte("x"))
+	opts := fastOptions(t, up.srv.URL, testMap(t))
+	opts.AttemptTimeout = 200 * time.Millisecond
+	h := start(t, s, opts)
+	relaytest.Eventually(t, 5*time.Second, "timed out attempt retried", func() bool {
+		return h.m.Failures.With("reports").Value() == 1
+	})
+	relaytest.Eventually(t, 5*time.Second, "delivered on the second attempt", func() bool {
+		return len(up.delivered()) == 1 && len(waiting(s, "reports")) == 0
+	})
+}

@@ -8,4 +8,8 @@
 // gives; AdminHandler serves /metrics, the local status, reload and backup, and mounts the
 // edge operator API the assembly passes in. This package does not know the edge API: it
 // only mounts an http.Handler.
+//
+// On the relay API listener, runs of slashes in a path collapse before routing
+// (CollapseSlashes), and the system endpoints answer in relayd's envelope, as Rudder's tools
+// read them (Envelope, ReloadSuccess); the admin listener keeps Keel's own documents.
 package httpapi
