@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,11 +46,15 @@ type received struct {
 	Size       int
 }
 
-// recorder is an upstream on loopback that records every PUT and answers 201. It starts down
-// (nothing listens on its port) until up is called.
+// recorder is an upstream on loopback that records every PUT and answers 201 (or 503 while
+// refuse is above 0). It starts down (nothing listens on its port) until up is called.
 type recorder struct {
 	addr string
 	srv  *http.Server
+
+	// refuse is how many of the next PUTs are answered 503 (and not recorded), as an upstream
+	// in trouble answers.
+	refuse atomic.Int32
 
 	mu   sync.Mutex
 	puts []received
@@ -91,6 +96,10 @@ func (r *recorder) up(t *testing.T) {
 func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodPut {
 		http.Error(w, "PUT only", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.refuse.Add(-1) >= 0 {
+		http.Error(w, "the test's upstream is busy", http.StatusServiceUnavailable)
 		return
 	}
 	h := sha256.New()

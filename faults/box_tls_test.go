@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +124,27 @@ func TestBoxTLS(t *testing.T) {
 	// A client pinning another key does not talk to the relay (the pin is what protects the agent).
 	if _, _, _, err := get(pinnedClient(certA.pin(), nil), http.MethodGet, p.api+"/uuid", nil); err == nil {
 		t.Error("a client pinning another key got an answer")
+	}
+
+	// The agent key as CFEngine keeps it: legacy encrypted PEM under CFEngine's passphrase.
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Log("no openssl: the encrypted agent key is not tried")
+		return
+	}
+	enc := filepath.Join(dir, "localhost-encrypted.priv")
+	out, err := exec.Command(openssl, "rsa", "-in", filepath.Join(dir, "localhost.priv"), "-out", enc,
+		"-traditional", "-des3", "-passout", "pass:Cfengine passphrase").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl rsa -des3: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(enc); err != nil || !strings.Contains(string(b), "Proc-Type: 4,ENCRYPTED") {
+		t.Fatalf("openssl did not write a legacy encrypted PEM: %v\n%s", err, b)
+	}
+	p.stop(t)
+	s["http.tls_key"] = fmt.Sprintf("%q", enc)
+	p = startRelayTLS(t, "relay", writeConfig(t, dir, "relay-encrypted-key.yaml", s), api, admin)
+	if code, _, body, err := get(anon, http.MethodGet, p.api+"/uuid", nil); err != nil || code != http.StatusOK || strings.TrimSpace(body) != "root" {
+		t.Errorf("GET /uuid, the relay's key encrypted as CFEngine keeps it, pinned: %d %q %v", code, body, err)
 	}
 }

@@ -24,10 +24,11 @@ type sentUpload struct {
 
 // TestBoxUploadsDeliveredAfterKill: agents upload inventories (both files, in either order),
 // inventory updates and reports to a relay whose upstream is down; the relay is killed with
-// SIGKILL, restarted, and the upstream comes up. Every acknowledged upload arrives exactly
-// once with its name and (last) bytes, with the Basic credentials of upstream_auth for its
-// kind, in the order of arrival per kind; the relay's self-test file uuid.hive and a report of
-// a node outside the node map never arrive, and the latter is listed as failed.
+// SIGKILL, restarted, and the upstream comes up (answering 503 at first). Every acknowledged
+// upload arrives exactly once with its name and (last) bytes, with the Basic credentials of
+// upstream_auth for its kind, in the order of arrival per kind; the relay's self-test file
+// uuid.hive and a report of a node outside the node map never arrive, and the latter is
+// listed as failed.
 func TestBoxUploadsDeliveredAfterKill(t *testing.T) {
 	needBinary(t)
 	dir := t.TempDir()
@@ -123,6 +124,7 @@ func TestBoxUploadsDeliveredAfterKill(t *testing.T) {
 
 	p.kill9(t)
 	p = startRelay(t, "relay", cfg, api, admin)
+	up.refuse.Store(5) // the upstream comes up in trouble: its first answers are 503
 	up.up(t)
 
 	want := map[string]sentUpload{}
