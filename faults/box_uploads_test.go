@@ -115,6 +115,12 @@ func TestBoxUploadsDeliveredAfterKill(t *testing.T) {
 			t.Errorf("PUT %s as %q: %d %v %q %v, want 401 with Basic realm=\"WebDAV Storage\"", r.path, r.user, code, hdr.Values("WWW-Authenticate"), b, err)
 		}
 	}
+	for _, name := range []string{"..", ".", "a%2Fb", "%2E%2E", "a%00b"} {
+		code, _, b, err := agentPut(c, p.api+"/reports/"+name, bcryptUser, bcryptPass, []byte("x"), false)
+		if err != nil || code != http.StatusBadRequest {
+			t.Errorf("PUT /reports/%s: %d %q %v, want 400", name, code, b, err)
+		}
+	}
 	for _, m := range []string{http.MethodGet, http.MethodDelete, "PROPFIND", "MKCOL"} {
 		code, _, _, err := get(c, m, p.api+"/reports/"+reportName(now, nodeA), map[string]string{"Authorization": basic(bcryptUser, bcryptPass)})
 		if err != nil || code != http.StatusForbidden {
