@@ -601,3 +601,26 @@ func TestAttemptTimeout(t *testing.T) {
 		return len(up.delivered()) == 1 && len(waiting(s, "reports")) == 0
 	})
 }
+
+// BenchmarkDeliverReports delivers b.N kept 4 KiB reports to a local upstream (one kind,
+// one at a time, each removal synced): the rate a relay catches up at after an outage.
+func BenchmarkDeliverReports(b *testing.B) {
+	up := newUpstream(b, false, nil)
+	s := openStore(b, b.TempDir())
+	defer s.Close()
+	content := bytes.Repeat([]byte("r"), 4<<10)
+	for i := range b.N {
+		at := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+		keep(b, s, "reports", at.Format(time.RFC3339)[:19]+"+00:00@"+nodeA+".log.gz", content)
+	}
+	b.SetBytes(int64(len(content)))
+	b.ResetTimer()
+	start(b, s, fastOptions(b, up.srv.URL, testMap(b)))
+	deadline := time.Now().Add(time.Minute)
+	for len(up.delivered()) < b.N || s.AgentUploadStats().Waiting > 0 {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d delivered after a minute", len(up.delivered()), b.N)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
