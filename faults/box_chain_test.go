@@ -15,9 +15,9 @@ import (
 )
 
 // TestBoxSubRelayChain: a node uploads to a sub-relay (lower), whose upstream is another Keel
-// relay (upper), whose upstream records: each upload arrives at the recording root once, with
-// its name and bytes. The upper relay checks the lower one's upstream_auth credentials
-// against its own htpasswd files, as Apache checked relayd's.
+// relay (upper, over TLS, its key pinned), whose upstream records: each upload arrives at the
+// recording root once, with its name and bytes. The upper relay checks the lower one's
+// upstream_auth credentials against its own htpasswd files, as Apache checked relayd's.
 func TestBoxSubRelayChain(t *testing.T) {
 	needBinary(t)
 	dir := t.TempDir()
@@ -44,12 +44,17 @@ func TestBoxSubRelayChain(t *testing.T) {
 	us["role"] = "relay"
 	us["upstream"] = fmt.Sprintf("%q", root.URL())
 	us["upstream_auth.password_file"] = fmt.Sprintf("%q", filepath.Join(upperDir, "upstream-password"))
-	upper := startRelay(t, "upper", writeConfig(t, upperDir, "relay.yaml", us), upperAPI, upperAdm)
+	// The upper relay's API speaks TLS with its agent key, which the lower relay pins.
+	upperKey := selfSigned(t, newRSAKey(t), "upper", "")
+	us["http.tls_cert"] = fmt.Sprintf("%q", writeFile(t, upperDir, "agent.cert", upperKey.certPEM))
+	us["http.tls_key"] = fmt.Sprintf("%q", writeFile(t, upperDir, "localhost.priv", upperKey.keyPEM))
+	upper := startRelayTLS(t, "upper", writeConfig(t, upperDir, "relay.yaml", us), upperAPI, upperAdm)
 
 	lowerAPI, lowerAdm := relaytest.FreeAddr(t), relaytest.FreeAddr(t)
 	ls := boxSettings(baseSettings("lower", filepath.Join(lowerDir, "data"), lowerNodes, lowerAPI, lowerAdm), lowerDir)
 	ls["role"] = "relay"
 	ls["upstream"] = fmt.Sprintf("%q", upper.api)
+	ls["forward.tls"] = fmt.Sprintf("{key_hash: %q}", upperKey.pin())
 	ls["upstream_auth.password_file"] = fmt.Sprintf("%q", filepath.Join(lowerDir, "upstream-password"))
 	ls["upstream_auth.default_password_file"] = fmt.Sprintf("%q", filepath.Join(lowerDir, "upstream-default-password"))
 	lower := startRelay(t, "lower", writeConfig(t, lowerDir, "relay.yaml", ls), lowerAPI, lowerAdm)
