@@ -47,7 +47,8 @@
 // the upstream is down survive a SIGKILL and arrive once each, with their names, bytes and
 // upstream_auth credentials, in order per kind, through a chain of two relays too, or into
 // root_dir at the root, never partial; uploads in flight at a SIGKILL arrive whole or not at
-// all, never older than acknowledged; a report of an unknown node is kept aside as failed;
+// all, never older than acknowledged; waiting uploads are bounded (507) and expire after the
+// retention, across a restart too; a report of an unknown node is kept aside as failed;
 // the shared folder answers relayd's test cases; the TLS front presents the pinned agent key
 // (also encrypted as CFEngine keeps it), speaks TLS 1.3, names nodes by their certificates and
 // refuses unknown ones; the system endpoints answer in relayd's envelope.
