@@ -40,7 +40,7 @@ test-unit: ## unit, integration and end-to-end tests under the race detector (re
 
 # Fault injection against the real binary on loopback (package faults/): a few minutes.
 .PHONY: test-faults
-test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow and hostile clients, garbage and huge node maps
+test-faults: ## kill -9 during uploads and deliveries, upstream down, disk full (as root), slow and hostile clients, garbage and huge node maps, the relay box end to end
 	KEEL_FAULT_TESTS=1 $(GO) test -count=1 -timeout 10m -v ./faults/
 
 .PHONY: test-hostile

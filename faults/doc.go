@@ -38,4 +38,18 @@
 //
 // where deliveries(f) counts the 2xx answers of the next hop to PUTs of f. With no kill, a
 // file is delivered exactly once.
+//
+// # The relay box
+//
+// The box_*_test.go files check what Rudder agents, Rudder's tools and the upstream see of a
+// relay box (SPEC-relay-box.md), against recording upstreams on loopback: agents' uploads
+// (HTTP Basic against htpasswd files with bcrypt, apr1 and {SHA} entries) acknowledged while
+// the upstream is down survive a SIGKILL and arrive once each, with their names, bytes and
+// upstream_auth credentials, in order per kind, through a chain of two relays too, or into
+// root_dir at the root, never partial; uploads in flight at a SIGKILL arrive whole or not at
+// all, never older than acknowledged; waiting uploads are bounded (507) and expire after the
+// retention, across a restart too; a report of an unknown node is kept aside as failed;
+// the shared folder answers relayd's test cases; the TLS front presents the pinned agent key
+// (also encrypted as CFEngine keeps it), speaks TLS 1.3, names nodes by their certificates and
+// refuses unknown ones; the system endpoints answer in relayd's envelope.
 package faults

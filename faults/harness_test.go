@@ -9,6 +9,7 @@ package faults
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -139,8 +140,9 @@ type proc struct {
 	cmd   *exec.Cmd
 	out   *relaytest.SyncBuffer
 	done  chan struct{}
-	api   string // API base URL
-	admin string // admin base URL
+	api   string       // API base URL
+	admin string       // admin base URL
+	ready *http.Client // what waitReady asks the API with
 	// ended is set when the test itself stopped or killed the process: its output is not
 	// worth logging then.
 	ended atomic.Bool
@@ -151,6 +153,23 @@ type proc struct {
 // test failed.
 func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	t.Helper()
+	return startRelayAt(t, name, cfg, "http://"+api, admin, newClient(time.Second))
+}
+
+// startRelayTLS is startRelay for a relay whose API listener speaks TLS (http.tls_cert): its
+// API base URL is https://api, and readiness is checked without verifying its certificate.
+func startRelayTLS(t testing.TB, name, cfg, api, admin string) *proc {
+	t.Helper()
+	insecure := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true, Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // only "is it up?"
+	}}
+	return startRelayAt(t, name, cfg, "https://"+api, admin, insecure)
+}
+
+// startRelayAt runs the relay and waits until c gets an answer from the status endpoint of
+// its API at apiURL.
+func startRelayAt(t testing.TB, name, cfg, apiURL, admin string, c *http.Client) *proc {
+	t.Helper()
 	cmd := exec.Command(relayBin, "run", "--config", cfg)
 	cmd.Env = withoutKeelEnv()
 	out := &relaytest.SyncBuffer{}
@@ -158,7 +177,7 @@ func startRelay(t testing.TB, name, cfg, api, admin string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{}), api: "http://" + api, admin: "http://" + admin}
+	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{}), api: apiURL, admin: "http://" + admin, ready: c}
 	go func() {
 		_ = cmd.Wait()
 		close(p.done)
@@ -205,7 +224,7 @@ func (p *proc) exited() bool {
 
 func (p *proc) waitReady(t testing.TB) {
 	t.Helper()
-	c := newClient(time.Second)
+	c := p.ready
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if p.exited() {

@@ -10,7 +10,9 @@
 // constrained section: small PUTs against 16 threads writing and fsyncing 1 KiB files, disk
 // bytes written per content byte through expiry and value-log GC, and the relay with its
 // defaults in a 64 MiB memory cgroup (small PUTs, 1 MiB PUTs, restart, edge daemons; OOM
-// kills and peaks), skipped with a printed reason where no memory cgroup can be made.
+// kills and peaks), skipped with a printed reason where no memory cgroup can be made; and the
+// relay box: agents' uploads (HTTP Basic, bcrypt) from 16 clients and their delivery upstream
+// against shared-file PUTs, and the RSS while they wait for a down upstream.
 //
 //	go run ./bench/cmd/report -out bench      # full sizes; writes bench/REPORT.md and bench/report.json
 //	go run ./bench/cmd/report -quick          # small sizes, about a minute; report on stdout only
@@ -39,11 +41,11 @@ import (
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons, a 20,000-node map; constrained: 2,000 small PUTs, 20 × 1 MiB, 200 daemons)")
+	quick := flag.Bool("quick", false, "small sizes (2,000 files, 128 MiB expiry, 100 nodes, hey -n 5000, 200 edge daemons, a 20,000-node map; constrained: 2,000 small PUTs, 20 × 1 MiB, 200 daemons; box: 300 uploads)")
 	out := flag.String("out", "", "directory to write REPORT.md and report.json into (nothing written when empty)")
 	command := flag.String("command", "", "how this run was started, as shown in the report (default: the go run command line)")
 	base := flag.String("dir", os.Getenv("KEEL_BENCH_DIR"), "directory for the relays' data (default: the system temp dir; $KEEL_BENCH_DIR)")
-	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge, nodemap, constrained (default: all)")
+	only := flag.String("only", "", "run only these scenarios, comma-separated: put, store, remote, expiry, edge, nodemap, constrained, box (default: all)")
 	flag.Parse()
 	if *command == "" {
 		*command = strings.TrimSpace("go run ./bench/cmd/report " + strings.Join(os.Args[1:], " "))
@@ -93,6 +95,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 		{"edge", b.edge},
 		{"nodemap", b.nodeMaps},
 		{"constrained", b.constrained},
+		{"box", b.box},
 	}
 	selected := map[string]bool{}
 	for _, name := range strings.Split(only, ",") {
@@ -105,7 +108,7 @@ func run(ctx context.Context, log *slog.Logger, p params, base, out, command, on
 	}
 	for name := range selected {
 		if !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.name == name }) {
-			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge, nodemap, constrained)", name)
+			return fmt.Errorf("-only %s: no such scenario (put, store, remote, expiry, edge, nodemap, constrained, box)", name)
 		}
 	}
 	var failed []string

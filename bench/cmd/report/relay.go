@@ -104,6 +104,9 @@ type relayConfig struct {
 	// cgroup, when set, is the directory of a cgroup the relay runs in from its first
 	// instruction: a shell puts itself there (writes its pid to cgroup.procs), then execs it.
 	cgroup string
+	// extra is YAML appended to the config file as is: keys and sections the fields above do
+	// not write (the relay-box scenario's role, upstream and agent_uploads).
+	extra string
 }
 
 // edgeListeners are the addresses of an edge relay, and the streams it must hold (with
@@ -166,6 +169,7 @@ func (c relayConfig) yaml(api string) string {
 			fmt.Fprintf(&b, "  concurrency: %d\n", c.concurrency)
 		}
 	}
+	b.WriteString(c.extra)
 	return b.String()
 }
 

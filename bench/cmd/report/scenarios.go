@@ -63,6 +63,9 @@ type params struct {
 	smallPuts, bigPuts, cgEdgeN int
 	wearSmall, wearBig          int
 	wearPlateau                 time.Duration
+	// The relay-box section: agents' uploads sent (then waiting for a down upstream, then
+	// delivered), and the nodes they come from.
+	boxUploads, boxNodes int
 }
 
 func fullParams() params {
@@ -74,6 +77,7 @@ func fullParams() params {
 		edgeN: 10000, edgeInvokes: 50000,
 		nodeMapNodes: 100_000, bigNodeMapNodes: 1_000_006,
 		smallPuts: 20000, bigPuts: 100, cgEdgeN: 2000, wearSmall: 20000, wearBig: 200, wearPlateau: 5 * time.Second,
+		boxUploads: 1000, boxNodes: 100,
 	}
 }
 
@@ -92,6 +96,7 @@ func quickParams() params {
 	p.nodeMapNodes, p.bigNodeMapNodes = 20_000, 0
 	p.smallPuts, p.bigPuts, p.cgEdgeN = 2000, 20, 200
 	p.wearSmall, p.wearBig, p.wearPlateau = 2000, 20, 3*time.Second
+	p.boxUploads = 300
 	return p
 }
 
