@@ -20,7 +20,7 @@ TOOL        := $(GO) tool -modfile=tools/go.mod
 FUZZTIME    ?= 10s
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check cross cross-check test-32bit package package-test test-emulated verify-units clean
+.PHONY: help build try run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check cross cross-check test-32bit package package-test test-emulated verify-units clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,6 +28,9 @@ help: ## list the targets
 build: ## build keel-relay and keel-agent into ./bin
 	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-relay ./cmd/keel-relay
 	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-agent ./cmd/keel-agent
+
+try: build ## build, and write keel-try/: two test node keys, a node map pinning them, relay and agent configs (README, "Try it")
+	tools/try-setup keel-try
 
 run: build ## build and run the relay on the embedded default config (loopback, data in ./keel-data)
 	$(BIN)/keel-relay run
