@@ -11,8 +11,9 @@ GOBUILD     := $(GO) build -trimpath -buildvcs=false
 BIN         := bin
 DIST        ?= dist
 CROSS       := linux/amd64 linux/arm64 linux/arm linux/386 windows/amd64
-# Packages: nfpm (pinned in tools/go.mod) builds a .deb and an .rpm per architecture.
-PKG_ARCHES  ?= amd64 arm64
+# Packages: nfpm (pinned in tools/go.mod) builds a .deb and an .rpm per architecture (GOARCH;
+# arm is armv7: nfpm's arm7, the .deb's armhf and the .rpm's armv7hl).
+PKG_ARCHES  ?= amd64 arm64 arm
 PKG_VERSION ?= $(shell packaging/pkg-version '$(VERSION)' '$(SOURCE_DATE_EPOCH)' '$(COMMIT)')
 PKG_RELEASE ?= 1
 PKG_MAINTAINER ?= Keel authors <keel-relay@users.noreply.github.com>
@@ -106,8 +107,9 @@ cross-check: cross ## prove the cross build reproducible: rebuild elsewhere from
 test-32bit: ## every test on 32-bit (GOARCH=386, no cgo): no 64-bit-only assumptions
 	CGO_ENABLED=0 GOARCH=386 $(GO) test -count=1 -timeout 20m ./...
 
-package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm64) into dist/ (nfpm)
+package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm64 arm = armhf/armv7hl) into dist/ (nfpm), replacing those of earlier builds
 	@set -e; build=$(DIST)/pkg; mkdir -p $$build; \
+	rm -f $(foreach c,$(CMDS),$(DIST)/$(c)_*.deb $(DIST)/$(c)-*.rpm); \
 	$(foreach a,$(PKG_ARCHES),echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));) \
 	for c in $(CMDS); do gzip -9 -n -c packaging/$$c.1 > $$build/$$c.1.gz; done; \
 	{ echo "- semver: $(PKG_VERSION)-$(PKG_RELEASE)"; \
@@ -118,14 +120,15 @@ package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm
 	  echo "    - note: Keel $(VERSION) (commit $(COMMIT))."; } > $$build/changelog.yml; \
 	for c in $(CMDS); do sed "s|@PKG_BUILD@|$$build|g" packaging/$$c.nfpm.yaml > $$build/$$c.nfpm.yaml; done; \
 	for c in $(CMDS); do for arch in $(PKG_ARCHES); do for fmt in deb rpm; do \
-	  ARCH=$$arch PKG_BIN=$(DIST)/linux-$$arch/$$c PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
+	  ARCH=$$([ $$arch = arm ] && echo arm7 || echo $$arch) PKG_BIN=$(DIST)/linux-$$arch/$$c PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
 	  PKG_RELEASE='$(PKG_RELEASE)' PKG_MAINTAINER='$(PKG_MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' \
 	  $(TOOL) nfpm package --config $$build/$$c.nfpm.yaml --packager $$fmt --target $(DIST)/; \
 	done; done; done
 
-package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs
+package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs; install the ARM ones and run them under qemu-user
 	packaging/test-packages.sh $(DIST)
 	packaging/test-agent-package.sh $(DIST)
+	packaging/test-foreign-packages.sh $(DIST)
 
 test-emulated: ## the arm64 and armv7 binaries under qemu-user: version of both, then one relay status request
 	@set -e; $(foreach a,arm64 arm,echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));)
