@@ -74,8 +74,10 @@ for deb in "${debs[@]}"; do
 	done
 	conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles)
 	[ "$conffiles" = /etc/keel/agent.yaml ] || fail "$deb: conffiles is '$conffiles', want /etc/keel/agent.yaml"
-	rm -rf "$tmp/unpacked" && mkdir "$tmp/unpacked" && dpkg-deb -x "$deb" "$tmp/unpacked"
-	check_doc_links "$tmp/unpacked/usr/share/doc/keel-agent"
+	if [ "$deb" = "${debs[0]}" ]; then # the same docs in every architecture's
+		rm -rf "$tmp/unpacked" && mkdir "$tmp/unpacked" && dpkg-deb -x "$deb" "$tmp/unpacked"
+		check_doc_links "$tmp/unpacked/usr/share/doc/keel-agent"
+	fi
 	if dpkg-deb -c "$deb" | grep -q sysusers; then fail "$deb: ships a sysusers.d file (the agent runs as root)"; fi
 	echo "ok: $deb: files, owners, modes, conffiles"
 done

@@ -86,10 +86,12 @@ for deb in "${debs[@]}"; do
 	done
 	conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles)
 	[ "$conffiles" = /etc/keel/relay.yaml ] || fail "$deb: conffiles is '$conffiles', want /etc/keel/relay.yaml"
-	cmp -s <(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/share/keel/cluster.proto) internal/wire/edgepb/cluster.proto ||
-		fail "$deb: /usr/share/keel/cluster.proto is not internal/wire/edgepb/cluster.proto"
-	rm -rf "$tmp/unpacked" && mkdir "$tmp/unpacked" && dpkg-deb -x "$deb" "$tmp/unpacked"
-	check_doc_links "$tmp/unpacked/usr/share/doc/keel-relay"
+	if [ "$deb" = "${debs[0]}" ]; then # the same docs and .proto in every architecture's
+		rm -rf "$tmp/unpacked" && mkdir "$tmp/unpacked" && dpkg-deb -x "$deb" "$tmp/unpacked"
+		cmp -s "$tmp/unpacked/usr/share/keel/cluster.proto" internal/wire/edgepb/cluster.proto ||
+			fail "$deb: /usr/share/keel/cluster.proto is not internal/wire/edgepb/cluster.proto"
+		check_doc_links "$tmp/unpacked/usr/share/doc/keel-relay"
+	fi
 	echo "ok: $deb: files, owners, modes, conffiles"
 done
 
