@@ -11,8 +11,9 @@ GOBUILD     := $(GO) build -trimpath -buildvcs=false
 BIN         := bin
 DIST        ?= dist
 CROSS       := linux/amd64 linux/arm64 linux/arm linux/386 windows/amd64
-# Packages: nfpm (pinned in tools/go.mod) builds a .deb and an .rpm per architecture.
-PKG_ARCHES  ?= amd64 arm64
+# Packages: nfpm (pinned in tools/go.mod) builds a .deb and an .rpm per architecture (GOARCH;
+# arm is armv7: nfpm's arm7, the .deb's armhf and the .rpm's armv7hl).
+PKG_ARCHES  ?= amd64 arm64 arm
 PKG_VERSION ?= $(shell packaging/pkg-version '$(VERSION)' '$(SOURCE_DATE_EPOCH)' '$(COMMIT)')
 PKG_RELEASE ?= 1
 PKG_MAINTAINER ?= Keel authors <keel-relay@users.noreply.github.com>
@@ -20,7 +21,7 @@ TOOL        := $(GO) tool -modfile=tools/go.mod
 FUZZTIME    ?= 10s
 export CGO_ENABLED ?= 0
 
-.PHONY: help build run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check man cross cross-check test-32bit package package-test test-emulated verify-units clean
+.PHONY: help build try run test test-unit fuzz bench bench-quick bench-constrained lint proto proto-check man cross cross-check test-32bit package package-test test-emulated verify-units clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,6 +29,9 @@ help: ## list the targets
 build: ## build keel-relay and keel-agent into ./bin
 	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-relay ./cmd/keel-relay
 	$(GOBUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/keel-agent ./cmd/keel-agent
+
+try: build ## build, and write keel-try/: two test node keys, a node map pinning them, relay and agent configs (README, "Try it")
+	tools/try-setup keel-try
 
 run: build ## build and run the relay on the embedded default config (loopback, data in ./keel-data)
 	$(BIN)/keel-relay run
@@ -112,8 +116,9 @@ cross-check: cross ## prove the cross build reproducible: rebuild elsewhere from
 test-32bit: ## every test on 32-bit (GOARCH=386, no cgo): no 64-bit-only assumptions
 	CGO_ENABLED=0 GOARCH=386 $(GO) test -count=1 -timeout 20m ./...
 
-package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm64) into dist/ (nfpm)
+package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm64 arm = armhf/armv7hl) into dist/ (nfpm), replacing those of earlier builds
 	@set -e; build=$(DIST)/pkg; mkdir -p $$build; \
+	rm -f $(foreach c,$(CMDS),$(DIST)/$(c)_*.deb $(DIST)/$(c)-*.rpm); \
 	$(foreach a,$(PKG_ARCHES),echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));) \
 	for c in $(CMDS); do gzip -9 -n -c packaging/$$c.1 > $$build/$$c.1.gz; \
 	  $(GO) run ./cmd/$$c completion bash > $$build/$$c.bash; $(GO) run ./cmd/$$c completion zsh > $$build/$$c.zsh; done; \
@@ -125,15 +130,16 @@ package: ## .deb and .rpm of keel-relay and keel-agent for PKG_ARCHES (amd64 arm
 	  echo "    - note: Keel $(VERSION) (commit $(COMMIT))."; } > $$build/changelog.yml; \
 	for c in $(CMDS); do sed "s|@PKG_BUILD@|$$build|g" packaging/$$c.nfpm.yaml > $$build/$$c.nfpm.yaml; done; \
 	for c in $(CMDS); do for arch in $(PKG_ARCHES); do for fmt in deb rpm; do \
-	  ARCH=$$arch PKG_BIN=$(DIST)/linux-$$arch/$$c PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
+	  ARCH=$$([ $$arch = arm ] && echo arm7 || echo $$arch) PKG_BIN=$(DIST)/linux-$$arch/$$c PKG_BUILD=$$build PKG_VERSION='$(PKG_VERSION)' \
 	  PKG_RELEASE='$(PKG_RELEASE)' PKG_MAINTAINER='$(PKG_MAINTAINER)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' \
 	  $(TOOL) nfpm package --config $$build/$$c.nfpm.yaml --packager $$fmt --target $(DIST)/; \
 	done; done; done
 
-package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs; promtool on the alert rules
+package-test: package ## inspect and lint the packages; as root, install, run, upgrade, remove and purge the .debs; install the ARM ones and run them under qemu-user; promtool on the alert rules
 	packaging/monitoring/check-rules.sh
 	packaging/test-packages.sh $(DIST)
 	packaging/test-agent-package.sh $(DIST)
+	packaging/test-foreign-packages.sh $(DIST)
 
 test-emulated: ## the arm64 and armv7 binaries under qemu-user: version of both, then one relay status request
 	@set -e; $(foreach a,arm64 arm,echo "build linux/$(a)"; $(call go_build,linux,$(a),$(DIST)/linux-$(a));)

@@ -63,6 +63,10 @@ for deb in "${debs[@]}"; do
 		'-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_keel-agent' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/copyright' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/README.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/README.package.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/SECURITY.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/docs/edge.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/docs/wire/edge-grpc.md' \
 		'drwxr-xr-x root/root ./etc/keel/' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-agent/changelog.Debian.gz' \
 		'-rw-r--r-- root/root ./usr/share/lintian/overrides/keel-agent'; do
@@ -72,6 +76,10 @@ for deb in "${debs[@]}"; do
 	done
 	conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles)
 	[ "$conffiles" = /etc/keel/agent.yaml ] || fail "$deb: conffiles is '$conffiles', want /etc/keel/agent.yaml"
+	if [ "$deb" = "${debs[0]}" ]; then # the same docs in every architecture's
+		rm -rf "$tmp/unpacked" && mkdir "$tmp/unpacked" && dpkg-deb -x "$deb" "$tmp/unpacked"
+		check_doc_links "$tmp/unpacked/usr/share/doc/keel-agent"
+	fi
 	if dpkg-deb -c "$deb" | grep -q sysusers; then fail "$deb: ships a sysusers.d file (the agent runs as root)"; fi
 	echo "ok: $deb: files, owners, modes, conffiles"
 done
@@ -86,7 +94,8 @@ for pkg in "${rpms[@]}"; do
 		'-rw-r--r-- root/root l /usr/share/licenses/keel-agent/copyright' \
 		'-rw-r--r-- root/root - /usr/share/bash-completion/completions/keel-agent' \
 		'-rw-r--r-- root/root - /usr/share/zsh/site-functions/_keel-agent' \
-		'-rw-r--r-- root/root d /usr/share/doc/keel-agent/README.md'
+		'-rw-r--r-- root/root d /usr/share/doc/keel-agent/README.md' \
+		'-rw-r--r-- root/root d /usr/share/doc/keel-agent/docs/edge.md'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done
 

@@ -2,10 +2,11 @@
 # test-packages.sh [DIST]: checks the packages `make package` left in DIST (default dist).
 #
 #  1. Inspects every .deb and .rpm (metadata, file list with owners and modes, conffiles,
-#     scripts) and runs lintian and rpmlint on them with our overrides; errors fail.
+#     scripts, the docs and the links between them, cluster.proto) and runs lintian and rpmlint on them with our overrides; errors fail.
 #  2. As root (else skipped), on a Debian-like machine: installs the .deb of this machine's
 #     architecture for real, checks the keel account, files, owners and modes, checks the
-#     config as keel, runs the relay as the unit would (as keel, on ports the kernel picks) and
+#     config as keel, runs the rpm's %post against the installed unit under a disable and an
+#     enable preset, runs the relay as the unit would (as keel, on ports the kernel picks) and
 #     gets a 200 from /system/status, stops it with SIGTERM (exit 0), upgrades to a rebuilt
 #     package (release + 1) with a locally changed config that must be kept, removes it (config
 #     and data kept) and purges it (both gone). The keel account is left, as Debian policy says.
@@ -17,6 +18,8 @@ cd "$(dirname "$0")/.."
 . packaging/testlib.sh
 dist=${1:-dist}
 marker=/var/lib/keel-relay/.keel-package-test
+preset=/etc/systemd/system-preset/00-keel-package-test.preset
+preset_dir_made=0 # set when this script made the preset directory (removed again)
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -35,6 +38,8 @@ tmp=$(mktemp -d)
 ours=0 # set once this script has installed the package
 cleanup() {
 	kill_relay
+	rm -f "$preset"
+	[ "$preset_dir_made" = 0 ] || rmdir "${preset%/*}" 2>/dev/null || true
 	if [ "$ours" = 1 ] && installed; then
 		dpkg -P keel-relay >/dev/null || true
 	fi
@@ -67,6 +72,13 @@ for deb in "${debs[@]}"; do
 		'-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_keel-relay' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/copyright' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/README.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/README.package.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/SECURITY.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/docs/api.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/docs/metrics.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/docs/edge.md' \
+		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/docs/wire/relay-api.md' \
+		'-rw-r--r-- root/root ./usr/share/keel/cluster.proto' \
 		'drwxr-xr-x root/root ./etc/keel/' \
 		'-rw-r--r-- root/root ./usr/share/doc/keel-relay/changelog.Debian.gz' \
 		'-rw-r--r-- root/root ./usr/share/keel/monitoring/keel-relay.dashboard.json' \
@@ -78,6 +90,12 @@ for deb in "${debs[@]}"; do
 	done
 	conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles)
 	[ "$conffiles" = /etc/keel/relay.yaml ] || fail "$deb: conffiles is '$conffiles', want /etc/keel/relay.yaml"
+	if [ "$deb" = "${debs[0]}" ]; then # the same docs and .proto in every architecture's
+		rm -rf "$tmp/unpacked" && mkdir "$tmp/unpacked" && dpkg-deb -x "$deb" "$tmp/unpacked"
+		cmp -s "$tmp/unpacked/usr/share/keel/cluster.proto" internal/wire/edgepb/cluster.proto ||
+			fail "$deb: /usr/share/keel/cluster.proto is not internal/wire/edgepb/cluster.proto"
+		check_doc_links "$tmp/unpacked/usr/share/doc/keel-relay"
+	fi
 	echo "ok: $deb: files, owners, modes, conffiles"
 done
 
@@ -92,7 +110,12 @@ for pkg in "${rpms[@]}"; do
 		'-rw-r--r-- root/root - /usr/share/bash-completion/completions/keel-relay' \
 		'-rw-r--r-- root/root - /usr/share/zsh/site-functions/_keel-relay' \
 		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/README.md' \
-		'-rw-r--r-- root/root - /usr/share/keel/monitoring/keel-relay.rules.yml'
+		'-rw-r--r-- root/root - /usr/share/keel/monitoring/keel-relay.rules.yml' \
+		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/SECURITY.md' \
+		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/docs/api.md' \
+		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/docs/metrics.md' \
+		'-rw-r--r-- root/root d /usr/share/doc/keel-relay/docs/edge.md' \
+		'-rw-r--r-- root/root - /usr/share/keel/cluster.proto'
 	echo "ok: $pkg: files, owners, modes, %config(noreplace)"
 done
 
@@ -148,6 +171,28 @@ check_file /usr/share/keel/monitoring/keel-relay.rules.yml root:root 644
 check_file /usr/share/keel/monitoring/keel-relay.dashboard.json root:root 644
 [ -L /etc/systemd/system/multi-user.target.wants/keel-relay.service ] || fail "keel-relay.service not enabled"
 echo "ok: keel account, files, owners, modes; unit enabled"
+
+# The rpm's %post, run here against the installed unit: on a first install it enables the
+# unit only if the presets say so (systemctl preset works without a running systemd).
+echo "== the rpm's %post follows the presets"
+postin=$(rpm -qp --qf '%{POSTIN}' "${rpms[0]}")
+if grep -Eq 'systemctl( [-a-z]+)* enable' <<<"$postin"; then fail "the rpm's %post enables the unit regardless of presets"; fi
+wants=/etc/systemd/system/multi-user.target.wants/keel-relay.service
+if [ ! -d "${preset%/*}" ]; then
+	mkdir -p "${preset%/*}"
+	preset_dir_made=1
+fi
+for verdict in disable enable; do
+	echo "$verdict keel-relay.service" >"$preset"
+	sh -c "$postin" rpm-post 1
+	if [ "$verdict" = enable ]; then
+		[ -L "$wants" ] || fail "the rpm's %post on a first install did not enable the unit under an enable preset"
+	else
+		[ ! -e "$wants" ] || fail "the rpm's %post on a first install left the unit enabled under a disable preset"
+	fi
+done
+rm -f "$preset"
+echo "ok: the rpm's %post: disable preset -> disabled, enable preset -> enabled"
 
 echo "== check-config as keel"
 runuser -u keel -- keel-relay check-config --config /etc/keel/relay.yaml >"$tmp/check.out"

@@ -124,3 +124,24 @@ lint_packages() {
 		echo "note: rpmlint not found; the .rpm is not linted (apt-get install rpmlint)"
 	fi
 }
+
+# check_doc_links DOCDIR: every relative link of the Markdown files under DOCDIR (an installed
+# /usr/share/doc/<package>, unpacked) to README.md, SECURITY.md or a Markdown file under docs/
+# resolves to a file under DOCDIR; no link leaves the repository (../ above the top). Links to
+# the source tree (relay/config/default.yaml, ...) and to anchors are not checked.
+check_doc_links() {
+	local top=$1 md dir link target path n=0
+	while IFS= read -r -d '' md; do
+		dir=$(dirname "$md")
+		while IFS= read -r link; do
+			target=${link%%#*}
+			case "$target" in '' | *://* | mailto:*) continue ;; esac
+			path=$(realpath -m "$dir/$target")
+			case "$path" in "$top"/*) ;; *) fail "$md: the link $link leaves the repository" ;; esac
+			case "${path#"$top"/}" in README.md | SECURITY.md | docs/*.md) ;; *) continue ;; esac
+			[ -f "$path" ] || fail "$md: the link $link points at nothing installed"
+			n=$((n + 1))
+		done < <(grep -o '\]([^)]*)' "$md" | sed 's/^](//; s/)$//')
+	done < <(find "$top" -name '*.md' -print0)
+	echo "ok: $n links between the installed docs resolve"
+}

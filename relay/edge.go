@@ -38,6 +38,6 @@ func edgeOptions(cfg *config.Config, plan membudget.Plan, pressure membudget.Pre
 		DrainGrace: e.DrainGrace,
 		MaxStreams: plan.EdgeStreams, MaxConnections: plan.EdgeConnections, Pressure: pressure,
 		SigningKey: key, Issuer: keys.Issuer(cfg.NodeID), TrustedIssuers: trusted,
-		AgentRunTimeout: cfg.RemoteRun.Timeout,
+		AgentRunTimeout: cfg.RemoteRun.Timeout, Reflection: e.ReflectionOn(),
 	}, nil
 }

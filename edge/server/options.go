@@ -74,6 +74,9 @@ type Options struct {
 	// one opens it right after its attestation, so a longer idle connection is a daemon
 	// backing off after a refusal, or gone; its place under MaxConnections is given back.
 	MaxConnectionIdle time.Duration
+	// Reflection serves the gRPC server reflection API (v1 and v1alpha) on the listener, so
+	// that grpcurl and the like can list and describe its services (edge.reflection).
+	Reflection bool
 
 	// SigningKey signs node security tokens (and this relay's enrollment tokens); Issuer is
 	// their iss (keys.Issuer of the relay's node id).

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/keel-relay/keel/edge/dispatch"
@@ -204,6 +205,9 @@ func New(opts Options, store *storage.Store, reg *metrics.Registry, log *slog.Lo
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if opts.Reflection {
+		reflection.Register(s.grpc)
+	}
 
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {

@@ -178,7 +178,14 @@ type EdgeConfig struct {
 	FlushInterval        time.Duration   `mapstructure:"flush_interval"`
 	DrainGrace           time.Duration   `mapstructure:"drain_grace"`
 	MaxStreams           int             `mapstructure:"max_streams"`
+	// Reflection serves the gRPC server reflection API (grpcurl list/describe) on the edge
+	// listener; auto: on when edge.listen is a loopback address.
+	Reflection AutoBool `mapstructure:"reflection"`
 }
+
+// ReflectionOn says whether the edge listener serves gRPC reflection (edge.reflection,
+// auto resolved from edge.listen).
+func (e EdgeConfig) ReflectionOn() bool { return e.Reflection.Resolve(IsLoopbackListen(e.Listen)) }
 
 // MemoryConfig is the "memory" section: the memory budget the relay sizes itself to.
 type MemoryConfig struct {

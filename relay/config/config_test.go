@@ -92,6 +92,7 @@ func contractDefault() *Config {
 			FlushInterval:        30 * time.Second,
 			DrainGrace:           10 * time.Second,
 			MaxStreams:           20000,
+			Reflection:           SwitchAuto,
 		},
 		Memory: MemoryConfig{Limit: Auto},
 		AgentUploads: AgentUploadsConfig{
@@ -186,6 +187,7 @@ func customEnv() map[string]string {
 		"KEEL_EDGE_FLUSH_INTERVAL":                 "1m",
 		"KEEL_EDGE_DRAIN_GRACE":                    "2s",
 		"KEEL_EDGE_MAX_STREAMS":                    "100",
+		"KEEL_EDGE_REFLECTION":                     "false",
 		"KEEL_MEMORY_LIMIT":                        "96MiB",
 		"KEEL_AGENT_UPLOADS_HTPASSWD_INITIAL":      "/etc/keel/htpasswd-initial",
 		"KEEL_AGENT_UPLOADS_HTPASSWD":              "/etc/keel/htpasswd",
@@ -290,6 +292,7 @@ func customConfig() *Config {
 			FlushInterval: time.Minute,
 			DrainGrace:    2 * time.Second,
 			MaxStreams:    100,
+			Reflection:    SwitchOff,
 		},
 		Memory: MemoryConfig{Limit: AutoByteSize(96 * MiB)},
 		AgentUploads: AgentUploadsConfig{

@@ -10,7 +10,7 @@ import (
 )
 
 // schema is what the relay's configuration adds to the shared loader: its default,
-// its environment prefix, sizes in bytes and "issuer=file" trusted issuers.
+// its environment prefix, sizes in bytes, auto switches and "issuer=file" trusted issuers.
 func schema() *confload.Schema {
 	return &confload.Schema{
 		Default:   defaultYAML,
@@ -25,6 +25,11 @@ func schema() *confload.Schema {
 			Expect: autoByteSizeExpect,
 			Decode: func(data any) (any, error) { return toAutoByteSize(data) },
 			Encode: func(v reflect.Value) any { return AutoByteSize(v.Int()).String() },
+		}, {
+			Type:   reflect.TypeFor[AutoBool](),
+			Expect: autoBoolExpect,
+			Decode: func(data any) (any, error) { return toAutoBool(data) },
+			Encode: func(v reflect.Value) any { return AutoBool(v.Int()).encode() },
 		}},
 		Hooks: []confload.Hook{trustedIssuerFromEnv},
 	}

@@ -22,6 +22,8 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add([]byte("remote_run: {command: [\"a\\0\", '{}', ~, 5]}"), "KEEL_REMOTE_RUN_COMMAND= , ,\nKEEL_REMOTE_RUN_TIMEOUT=0s")
 	f.Add([]byte("forward: {allow_http: true}\nremote_run: {sub_relay_url: 'http://{node_id}:3030'}"), "KEEL_REMOTE_RUN_SUB_RELAY_URL=https://{hostname}/{classes}")
 	f.Add([]byte("edge: {trusted_issuers: [{issuer: up, public_key_file: /k.pem}], listen: '[::1]:0'}"), "KEEL_EDGE_TRUSTED_ISSUERS=a=/x,b=\nKEEL_EDGE_ROLE=worker")
+	f.Add([]byte("edge: {reflection: true, listen: '0.0.0.0:1', allow_plaintext: true}"), "KEEL_EDGE_REFLECTION=auto")
+	f.Add([]byte("edge: {reflection: [auto]}"), "KEEL_EDGE_REFLECTION= Off ")
 	f.Fuzz(func(t *testing.T, yamlText []byte, envText string) {
 		if err := files.CheckRoundTrip(yamlText, envText); err != nil {
 			t.Fatal(err)
