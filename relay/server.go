@@ -181,7 +181,9 @@ func New(cfg *config.Config, opts Options) (s *Server, err error) {
 		return nil, err
 	}
 	s.buildDelivery(cfg)
-	s.buildUploads(cfg)
+	if err := s.buildUploads(cfg); err != nil {
+		return nil, err
+	}
 	if err := s.buildEdge(cfg); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/keel-relay/keel/internal/htpasswd"
 	"github.com/keel-relay/keel/internal/wire/uploadname"
@@ -15,11 +17,19 @@ import (
 // until delivered upstream; at the root they are handed to the Rudder server through
 // agent_uploads.root_dir, and without one the upload paths answer 404 (no handler). The
 // upload slots are the shared files' (one pool for every upload), so it comes after
-// buildSharedFiles. The htpasswd files are re-read when they change.
-func (s *Server) buildUploads(cfg *config.Config) {
+// buildSharedFiles. The htpasswd files are re-read when they change. A root_dir that is not
+// a directory stops the start: every upload would fail.
+func (s *Server) buildUploads(cfg *config.Config) error {
 	root := cfg.Role == config.RoleRoot
 	if root && cfg.AgentUploads.RootDir == "" {
-		return
+		return nil
+	}
+	if root {
+		if fi, err := os.Stat(cfg.AgentUploads.RootDir); err != nil {
+			return fmt.Errorf("agent_uploads.root_dir: %w (it is the Rudder server's directory, e.g. /var/rudder)", err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("agent_uploads.root_dir: %s is not a directory", cfg.AgentUploads.RootDir)
+		}
 	}
 	log := s.log.With("component", "agent-uploads")
 	opts := agentuploads.Options{
@@ -39,6 +49,7 @@ func (s *Server) buildUploads(cfg *config.Config) {
 		opts.Store, opts.Stored = s.store, s.wakeDelivery
 	}
 	s.uploads = agentuploads.New(opts, log)
+	return nil
 }
 
 // uploadRoutes are the routes of agents' uploads (PUT /inventories/, /inventory-updates/,

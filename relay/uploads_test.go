@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +166,20 @@ func TestAgentUploadsRoot(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(cfg.AgentUploads.RootDir, "inventories", "incoming", "node_2026.ocs.gz"))
 		if err != nil || !bytes.Equal(got, body) {
 			t.Errorf("handed over: %q, %v", got, err)
+		}
+	})
+	t.Run("root_dir missing or not a directory", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(file, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, dir := range []string{filepath.Join(t.TempDir(), "missing"), file} {
+			cfg := uploadsConfig(t, config.RoleRoot)
+			cfg.AgentUploads.RootDir = dir
+			_, err := relay.New(cfg, relay.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err == nil || !strings.Contains(err.Error(), "agent_uploads.root_dir") {
+				t.Errorf("root_dir %s: %v, want the start refused naming agent_uploads.root_dir", dir, err)
+			}
 		}
 	})
 }
