@@ -406,7 +406,7 @@ func edgePushConfig(args []string, stdout, stderr io.Writer) int {
 func edgeInvoke(args []string, stdout, stderr io.Writer) int {
 	var node, tags, labels, timeout *string
 	var parallel *int
-	var raw *bool
+	var raw, showProgress *bool
 	c, rest, code := edgeSetup("invoke", args, -1, stderr, func(fs *flag.FlagSet) {
 		node = fs.String("node", "", "run on this daemon")
 		tags = fs.String("tags", "", "run on every daemon with these tags: k=v,k=v")
@@ -414,6 +414,7 @@ func edgeInvoke(args []string, stdout, stderr io.Writer) int {
 		parallel = fs.Int("parallel", admin.DefaultParallel, "nodes at once")
 		timeout = fs.String("timeout", admin.DefaultTimeout.String(), "deadline of each node's run")
 		raw = fs.Bool("json", false, "print the relay's result lines as JSON")
+		showProgress = fs.Bool("progress", false, "print done/total on stderr after each node's result (the default on a terminal)")
 	})
 	if c == nil {
 		return code
@@ -461,7 +462,13 @@ func edgeInvoke(args []string, stdout, stderr io.Writer) int {
 	defer resp.Body.Close()
 	fmt.Fprintf(stderr, "fleet command %s on %s node(s) (keel-relay edge cancel %s)\n",
 		resp.Header.Get(admin.FleetHeader), resp.Header.Get("Keel-Fleet-Nodes"), resp.Header.Get(admin.FleetHeader))
-	nodes, failed, err := copyInvokeOutput(resp.Body, stdout, stderr, *raw)
+	var progress func(nodes, failed int) // nil: none
+	if total := resp.Header.Get("Keel-Fleet-Nodes"); *showProgress || isTerminal(stderr) {
+		progress = func(nodes, failed int) {
+			fmt.Fprintf(stderr, "progress: %d/%s node(s) done, %d failed\n", nodes, total, failed)
+		}
+	}
+	nodes, failed, err := copyInvokeOutput(resp.Body, stdout, stderr, *raw, progress)
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(stderr, "keel-relay: interrupted: the relay cancels the fleet command")
@@ -478,8 +485,8 @@ func edgeInvoke(args []string, stdout, stderr io.Writer) int {
 
 // copyInvokeOutput copies an invoke's output lines to stdout and turns its JSON result lines
 // into one summary line per node (or copies them, with raw). It counts the nodes that ended
-// and those that failed.
-func copyInvokeOutput(body io.Reader, stdout, stderr io.Writer, raw bool) (nodes, failed int, err error) {
+// and those that failed, and calls progress (when not nil) after each result.
+func copyInvokeOutput(body io.Reader, stdout, stderr io.Writer, raw bool, progress func(nodes, failed int)) (nodes, failed int, err error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), runoutput.MaxStreamLine)
 	for sc.Scan() {
@@ -496,24 +503,32 @@ func copyInvokeOutput(body io.Reader, stdout, stderr io.Writer, raw bool) (nodes
 		if res.Failed() {
 			failed++
 		}
-		if raw {
-			fmt.Fprintf(stdout, "%s\n", line)
-			continue
-		}
-		if res.Failed() {
-			msg := fmt.Sprintf("exit %d", res.ExitCode)
-			if res.Error != "" {
-				msg += ", " + res.Error
-			}
-			fmt.Fprintf(stdout, "%s: [FAILED %s after %dms]\n", res.Node, msg, res.DurationMS)
-			for _, l := range strings.Split(strings.TrimRight(res.Stderr, "\n"), "\n") {
-				if l != "" {
-					fmt.Fprintf(stderr, "%s: stderr: %s\n", res.Node, l)
-				}
-			}
-		} else {
-			fmt.Fprintf(stdout, "%s: [exit 0 after %dms]\n", res.Node, res.DurationMS)
+		printResult(res, line, stdout, stderr, raw)
+		if progress != nil {
+			progress(nodes, failed)
 		}
 	}
 	return nodes, failed, sc.Err()
+}
+
+// printResult prints one node's result: its line as it came (raw), else a summary line on
+// stdout and its stderr on stderr.
+func printResult(res admin.Result, line []byte, stdout, stderr io.Writer, raw bool) {
+	switch {
+	case raw:
+		fmt.Fprintf(stdout, "%s\n", line)
+	case res.Failed():
+		msg := fmt.Sprintf("exit %d", res.ExitCode)
+		if res.Error != "" {
+			msg += ", " + res.Error
+		}
+		fmt.Fprintf(stdout, "%s: [FAILED %s after %dms]\n", res.Node, msg, res.DurationMS)
+		for _, l := range strings.Split(strings.TrimRight(res.Stderr, "\n"), "\n") {
+			if l != "" {
+				fmt.Fprintf(stderr, "%s: stderr: %s\n", res.Node, l)
+			}
+		}
+	default:
+		fmt.Fprintf(stdout, "%s: [exit 0 after %dms]\n", res.Node, res.DurationMS)
+	}
 }

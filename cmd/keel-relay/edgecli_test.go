@@ -123,13 +123,15 @@ func TestEdgeCLI(t *testing.T) {
 	if code, out, errs := edge("show", ids[0]); code != 0 || !strings.Contains(out, `"role": "web"`) || !strings.Contains(out, `"status": "connected"`) {
 		t.Fatalf("show: %d %s %s", code, out, errs)
 	}
-	code, out, errs = edge("invoke", "--tags", "role=web", "--timeout", "30s", "echo", "who=world")
+	code, out, errs = edge("invoke", "--tags", "role=web", "--timeout", "30s", "--progress", "echo", "who=world")
 	if code != 0 || !strings.Contains(out, ids[0]+":hello world\n") || !strings.Contains(out, ids[0]+": [exit 0 after") ||
-		!strings.Contains(errs, "fleet command ") || !strings.Contains(errs, "1 node(s), 0 failed") {
+		!strings.Contains(errs, "fleet command ") || !strings.Contains(errs, "progress: 1/1 node(s) done, 0 failed\n") ||
+		!strings.Contains(errs, "1 node(s), 0 failed") {
 		t.Fatalf("invoke: %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = edge("invoke", "--node", ids[0], "fail")
-	if code != 1 || !strings.Contains(out, "[FAILED exit 2") || !strings.Contains(errs, ids[0]+": stderr: it broke") {
+	if code != 1 || !strings.Contains(out, "[FAILED exit 2") || !strings.Contains(errs, ids[0]+": stderr: it broke") ||
+		strings.Contains(errs, "progress:") { // not a terminal, no --progress
 		t.Fatalf("failing invoke: %d\n%s%s", code, out, errs)
 	}
 	code, out, _ = edge("invoke", "--node", ids[1], "echo") // enrolled, not connected

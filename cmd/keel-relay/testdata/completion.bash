@@ -21,7 +21,7 @@ _keel_relay_cmd() {
 	'edge show') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'edge tag') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'edge revoke') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
-	'edge invoke') subs=''; flags='--admin --config --json --labels --node --parallel --tags --timeout --help'; vflags='--admin --config --labels --node --parallel --tags --timeout' ;;
+	'edge invoke') subs=''; flags='--admin --config --json --labels --node --parallel --progress --tags --timeout --help'; vflags='--admin --config --labels --node --parallel --tags --timeout' ;;
 	'edge cancel') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'edge fleets') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
 	'edge drain') subs=''; flags='--admin --config --help'; vflags='--admin --config' ;;
