@@ -27,9 +27,9 @@ import (
 // MaxFileSize is the largest htpasswd file read, in bytes.
 const MaxFileSize = 4 << 20
 
-// MaxLineLen is the longest line of an htpasswd file, in bytes (a bcrypt entry is about
+// maxLineLen is the longest line of an htpasswd file, in bytes (a bcrypt entry is about
 // 60 bytes plus the user name).
-const MaxLineLen = 8 << 10
+const maxLineLen = 8 << 10
 
 // bcryptMaxPassword is the number of password bytes bcrypt uses: Apache's bcrypt
 // (crypt_blowfish) ignores the rest, golang.org/x/crypto/bcrypt refuses longer passwords.
@@ -57,7 +57,7 @@ type File struct {
 }
 
 // Parse reads an htpasswd file from r (at most MaxFileSize bytes). A line without ':', with an
-// empty user or longer than MaxLineLen is an error naming its line number.
+// empty user or longer than maxLineLen is an error naming its line number.
 func Parse(r io.Reader) (*File, error) {
 	data, err := fsutil.ReadAllMax(r, "htpasswd file", MaxFileSize)
 	if err != nil {
@@ -67,8 +67,8 @@ func Parse(r io.Reader) (*File, error) {
 	for n := 1; len(data) > 0; n++ {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte{'\n'})
-		if len(line) > MaxLineLen {
-			return nil, fmt.Errorf("htpasswd line %d: longer than %d bytes", n, MaxLineLen)
+		if len(line) > maxLineLen {
+			return nil, fmt.Errorf("htpasswd line %d: longer than %d bytes", n, maxLineLen)
 		}
 		// Apache's ap_cfg_getline strips leading and trailing white space (and so a '\r').
 		line = bytes.TrimSpace(line)

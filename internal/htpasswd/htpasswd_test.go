@@ -160,8 +160,8 @@ func TestParseBad(t *testing.T) {
 		{"no colon", "good:{SHA}x\nbad line\n", "line 2: no ':'"},
 		{"empty user", "\n\n:{SHA}x\n", "line 3: empty user"},
 		{"empty user after space", "# c\n  :hash", "line 2: empty user"},
-		{"long line", "u:" + strings.Repeat("a", MaxLineLen), "line 1: longer than"},
-		{"long comment", "# " + strings.Repeat("a", MaxLineLen), "line 1: longer than"},
+		{"long line", "u:" + strings.Repeat("a", maxLineLen), "line 1: longer than"},
+		{"long comment", "# " + strings.Repeat("a", maxLineLen), "line 1: longer than"},
 		{"too big", strings.Repeat("u:{SHA}x\n", MaxFileSize/9+1), "larger than"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -183,8 +183,8 @@ func TestParseEdges(t *testing.T) {
 			t.Errorf("Parse(%q) has users", file)
 		}
 	}
-	// A line of exactly MaxLineLen bytes, and a file of exactly MaxFileSize bytes, are fine.
-	line := "u:" + strings.Repeat("a", MaxLineLen-2)
+	// A line of exactly maxLineLen bytes, and a file of exactly MaxFileSize bytes, are fine.
+	line := "u:" + strings.Repeat("a", maxLineLen-2)
 	if _, err := Parse(strings.NewReader(line)); err != nil {
 		t.Errorf("line of %d bytes: %v", len(line), err)
 	}

@@ -28,8 +28,8 @@ import (
 	"github.com/keel-relay/keel/storage"
 )
 
-// Realm is the realm of the Basic challenge, Apache's for Rudder's WebDAV.
-const Realm = "WebDAV Storage"
+// realm is the realm of the Basic challenge, Apache's for Rudder's WebDAV.
+const realm = "WebDAV Storage"
 
 // Verifier checks HTTP Basic credentials (an htpasswd.Watched).
 type Verifier interface {
@@ -149,7 +149,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, k uploadname.Kind,
 	who, ok := h.authenticate(r, k)
 	if !ok {
 		h.count(k, resultUnauthorized)
-		w.Header().Set("WWW-Authenticate", `Basic realm="`+Realm+`"`)
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
 		refuse(w, r, http.StatusUnauthorized, "unauthorized: give the credentials of this path's htpasswd file, or a node certificate")
 		return
 	}

@@ -88,7 +88,7 @@ func reply(w http.ResponseWriter, r *http.Request, code int, body string) {
 // device): served as missing, never listed.
 var errNotRegular = errors.New("not a regular file")
 
-// openFile opens the regular file name (a CleanPath result) under dir through an os.Root:
+// openFile opens the regular file name (a cleanPath result) under dir through an os.Root:
 // symbolic links may not lead out of dir. It returns the open file and its information.
 func openFile(dir, name string) (*os.File, fs.FileInfo, error) {
 	root, err := os.OpenRoot(dir)

@@ -1,11 +1,9 @@
-package boxfiles_test
+package boxfiles
 
 import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/keel-relay/keel/relay/boxfiles"
 )
 
 func TestCleanPath(t *testing.T) {
@@ -37,20 +35,20 @@ func TestCleanPath(t *testing.T) {
 		{"//etc/passwd", "etc/passwd", false},
 	}
 	for _, tt := range tests {
-		got, err := boxfiles.CleanPath(tt.in)
+		got, err := cleanPath(tt.in)
 		if tt.bad {
-			if !errors.Is(err, boxfiles.ErrBadPath) {
-				t.Errorf("CleanPath(%q) = %q, %v; want ErrBadPath", tt.in, got, err)
+			if !errors.Is(err, errBadPath) {
+				t.Errorf("cleanPath(%q) = %q, %v; want errBadPath", tt.in, got, err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("CleanPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("cleanPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
 
-// FuzzSharedFolderPath: CleanPath never yields a name that leaves the root, holds a
+// FuzzSharedFolderPath: cleanPath never yields a name that leaves the root, holds a
 // backslash or NUL, is absolute, or has an empty, "." or ".." segment; and a name it
 // accepts is a fixed point.
 func FuzzSharedFolderPath(f *testing.F) {
@@ -58,24 +56,24 @@ func FuzzSharedFolderPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		got, err := boxfiles.CleanPath(p)
+		got, err := cleanPath(p)
 		if err != nil {
-			if !errors.Is(err, boxfiles.ErrBadPath) {
-				t.Fatalf("CleanPath(%q): error %v is not ErrBadPath", p, err)
+			if !errors.Is(err, errBadPath) {
+				t.Fatalf("cleanPath(%q): error %v is not errBadPath", p, err)
 			}
 			return
 		}
 		if strings.HasPrefix(got, "/") || strings.ContainsAny(got, "\\\x00") {
-			t.Fatalf("CleanPath(%q) = %q", p, got)
+			t.Fatalf("cleanPath(%q) = %q", p, got)
 		}
 		for _, seg := range strings.Split(strings.TrimSuffix(got, "/"), "/") {
 			if got != "" && (seg == "" || seg == "." || strings.HasPrefix(seg, "..")) {
-				t.Fatalf("CleanPath(%q) = %q: segment %q", p, got, seg)
+				t.Fatalf("cleanPath(%q) = %q: segment %q", p, got, seg)
 			}
 		}
-		again, err := boxfiles.CleanPath("/" + got)
+		again, err := cleanPath("/" + got)
 		if err != nil || again != got {
-			t.Fatalf("CleanPath(/%q) = %q, %v; want it unchanged", got, again, err)
+			t.Fatalf("cleanPath(/%q) = %q, %v; want it unchanged", got, again, err)
 		}
 	})
 }
@@ -102,31 +100,31 @@ func TestParseHash(t *testing.T) {
 		{"sha256", sha256Hex + "\x00", 0}, // NUL
 	}
 	for _, tt := range tests {
-		sum, digest, err := boxfiles.ParseHash(tt.typ, tt.hash)
+		sum, digest, err := parseHash(tt.typ, tt.hash)
 		if tt.size == 0 {
-			if !errors.Is(err, boxfiles.ErrBadHash) {
-				t.Errorf("ParseHash(%q, %q): %v, want ErrBadHash", tt.typ, tt.hash, err)
+			if !errors.Is(err, errBadHash) {
+				t.Errorf("parseHash(%q, %q): %v, want errBadHash", tt.typ, tt.hash, err)
 			}
 			continue
 		}
 		if err != nil || sum.Size() != tt.size || len(digest) != tt.size {
-			t.Errorf("ParseHash(%q, %q) = %v, %d bytes, %v; want a %d-byte hash", tt.typ, tt.hash, sum, len(digest), err, tt.size)
+			t.Errorf("parseHash(%q, %q) = %v, %d bytes, %v; want a %d-byte hash", tt.typ, tt.hash, sum, len(digest), err, tt.size)
 		}
 	}
 }
 
-// FuzzParseHash: ParseHash accepts only a digest exactly as long as its type's, and never panics.
+// FuzzParseHash: parseHash accepts only a digest exactly as long as its type's, and never panics.
 func FuzzParseHash(f *testing.F) {
 	f.Add("", "181210f8f9c779c26da1d9b2075bde0127302ee0e3fca38c9a83f5b1dd8e5d3b")
 	f.Add("sha512", "00")
 	f.Add("SHA512", strings.Repeat("F", 128))
 	f.Fuzz(func(t *testing.T, typ, hash string) {
-		sum, digest, err := boxfiles.ParseHash(typ, hash)
+		sum, digest, err := parseHash(typ, hash)
 		if err != nil {
 			return
 		}
 		if len(digest) != sum.Size() || len(hash) != 2*sum.Size() {
-			t.Fatalf("ParseHash(%q, %q): %d-byte digest for a %d-byte hash", typ, hash, len(digest), sum.Size())
+			t.Fatalf("parseHash(%q, %q): %d-byte digest for a %d-byte hash", typ, hash, len(digest), sum.Size())
 		}
 	})
 }

@@ -41,7 +41,7 @@ func (h *Handler) Common(w http.ResponseWriter, r *http.Request, ps httprouter.P
 // serveTree serves the regular file p (a request path) under dir with an ETag; conditional
 // requests (If-None-Match → 304) and ranges as http.ServeContent does them.
 func (h *Handler) serveTree(w http.ResponseWriter, r *http.Request, route, dir, p string) {
-	name, err := CleanPath(p)
+	name, err := cleanPath(p)
 	if err != nil {
 		reply(w, r, http.StatusBadRequest, err.Error()+"\n")
 		return

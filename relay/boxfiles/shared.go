@@ -33,7 +33,7 @@ func (h *Handler) SharedFolder(w http.ResponseWriter, r *http.Request, ps httpro
 			return
 		}
 	}
-	name, err := CleanPath(ps.ByName("path"))
+	name, err := cleanPath(ps.ByName("path"))
 	if err != nil {
 		reply(w, r, http.StatusBadRequest, err.Error()+"\n")
 		return
@@ -68,7 +68,7 @@ func (h *Handler) headShared(w http.ResponseWriter, r *http.Request, f io.Reader
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	sum, digest, err := ParseHash(q.Get("hash_type"), want)
+	sum, digest, err := parseHash(q.Get("hash_type"), want)
 	if err != nil {
 		reply(w, r, http.StatusBadRequest, "")
 		return
@@ -103,13 +103,13 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// ErrBadHash is ParseHash's refusal (400).
-var ErrBadHash = errors.New("bad hash")
+// errBadHash is parseHash's refusal (400).
+var errBadHash = errors.New("bad hash")
 
-// ParseHash reads a shared-folder HEAD's hash_type and hash: the type "sha256" (also when
+// parseHash reads a shared-folder HEAD's hash_type and hash: the type "sha256" (also when
 // empty) or "sha512", in any case; the hash in hexadecimal, either case, exactly as long as
 // the type's digests. It returns a new hash of that type and the digest.
-func ParseHash(hashType, hexDigest string) (hash.Hash, []byte, error) {
+func parseHash(hashType, hexDigest string) (hash.Hash, []byte, error) {
 	var sum hash.Hash
 	switch strings.ToLower(hashType) {
 	case "", "sha256":
@@ -117,14 +117,14 @@ func ParseHash(hashType, hexDigest string) (hash.Hash, []byte, error) {
 	case "sha512":
 		sum = sha512.New()
 	default:
-		return nil, nil, fmt.Errorf("%w: unknown hash_type %q", ErrBadHash, hashType)
+		return nil, nil, fmt.Errorf("%w: unknown hash_type %q", errBadHash, hashType)
 	}
 	if len(hexDigest) != 2*sum.Size() {
-		return nil, nil, fmt.Errorf("%w: %d hex digits, want %d", ErrBadHash, len(hexDigest), 2*sum.Size())
+		return nil, nil, fmt.Errorf("%w: %d hex digits, want %d", errBadHash, len(hexDigest), 2*sum.Size())
 	}
 	digest, err := hex.DecodeString(hexDigest)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrBadHash, err)
+		return nil, nil, fmt.Errorf("%w: %w", errBadHash, err)
 	}
 	return sum, digest, nil
 }

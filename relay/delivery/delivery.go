@@ -27,12 +27,12 @@ import (
 	"github.com/keel-relay/keel/storage"
 )
 
-// DefaultPassword is the upstream password of /inventories/ when
+// defaultPassword is the upstream password of /inventories/ when
 // upstream_auth.default_password_file is empty (Rudder's package default).
-const DefaultPassword = "rudder"
+const defaultPassword = "rudder"
 
 // Auth is how uploads authenticate upstream (upstream_auth): HTTP Basic, User with the
-// password read from DefaultPasswordFile for inventories ("" = DefaultPassword) and from
+// password read from DefaultPasswordFile for inventories ("" = defaultPassword) and from
 // PasswordFile for inventory updates and reports ("" = the inventories' password).
 type Auth struct {
 	User, PasswordFile, DefaultPasswordFile string
@@ -358,7 +358,7 @@ func (w *Worker) credentials(k uploadname.Kind) (string, string, error) {
 		file = auth.DefaultPasswordFile
 	}
 	if file == "" {
-		return auth.User, DefaultPassword, nil
+		return auth.User, defaultPassword, nil
 	}
 	f, err := os.Open(file)
 	if err != nil {

@@ -49,8 +49,8 @@ func Routes(o Options) []httpapi.Route {
 	}
 }
 
-// ParseLimit reads a listing's limit ("" = DefaultLimit; min..MaxLimit).
-func ParseLimit(v string, min int) (int, error) {
+// parseLimit reads a listing's limit ("" = DefaultLimit; min..MaxLimit).
+func parseLimit(v string, min int) (int, error) {
 	if v == "" {
 		return DefaultLimit, nil
 	}
@@ -63,7 +63,7 @@ func ParseLimit(v string, min int) (int, error) {
 
 func (o Options) files(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	q := r.URL.Query()
-	limit, err := ParseLimit(q.Get("limit"), 1)
+	limit, err := parseLimit(q.Get("limit"), 1)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -85,7 +85,7 @@ func (o Options) files(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 }
 
 func (o Options) queue(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	limit, err := ParseLimit(r.URL.Query().Get("limit"), 0)
+	limit, err := parseLimit(r.URL.Query().Get("limit"), 0)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -130,7 +130,7 @@ func (o Options) jobAnswer(w http.ResponseWriter, what string, job storage.Job, 
 }
 
 func (o Options) nodes(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	limit, err := ParseLimit(r.URL.Query().Get("limit"), 1)
+	limit, err := parseLimit(r.URL.Query().Get("limit"), 1)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

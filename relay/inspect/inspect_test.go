@@ -191,9 +191,9 @@ func TestParseLimit(t *testing.T) {
 		{"0", 1, 0, false}, {"10001", 1, 0, false}, {"-1", 0, 0, false}, {"1e3", 1, 0, false}, {" 5", 1, 0, false},
 		{"5 ", 1, 0, false}, {"0x10", 1, 0, false}, {"99999999999999999999", 1, 0, false}, {"abc", 1, 0, false},
 	} {
-		got, err := ParseLimit(tc.in, tc.min)
+		got, err := parseLimit(tc.in, tc.min)
 		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-			t.Errorf("ParseLimit(%q, %d) = %d, %v", tc.in, tc.min, got, err)
+			t.Errorf("parseLimit(%q, %d) = %d, %v", tc.in, tc.min, got, err)
 		}
 	}
 }
@@ -204,9 +204,9 @@ func FuzzParseLimit(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseLimit(s, 0)
+		n, err := parseLimit(s, 0)
 		if err == nil && (n < 0 || n > MaxLimit) {
-			t.Fatalf("ParseLimit(%q) = %d", s, n)
+			t.Fatalf("parseLimit(%q) = %d", s, n)
 		}
 	})
 }

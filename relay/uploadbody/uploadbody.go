@@ -41,8 +41,8 @@ func (bs Source) Read(p []byte) (int, error) {
 // ErrPreempted ends an upload that was cut to make room for waiting ones.
 var ErrPreempted = errors.New("upload cut to make room for waiting uploads")
 
-// ErrTooSlow ends an upload whose body came in below the minimum rate.
-var ErrTooSlow = errors.New("upload too slow: the body came in below http.min_upload_rate")
+// errTooSlow ends an upload whose body came in below the minimum rate.
+var errTooSlow = errors.New("upload too slow: the body came in below http.min_upload_rate")
 
 // Reader sets the connection's read deadline before every read of an upload's body to the
 // earlier of two: idle after now (a client that stops sending is cut), and, with a minimum
@@ -129,7 +129,7 @@ func (br *Reader) Read(p []byte) (int, error) {
 		case cut:
 			err = fmt.Errorf("%w: %w", ErrPreempted, err)
 		case rateBound:
-			err = fmt.Errorf("%w (%d bytes in %s, minimum %d bytes/s): %w", ErrTooSlow, br.received, time.Since(br.start).Round(time.Millisecond), br.minRate, err)
+			err = fmt.Errorf("%w (%d bytes in %s, minimum %d bytes/s): %w", errTooSlow, br.received, time.Since(br.start).Round(time.Millisecond), br.minRate, err)
 		}
 	}
 	return n, err
@@ -142,7 +142,7 @@ func Status(err error, maxBody int64) (int, string) {
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", maxBody)
-	case errors.Is(err, ErrTooSlow):
+	case errors.Is(err, errTooSlow):
 		return http.StatusRequestTimeout, err.Error()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return http.StatusRequestTimeout, "upload stalled: no data received in time"

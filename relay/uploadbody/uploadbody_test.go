@@ -19,7 +19,7 @@ func TestStatus(t *testing.T) {
 		msg  string
 	}{
 		{"too large", fmt.Errorf("copy: %w", &http.MaxBytesError{Limit: 10}), 413, "body exceeds the limit of 10 bytes"},
-		{"too slow", fmt.Errorf("%w (3 bytes in 1s): %w", ErrTooSlow, os.ErrDeadlineExceeded), 408, "upload too slow"},
+		{"too slow", fmt.Errorf("%w (3 bytes in 1s): %w", errTooSlow, os.ErrDeadlineExceeded), 408, "upload too slow"},
 		{"stalled", ReadError{os.ErrDeadlineExceeded}, 408, "upload stalled"},
 		{"broken", ReadError{io.ErrUnexpectedEOF}, 400, "reading the body failed: unexpected EOF"},
 	} {
