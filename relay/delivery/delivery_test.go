@@ -192,6 +192,9 @@ func start(t testing.TB, s *storage.Store, opts delivery.Options) *harness {
 	go func() { defer close(done); w.Run(ctx) }()
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
+	// Tests defer h.stop() right after start, so that it runs before their deferred
+	// s.Close (t.Cleanup would run after it: the worker's housekeeping would then use a
+	// closed store). This is the fallback for a test that returns early.
 	t.Cleanup(stop)
 	return &harness{reg: reg, store: s, w: w, m: m, stop: stop}
 }
@@ -248,6 +251,7 @@ func TestOrderPerKind(t *testing.T) {
 	keep(t, s, "reports", report(nodeA, 3), nil) // empty: Content-Length 0
 	keep(t, s, "inventories", "new.ocs.sign", []byte("sig"))
 	h := start(t, s, fastOptions(t, up.srv.URL, testMap(t)))
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 
 	relaytest.Eventually(t, 10*time.Second, "reports and inventories delivered", func() bool {
 		return len(waiting(s, "reports")) == 0 && len(waiting(s, "inventories")) == 0
@@ -314,6 +318,7 @@ func TestAuthPerKind(t *testing.T) {
 	keep(t, s, "inventory-updates", "upd.xml", []byte("2"))
 	keep(t, s, "reports", report(nodeA, 0), []byte("3"))
 	h := start(t, s, opts)
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 10*time.Second, "3 delivered", func() bool { return len(up.delivered()) == 3 })
 
 	// Without a default password file, inventories use "rudder"; without a password
@@ -366,6 +371,7 @@ func TestNotForwarded(t *testing.T) {
 	keep(t, s, "inventories", relayID+".hive", []byte("x"))
 	keep(t, s, "reports", report(relayID, 2), []byte("own")) // the relay itself is known
 	h := start(t, s, fastOptions(t, up.srv.URL, testMap(t)))
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 10*time.Second, "all handled", func() bool {
 		return len(waiting(s, "")) == 0 && metrics.Value(h.m.Reports.With("invalid")) == 2
 	})
@@ -386,6 +392,7 @@ func TestNotForwarded(t *testing.T) {
 	keep(t, s, "reports", report(nodeA, 3), []byte("x"))
 	empty := nodemap.Empty(relayID)
 	h = start(t, s, fastOptions(t, up.srv.URL, empty))
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 5*time.Second, "report waiting on the empty map", func() bool {
 		a, ok, _ := s.NextAgentUpload("reports")
 		return ok && a.Attempts > 0 && strings.Contains(a.LastError, "node map is empty")
@@ -409,6 +416,7 @@ func TestRetention(t *testing.T) {
 	opts := fastOptions(t, "http://"+relaytest.DownAddr(t), testMap(t))
 	opts.Retention, opts.SweepInterval = 300*time.Millisecond, 20*time.Millisecond
 	h := start(t, s, opts)
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 10*time.Second, "expired", func() bool {
 		st := s.AgentUploadStats()
 		return st.Waiting == 0 && st.Failed == 0
@@ -436,6 +444,7 @@ func TestRestartResumes(t *testing.T) {
 	opts := fastOptions(t, "http://"+relaytest.DownAddr(t), testMap(t))
 	opts.MinBackoff, opts.MaxBackoff = 600*time.Millisecond, 600*time.Millisecond
 	h := start(t, s, opts)
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	var head storage.AgentUpload
 	relaytest.Eventually(t, 5*time.Second, "first attempt failed", func() bool {
 		a, ok, _ := s.NextAgentUpload("reports")
@@ -460,7 +469,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 	up := newUpstream(t, false, nil)
 	opts = fastOptions(t, up.srv.URL, testMap(t))
-	start(t, s, opts)
+	defer start(t, s, opts).stop() // before the deferred s.Close
 	relaytest.Eventually(t, 10*time.Second, "delivered after restart", func() bool { return len(up.delivered()) == 3 })
 	got := up.requests()
 	for i, g := range got {
@@ -496,6 +505,7 @@ func TestRedirects(t *testing.T) {
 	keep(t, s, "inventory-updates", "u.gz", []byte("update"))
 	keep(t, s, "inventories", "i.gz", []byte("inv"))
 	h := start(t, s, fastOptions(t, up.srv.URL, testMap(t)))
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 10*time.Second, "redirected uploads delivered", func() bool {
 		return len(waiting(s, "reports")) == 0 && len(waiting(s, "inventory-updates")) == 0
 	})
@@ -536,6 +546,7 @@ func TestShutdownMidAttempt(t *testing.T) {
 	defer s.Close()
 	keep(t, s, "reports", report(nodeA, 1), []byte("x"))
 	h := start(t, s, fastOptions(t, up.srv.URL, testMap(t)))
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 5*time.Second, "attempt in flight", func() bool { return len(up.requests()) == 0 && up.inflight() })
 	h.stop()
 	once.Do(func() { close(release) })
@@ -564,7 +575,7 @@ func TestRedirectLeavingHTTPS(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	defer s.Close()
 	keep(t, s, "inventories", "i.gz", []byte("x"))
-	start(t, s, opts)
+	defer start(t, s, opts).stop() // before the deferred s.Close
 	relaytest.Eventually(t, 5*time.Second, "redirect refused", func() bool {
 		a, ok, _ := s.NextAgentUpload("inventories")
 		return ok && a.Attempts > 0 && strings.Contains(a.LastError, "from HTTPS")
@@ -594,6 +605,7 @@ func TestAttemptTimeout(t *testing.T) {
 	opts := fastOptions(t, up.srv.URL, testMap(t))
 	opts.AttemptTimeout = 200 * time.Millisecond
 	h := start(t, s, opts)
+	defer h.stop() // before the deferred s.Close: a worker must never outlive its store
 	relaytest.Eventually(t, 5*time.Second, "timed out attempt retried", func() bool {
 		return metrics.Value(h.m.Failures.With("reports")) == 1
 	})
