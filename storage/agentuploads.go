@@ -180,6 +180,17 @@ func cut(s string) string {
 	return s
 }
 
+// itemAgentUpload decodes the record of an iterated item.
+func itemAgentUpload(item *badger.Item) (AgentUpload, error) {
+	var a AgentUpload
+	err := item.Value(func(b []byte) error {
+		var err error
+		a, err = decodeAgentUpload(item.Key(), b)
+		return err
+	})
+	return a, err
+}
+
 // getAgentUpload reads the record under key, or ErrNotFound.
 func getAgentUpload(txn *badger.Txn, key []byte) (AgentUpload, error) {
 	item, err := txn.Get(key)
@@ -189,12 +200,7 @@ func getAgentUpload(txn *badger.Txn, key []byte) (AgentUpload, error) {
 	if err != nil {
 		return AgentUpload{}, err
 	}
-	var a AgentUpload
-	err = item.Value(func(b []byte) error {
-		a, err = decodeAgentUpload(key, b)
-		return err
-	})
-	return a, err
+	return itemAgentUpload(item)
 }
 
 // findAgentUpload reads the current state of a's version, waiting or failed, or ErrNotFound
@@ -525,12 +531,7 @@ func (s *Store) AgentUploads(kind string, failed bool, fn func(AgentUpload) bool
 			if best == nil {
 				return nil
 			}
-			var a AgentUpload
-			err := best.Item().Value(func(b []byte) error {
-				var err error
-				a, err = decodeAgentUpload(best.Item().Key(), b)
-				return err
-			})
+			a, err := itemAgentUpload(best.Item())
 			if err != nil {
 				return err
 			}
@@ -599,12 +600,7 @@ func (s *Store) expireAgentBatch(kind string, failed bool, before int64, n int) 
 		drop = drop[:0]
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: agentPrefix(failed, kind), PrefetchSize: 16})
 		for it.Rewind(); it.Valid() && len(drop) < n; it.Next() {
-			var a AgentUpload
-			err := it.Item().Value(func(b []byte) error {
-				var err error
-				a, err = decodeAgentUpload(it.Item().Key(), b)
-				return err
-			})
+			a, err := itemAgentUpload(it.Item())
 			if err != nil {
 				it.Close()
 				return err
@@ -746,12 +742,7 @@ func (s *Store) loadAgentUploads() error {
 		for _, prefix := range []string{prefixAgentWaiting, prefixAgentFailed} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
 			for it.Rewind(); it.Valid(); it.Next() {
-				var a AgentUpload
-				err := it.Item().Value(func(b []byte) error {
-					var err error
-					a, err = decodeAgentUpload(it.Item().Key(), b)
-					return err
-				})
+				a, err := itemAgentUpload(it.Item())
 				if err != nil {
 					s.log.Warn("skipping an undecodable agent upload record", "err", err)
 					continue

@@ -134,17 +134,7 @@ func (s *Store) RetryJob(id string, now time.Time) (Job, error) {
 		next = cur
 		next.Due = now
 		next.key = jobKey(now.UnixNano(), seq)
-		val, err := encodeJob(next)
-		if err != nil {
-			return err
-		}
-		if err := txn.Delete(cur.key); err != nil {
-			return err
-		}
-		if err := txn.Set(next.key, val); err != nil {
-			return err
-		}
-		return txn.Set(jobFileKey(next.File), next.key)
+		return moveJob(txn, cur, next)
 	})
 	if err != nil {
 		return Job{}, fmt.Errorf("storage: retry job %s: %w", id, err)

@@ -198,6 +198,22 @@ func (s *Store) enqueue(u *Upload, job *Job) (superseded bool, err error) {
 	return superseded, err
 }
 
+// moveJob replaces the queued job cur by next, stored under next.key (another due time),
+// and points the file's index at it.
+func moveJob(txn *badger.Txn, cur, next Job) error {
+	val, err := encodeJob(next)
+	if err != nil {
+		return err
+	}
+	if err := txn.Delete(cur.key); err != nil {
+		return err
+	}
+	if err := txn.Set(next.key, val); err != nil {
+		return err
+	}
+	return txn.Set(jobFileKey(next.File), next.key)
+}
+
 func getJob(txn *badger.Txn, key []byte) (Job, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -351,17 +367,7 @@ func (s *Store) RescheduleJob(job Job, due time.Time, lastErr string) (Job, erro
 		next.LastError = lastErr
 		next.Due = due
 		next.key = jobKey(due.UnixNano(), binary.BigEndian.Uint64(cur.key[len(prefixJob)+8:]))
-		val, err := encodeJob(next)
-		if err != nil {
-			return err
-		}
-		if err := txn.Delete(cur.key); err != nil {
-			return err
-		}
-		if err := txn.Set(next.key, val); err != nil {
-			return err
-		}
-		return txn.Set(jobFileKey(next.File), next.key)
+		return moveJob(txn, cur, next)
 	})
 	if err != nil {
 		return Job{}, fmt.Errorf("storage: reschedule job %s for %s: %w", job.ID(), job.File, err)

@@ -205,7 +205,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, k uploadname.Kind,
 	h.count(k, resultCreated)
 	u.log.Info("agent upload received", "bytes", size)
 	w.Header().Set("Location", location(k, name))
-	reply(w, r, http.StatusCreated, "created")
+	uploadbody.Reply(w, r, http.StatusCreated, "created")
 }
 
 // authenticate says who sent r: the node of its verified client certificate, else the user
@@ -242,7 +242,7 @@ func (h *Handler) drop(w http.ResponseWriter, r *http.Request, u *upload) {
 	h.count(u.kind, resultDropped)
 	u.log.Info("agent upload accepted and dropped: its name is not one to forward", "bytes", n)
 	w.Header().Set("Location", location(u.kind, u.name))
-	reply(w, r, http.StatusCreated, "created")
+	uploadbody.Reply(w, r, http.StatusCreated, "created")
 }
 
 // failed answers an upload that was not kept: its body could not be read (413, 408, 503
@@ -297,23 +297,8 @@ func refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
 		w.Header().Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainGrace))
 	}
-	reply(w, r, code, msg)
+	uploadbody.Reply(w, r, code, msg)
 }
 
 // drainGrace bounds the reading of a refused upload's body after the answer.
 const drainGrace = 2 * time.Second
-
-// reply writes a one-line plain-text answer.
-func reply(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	body := msg + "\n"
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if r.Method == http.MethodHead {
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(code)
-		return
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, body)
-}

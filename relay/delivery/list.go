@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/internal/wire/uploadname"
+	"github.com/keel-relay/keel/relay/httpapi"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -90,16 +90,7 @@ func ListHandler(store *storage.Store, log *slog.Logger) httprouter.Handle {
 		if failed {
 			total = st.Failed
 		}
-		b, err := json.MarshalIndent(list, "", "  ")
-		if err != nil {
-			http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		b = append(b, '\n')
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.Header().Set("X-Total-Count", strconv.FormatInt(total, 10))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b)
+		httpapi.WriteJSON(w, http.StatusOK, list)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keel-relay/keel/internal/wire/keyhash"
 	"github.com/keel-relay/keel/internal/wire/reqauth"
+	"github.com/keel-relay/keel/relay/uploadbody"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -31,27 +32,27 @@ func (h *Handler) Get(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	}, h.now(), reqauth.DefaultWindow)
 	if err != nil {
 		h.log.Warn("GET refused", "file", k.String(), "peer", r.RemoteAddr, "reason", err)
-		reply(w, r, http.StatusForbidden, err.Error())
+		uploadbody.Reply(w, r, http.StatusForbidden, err.Error())
 		return
 	}
 	if caller != k.Target {
 		h.log.Warn("GET refused: caller is not the target", "file", k.String(), "caller", caller)
-		reply(w, r, http.StatusForbidden, fmt.Sprintf("node %s is not the target of this file", caller))
+		uploadbody.Reply(w, r, http.StatusForbidden, fmt.Sprintf("node %s is not the target of this file", caller))
 		return
 	}
 	meta, content, err := h.store.OpenFile(k)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			reply(w, r, http.StatusNotFound, "no such file")
+			uploadbody.Reply(w, r, http.StatusNotFound, "no such file")
 			return
 		}
 		h.log.Error("GET: open file", "file", k.String(), "err", err)
-		reply(w, r, http.StatusInternalServerError, "storage failure")
+		uploadbody.Reply(w, r, http.StatusInternalServerError, "storage failure")
 		return
 	}
 	defer content.Close()
 	if !meta.Expires.After(h.now()) {
-		reply(w, r, http.StatusNotFound, "no such file")
+		uploadbody.Reply(w, r, http.StatusNotFound, "no such file")
 		return
 	}
 	fileHeaders(w, meta)

@@ -5,10 +5,8 @@ package sharedfiles
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -18,6 +16,7 @@ import (
 	"github.com/keel-relay/keel/internal/wire/ids"
 	"github.com/keel-relay/keel/relay/forward"
 	"github.com/keel-relay/keel/relay/nodemap"
+	"github.com/keel-relay/keel/relay/uploadbody"
 	"github.com/keel-relay/keel/relay/uploadslots"
 	"github.com/keel-relay/keel/storage"
 )
@@ -137,21 +136,6 @@ func (h *Handler) refusedBeforeSlot(reason string) {
 	}
 }
 
-// reply writes a one-line plain-text answer; every answer, HEAD included, has a length.
-func reply(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	body := msg + "\n"
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if r.Method == http.MethodHead {
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(code)
-		return
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, body)
-}
-
 // fileKey validates the route parameters.
 func fileKey(ps httprouter.Params) (storage.FileKey, error) {
 	k := storage.FileKey{Target: ps.ByName("target"), Source: ps.ByName("source"), ID: ps.ByName("file")}
@@ -171,7 +155,7 @@ func fileKey(ps httprouter.Params) (storage.FileKey, error) {
 func requestKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params) (storage.FileKey, bool) {
 	k, err := fileKey(ps)
 	if err != nil {
-		reply(w, r, http.StatusBadRequest, err.Error())
+		uploadbody.Reply(w, r, http.StatusBadRequest, err.Error())
 		return k, false
 	}
 	return k, true

@@ -11,6 +11,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/keel-relay/keel/relay/forward"
+	"github.com/keel-relay/keel/relay/uploadbody"
 	"github.com/keel-relay/keel/storage"
 )
 
@@ -38,12 +39,12 @@ func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 	if !validHash(hash) {
 		// No file has this hash: "absent", as relayd answers (SPEC-relay-api.md: 200 only
 		// for a stored file whose hash equals hash, 404 otherwise). The agent then sends it.
-		reply(w, r, http.StatusNotFound, "")
+		uploadbody.Reply(w, r, http.StatusNotFound, "")
 		return
 	}
 	dest, ok := h.route(h.nodes(), k.Target)
 	if !ok {
-		reply(w, r, http.StatusNotFound, "")
+		uploadbody.Reply(w, r, http.StatusNotFound, "")
 		return
 	}
 	if dest.local {
@@ -51,10 +52,10 @@ func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 		if err != nil || !meta.Expires.After(h.now()) || !strings.EqualFold(meta.Hash, hash) {
 			if err != nil && !errors.Is(err, storage.ErrNotFound) {
 				h.log.Error("HEAD: read metadata", "file", k.String(), "err", err)
-				reply(w, r, http.StatusInternalServerError, "")
+				uploadbody.Reply(w, r, http.StatusInternalServerError, "")
 				return
 			}
-			reply(w, r, http.StatusNotFound, "")
+			uploadbody.Reply(w, r, http.StatusNotFound, "")
 			return
 		}
 		fileHeaders(w, meta)
@@ -64,7 +65,7 @@ func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 	hop, err := h.hops.Resolve(dest.nextHop)
 	if err != nil {
 		h.log.Warn("HEAD: next hop unusable", "file", k.String(), "err", err)
-		reply(w, r, http.StatusBadGateway, "")
+		uploadbody.Reply(w, r, http.StatusBadGateway, "")
 		return
 	}
 	// Not cancelled with the request: net/http cancels it when a client half-closes its side
@@ -78,7 +79,7 @@ func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 			code = http.StatusGatewayTimeout
 		}
 		h.log.Warn("HEAD: next hop unreachable", "file", k.String(), "hop", hop.Name(), "err", err)
-		reply(w, r, code, "")
+		uploadbody.Reply(w, r, code, "")
 		return
 	}
 	switch status {
@@ -93,11 +94,11 @@ func (h *Handler) Head(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 		}
 		w.WriteHeader(http.StatusOK)
 	case http.StatusNotFound:
-		reply(w, r, http.StatusNotFound, "")
+		uploadbody.Reply(w, r, http.StatusNotFound, "")
 	default:
 		// Anything else from the next hop is its trouble, not an answer about the file.
 		h.log.Warn("HEAD: next hop answered", "file", k.String(), "hop", hop.Name(), "status", status)
-		reply(w, r, http.StatusBadGateway, "")
+		uploadbody.Reply(w, r, http.StatusBadGateway, "")
 	}
 }
 

@@ -86,24 +86,24 @@ func (h *Handler) putRequest(w http.ResponseWriter, r *http.Request, ps httprout
 	}
 	u := &upload{key: k, log: h.log.With("file", k.String(), "peer", r.RemoteAddr), maxBody: h.opts.MaxBody()}
 	if r.ContentLength > u.maxBody {
-		reply(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, u.maxBody))
+		uploadbody.Reply(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, u.maxBody))
 		return nil, false
 	}
 	var err error
 	if q := r.URL.Query().Get("ttl"); q != "" {
 		if u.lifetime, err = ttl.Parse(q); err != nil {
-			reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
+			uploadbody.Reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
 			return nil, false
 		}
 	}
 	m := h.nodes()
 	if u.dest, ok = h.route(m, k.Target); !ok {
-		reply(w, r, http.StatusNotFound, fmt.Sprintf("target %s is not below this relay", k.Target))
+		uploadbody.Reply(w, r, http.StatusNotFound, fmt.Sprintf("target %s is not below this relay", k.Target))
 		return nil, false
 	}
 	if u.pin, err = sourcePin(m, k.Source); err != nil {
 		u.log.Warn("shared file refused", "reason", err)
-		reply(w, r, http.StatusForbidden, err.Error())
+		uploadbody.Reply(w, r, http.StatusForbidden, err.Error())
 		return nil, false
 	}
 	return u, true
@@ -124,25 +124,25 @@ func (h *Handler) readBlock(w http.ResponseWriter, r *http.Request, u *upload) b
 			msg = "signature block: " + err.Error()
 		}
 		h.refusedBeforeSlot("block")
-		reply(w, r, code, msg)
+		uploadbody.Reply(w, r, code, msg)
 		return false
 	}
 	if !u.pin.MatchRSA(block.PublicKey) {
 		err := fmt.Errorf("the key in the signature block is not the key of source node %s", u.key.Source)
 		u.log.Warn("shared file refused", "reason", err)
 		h.refusedBeforeSlot("key")
-		reply(w, r, http.StatusForbidden, err.Error())
+		uploadbody.Reply(w, r, http.StatusForbidden, err.Error())
 		return false
 	}
 	if u.lifetime == 0 {
 		if block.TTL == "" {
 			h.refusedBeforeSlot("ttl")
-			reply(w, r, http.StatusBadRequest, "ttl: missing (give ?ttl= or a ttl line in the signature block)")
+			uploadbody.Reply(w, r, http.StatusBadRequest, "ttl: missing (give ?ttl= or a ttl line in the signature block)")
 			return false
 		}
 		if u.lifetime, err = ttl.Parse(block.TTL); err != nil {
 			h.refusedBeforeSlot("ttl")
-			reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
+			uploadbody.Reply(w, r, http.StatusBadRequest, "ttl: "+err.Error())
 			return false
 		}
 	}
@@ -150,7 +150,7 @@ func (h *Handler) readBlock(w http.ResponseWriter, r *http.Request, u *upload) b
 	// still fit a next hop's limit with them (a hash of the algorithm's length stands in).
 	if _, err := sigblock.Relayed(block.Raw, strings.Repeat("0", 2*block.Hash.Size()), h.now().Add(u.lifetime).Unix()); err != nil {
 		h.refusedBeforeSlot("block")
-		reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
+		uploadbody.Reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
 		return false
 	}
 	u.blockBytes = u.body.Received() - int64(u.br.Buffered())
@@ -202,7 +202,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, u *upload, slo
 	if err := u.block.Verify(sum); err != nil {
 		up.Abort()
 		u.log.Warn("shared file refused: bad signature", "reason", err)
-		reply(w, r, http.StatusForbidden, "signature does not verify over the file with the source's key")
+		uploadbody.Reply(w, r, http.StatusForbidden, "signature does not verify over the file with the source's key")
 		return received{}, false
 	}
 	f := received{up: up, hash: hex.EncodeToString(sum)}
@@ -215,7 +215,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, u *upload, slo
 	// forwarded with the relay's values.
 	if f.header, err = sigblock.Relayed(u.block.Raw, f.hash, f.expires.Unix()); err != nil { // checked before the slot with values of the same length
 		up.Abort()
-		reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
+		uploadbody.Reply(w, r, http.StatusBadRequest, "signature block: "+err.Error())
 		return received{}, false
 	}
 	return f, true
@@ -236,12 +236,12 @@ func (h *Handler) bodyCut(w http.ResponseWriter, r *http.Request, u *upload, up 
 			h.m.preempted.Inc()
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(uploadbody.RetryAfterSeconds))
-		reply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("upload cut: every upload slot was in use and other uploads were waiting; this one was the slowest (%.0f bytes/s, below http.upload_preempt_rate); nothing was stored; retry later", slot.Rate()))
+		uploadbody.Reply(w, r, http.StatusServiceUnavailable, fmt.Sprintf("upload cut: every upload slot was in use and other uploads were waiting; this one was the slowest (%.0f bytes/s, below http.upload_preempt_rate); nothing was stored; retry later", slot.Rate()))
 		return
 	}
 	code, msg := bodyError(err, u.maxBody)
 	u.log.Warn("upload cut", "err", err, "received", up.Size())
-	reply(w, r, code, msg)
+	uploadbody.Reply(w, r, code, msg)
 }
 
 // commit stores the file for a node of this relay, or queues it for the next hop and wakes
@@ -254,7 +254,7 @@ func (h *Handler) commit(w http.ResponseWriter, r *http.Request, u *upload, f re
 			return
 		}
 		u.log.Info("shared file stored", "bytes", f.up.Size(), "expires", f.expires.UTC().Format(time.RFC3339))
-		reply(w, r, http.StatusOK, "stored")
+		uploadbody.Reply(w, r, http.StatusOK, "stored")
 		return
 	}
 	job := storage.Job{File: u.key, Header: f.header, NextHop: u.dest.nextHop, Expires: f.expires}
@@ -264,7 +264,7 @@ func (h *Handler) commit(w http.ResponseWriter, r *http.Request, u *upload, f re
 	}
 	h.queued()
 	u.log.Info("shared file queued for forwarding", "bytes", f.up.Size(), "hop", hopName(u.dest.nextHop))
-	reply(w, r, http.StatusOK, "queued for "+hopName(u.dest.nextHop))
+	uploadbody.Reply(w, r, http.StatusOK, "queued for "+hopName(u.dest.nextHop))
 }
 
 // noSlot answers an upload that got no slot: 503 with Retry-After, saying why; nothing was
@@ -275,7 +275,7 @@ func (h *Handler) noSlot(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		h.m.slotWaits.With(reason).Inc()
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(uploadbody.RetryAfterSeconds))
-	reply(w, r, http.StatusServiceUnavailable, msg)
+	uploadbody.Reply(w, r, http.StatusServiceUnavailable, msg)
 }
 
 // hopName names the next hop in logs and answers.
@@ -310,10 +310,10 @@ func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, log *slog.
 		if errors.Is(err, storage.ErrQueueFull) {
 			full = "the forward queue is full"
 		}
-		reply(w, r, http.StatusInsufficientStorage, "insufficient storage: "+full+"; nothing was stored")
+		uploadbody.Reply(w, r, http.StatusInsufficientStorage, "insufficient storage: "+full+"; nothing was stored")
 	default:
 		log.Error("shared file not stored", "err", err)
-		reply(w, r, http.StatusInternalServerError, "storage failure; nothing was stored")
+		uploadbody.Reply(w, r, http.StatusInternalServerError, "storage failure; nothing was stored")
 	}
 }
 

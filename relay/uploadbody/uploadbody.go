@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -184,4 +185,20 @@ func NoSlot(log *slog.Logger, pool *uploadslots.Pool, client uploadslots.Client,
 		log.Warn("upload refused: no upload slot", "waited", wait, "slots", o.Slots)
 		return "busy", fmt.Sprintf("busy: all %d upload slots stayed in use for %s; nothing was stored; retry later", o.Slots, wait)
 	}
+}
+
+// Reply writes a one-line plain-text answer of an upload route (shared files, agents'
+// uploads); every answer, HEAD included, has a length.
+func Reply(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	body := msg + "\n"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(code)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
 }
